@@ -1,0 +1,3 @@
+"""shipctl: a daemonless log and metrics shipper."""
+
+__version__ = "0.1.0"

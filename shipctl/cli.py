@@ -1,0 +1,399 @@
+"""Command line: parse options, call a command function, render its result. The only typer importer.
+
+Exit codes: 0 done; 1 unexpected error (traceback); 64 usage; 65 finished but some source failed;
+69 upload failed (batches kept); 73 state file problem; 75 another run holds the lock; 78 config error.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Annotated, Any
+
+import typer
+
+from shipctl import __version__
+from shipctl.errors import ShipctlError
+
+EXIT_SOURCE_ERRORS = 65
+EXIT_UPLOAD_FAILED = 69
+
+app = typer.Typer(
+    name="shipctl",
+    help="Daemonless log and metrics shipper: run from cron or a systemd timer; state in one SQLite file.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ConfigOpt = Annotated[
+    str | None,
+    typer.Option("--config", "-c", help="Config file (default $SHIPCTL_CONFIG or /etc/shipctl/shipctl.toml)."),
+]
+WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for a concurrent run of this command to finish.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary on stderr.")]
+MaxSecondsOpt = Annotated[
+    float | None, typer.Option("--max-seconds", help="Stop cleanly after this long (default agent.max_seconds).")
+]
+MaxBytesOpt = Annotated[
+    int | None, typer.Option("--max-bytes", help="Stop cleanly after reading this much (default agent.max_bytes).")
+]
+
+
+def _err(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _json(obj: Any) -> None:
+    from shipctl.render import to_json
+
+    print(to_json(obj))
+
+
+def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
+    from shipctl.commands.common import Budget
+
+    return Budget(
+        max_seconds=cfg.agent.max_seconds if max_seconds is None else max_seconds,
+        max_bytes=cfg.agent.max_bytes if max_bytes is None else max_bytes,
+    )
+
+
+def _finish(ctx: Any, command: str, started: float, code: int, summary: dict[str, Any]) -> None:
+    ctx.state.record_run(command, started, code, summary)
+    if code:
+        raise typer.Exit(code)
+
+
+def _tail_progress(ctx: Any) -> Any:
+    """A progress bar when stderr is a terminal and the known backlog is large."""
+    import contextlib
+
+    if not sys.stderr.isatty():
+        return contextlib.nullcontext(None)
+    from shipctl.commands.tail_once import pending_bytes
+
+    total = sum(pending_bytes(ctx, lg) for lg in ctx.config.logs)
+    if total < 64 << 20:
+        return contextlib.nullcontext(None)
+    from shipctl.render import progress
+
+    return progress(total, "tail-once")
+
+
+def _tail_summary(res: Any) -> str:
+    text = f"tail-once: {res.lines} lines, {res.bytes} bytes, {res.batches} batches in {res.elapsed:.2f}s"
+    return text + (f" (stopped: {res.stopped}; the rest follows next run)" if res.stopped else "")
+
+
+@app.command("tail-once")
+def tail_once_cmd(
+    config: ConfigOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    max_bytes: MaxBytesOpt = None,
+    wait: WaitOpt = False,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Read what is new in every configured log into the queue (complete lines only)."""
+    from shipctl.commands.common import session
+    from shipctl.commands.tail_once import tail_once
+
+    started = time.time()
+    with session(config, "tail-once", wait=wait) as ctx:
+        with _tail_progress(ctx) as advance:
+            res = tail_once(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=advance)
+        if json_out:
+            _json(res)
+        for e in res.errors:
+            _err(f"shipctl: {e}")
+        if verbose:
+            _err(_tail_summary(res))
+        code = EXIT_SOURCE_ERRORS if res.errors else 0
+        _finish(
+            ctx,
+            "tail-once",
+            started,
+            code,
+            {
+                "lines": res.lines,
+                "bytes": res.bytes,
+                "batches": res.batches,
+                "stopped": res.stopped,
+                "errors": len(res.errors),
+            },
+        )
+
+
+def _upload_lines(res: Any) -> list[str]:
+    if res.backing_off_until:
+        from shipctl.render import when
+
+        return [
+            f"upload: backing off until {when(res.backing_off_until)} after failures"
+            f" (last: {res.failed}); use --force to try now"
+        ]
+    lines = [
+        f"upload: {res.events} events in {res.batches} batches ({res.bytes} bytes) to {res.sink},"
+        f" {res.remaining_batches} batches left"
+    ]
+    if res.discarded_batches:
+        lines.append(f"upload: receiver discarded {res.discarded_batches} batches")
+    if res.failed:
+        lines.append(f"upload: failed: {res.failed}; batches kept for the next run")
+    return lines
+
+
+@app.command("upload")
+def upload_cmd(
+    config: ConfigOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    max_batches: Annotated[int, typer.Option("--max-batches", help="Send at most this many batches.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Ignore the backoff after failures.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")] = False,
+    wait: WaitOpt = False,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Send queued batches to the configured sink; a batch is removed only once delivered."""
+    from shipctl.commands.common import session
+    from shipctl.commands.upload import upload
+
+    started = time.time()
+    with session(config, "upload", wait=wait) as ctx:
+        res = upload(ctx, _budget(ctx.config, max_seconds, 0), max_batches=max_batches, force=force, dry_run=dry_run)
+        if dry_run:
+            for line in res.dry_run:
+                print(line)
+            return
+        if json_out:
+            _json(res)
+        lines = _upload_lines(res)
+        if verbose or res.failed or res.backing_off_until:
+            for line in lines:
+                _err(line)
+        code = EXIT_UPLOAD_FAILED if res.failed and not res.backing_off_until else 0
+        _finish(
+            ctx,
+            "upload",
+            started,
+            code,
+            {
+                "events": res.events,
+                "batches": res.batches,
+                "failed": res.failed,
+                "backoff": bool(res.backing_off_until),
+            },
+        )
+
+
+def _print_events(res: Any) -> None:
+    import json
+
+    for r in res.results:
+        for e in r.events:
+            print(
+                json.dumps(
+                    {
+                        "ts": e.get("t"),
+                        "kind": e.get("k"),
+                        "source": r.id,
+                        "message": e.get("m"),
+                        "attrs": e.get("a", {}),
+                    }
+                )
+            )
+
+
+@app.command("run-monitor")
+def run_monitor_cmd(
+    targets: Annotated[
+        list[str] | None, typer.Argument(help="Configured monitor ids, or one monitor type for an ad hoc run.")
+    ] = None,
+    config: ConfigOpt = None,
+    command: Annotated[str | None, typer.Option("--command", help="Ad hoc: the command of a shell monitor.")] = None,
+    opt: Annotated[
+        list[str] | None, typer.Option("--opt", help="Ad hoc: a monitor option as key=value (repeatable).")
+    ] = None,
+    due: Annotated[bool, typer.Option("--due", help="Run only the monitors whose interval has elapsed.")] = False,
+    print_only: Annotated[
+        bool, typer.Option("--print", help="Print what would be queued (JSON lines); queue nothing.")
+    ] = False,
+    wait: WaitOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
+    from shipctl.commands import run_monitor as rm
+    from shipctl.commands.common import session
+    from shipctl.config import load_config
+
+    started = time.time()
+    targets = targets or []
+    cfg = load_config(config)
+    configured = {m.id for m in cfg.monitors}
+    adhoc = command is not None or bool(opt) or (len(targets) == 1 and targets[0] not in configured)
+    if adhoc:
+        if len(targets) != 1:
+            raise ShipctlError(
+                "an ad hoc run takes exactly one monitor type, e.g. run-monitor shell --command 'uname -r'", 64
+            )
+        options = dict(rm.parse_opt(o) for o in (opt or []))
+        if command is not None:
+            options["command"] = command
+        mon = rm.adhoc_config(targets[0], options)
+        if print_only:
+            res = rm.run_adhoc(None, mon, queue=False)
+        else:
+            with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
+                res = rm.run_adhoc(ctx, mon, queue=True)
+    else:
+        from shipctl import plugins
+
+        plugins.validate(cfg.monitors, ())
+        with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
+            res = rm.run_monitors(ctx, targets, due_only=due, queue=not print_only)
+            ctx.state.record_run(
+                "run-monitor",
+                started,
+                1 if res.errors else 0,
+                {"monitors": len(res.results), "errors": len(res.errors)},
+            )
+    if print_only:
+        _print_events(res)
+    elif json_out:
+        _json(res)
+    for e in res.errors:
+        _err(f"shipctl: {e}")
+    if res.errors:
+        raise typer.Exit(EXIT_SOURCE_ERRORS)
+
+
+@app.command("run")
+def run_cmd(
+    config: ConfigOpt = None,
+    max_seconds: MaxSecondsOpt = None,
+    max_bytes: MaxBytesOpt = None,
+    wait: WaitOpt = False,
+    json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
+) -> None:
+    """tail-once, then the monitors that are due, then upload: the one-line crontab."""
+    from shipctl import plugins
+    from shipctl.commands.common import session
+    from shipctl.commands.run import run
+
+    started = time.time()
+    with session(config, "run", wait=wait) as ctx:
+        plugins.validate(ctx.config.monitors, ctx.config.sinks)
+        with _tail_progress(ctx) as advance:
+            res = run(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=advance)
+        if json_out:
+            _json(res)
+        errors = list(res.tail.errors) if res.tail else []
+        errors += res.monitors.errors if res.monitors else []
+        for e in errors:
+            _err(f"shipctl: {e}")
+        for s in res.skipped:
+            if verbose or "no [[sinks]]" not in s:
+                _err(f"shipctl: skipped {s}")
+        up = res.upload
+        if verbose:
+            if res.tail:
+                _err(_tail_summary(res.tail))
+            if res.monitors:
+                _err(f"run-monitor: {len(res.monitors.results)} ran, {len(res.monitors.not_due)} not due")
+        if up is not None and (verbose or up.failed or up.backing_off_until):
+            for line in _upload_lines(up):
+                _err(line)
+        code = 0
+        if errors:
+            code = EXIT_SOURCE_ERRORS
+        if up is not None and up.failed and not up.backing_off_until:
+            code = EXIT_UPLOAD_FAILED
+        if len(res.skipped) == 3:
+            code = 75
+        _finish(
+            ctx,
+            "run",
+            started,
+            code,
+            {
+                "lines": res.tail.lines if res.tail else None,
+                "monitors": len(res.monitors.results) if res.monitors else 0,
+                "uploaded_events": up.events if up else None,
+                "errors": len(errors),
+                "skipped": res.skipped,
+            },
+        )
+
+
+@app.command("status")
+def status_cmd(
+    config: ConfigOpt = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show recent problems and runs.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Where everything stands: files and offsets, queue, uploads, monitors, recent problems."""
+    from shipctl.commands.status import status
+    from shipctl.config import load_config
+
+    res = status(load_config(config), verbose=verbose)
+    if json_out:
+        _json(res.to_dict())
+        return
+    from shipctl import render
+
+    render.status(res, verbose=verbose)
+
+
+@app.command("check-config")
+def check_config_cmd(config: ConfigOpt = None) -> None:
+    """Validate the config and print it resolved (JSON), secrets masked."""
+    from shipctl.commands.check_config import check_config
+    from shipctl.config import load_config
+
+    _json(check_config(load_config(config)))
+
+
+@app.command("preview")
+def preview_cmd(
+    file: Annotated[str, typer.Argument(help="The file to preview.")],
+    config: ConfigOpt = None,
+    log: Annotated[str | None, typer.Option("--log", help="Use the rules of this [[logs]] id.")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Show at most this many events (0 = all).")] = 0,
+) -> None:
+    """Show what would be sent for FILE after grouping, sampling and redaction; the state is untouched."""
+    import json
+
+    from shipctl.commands.preview import preview
+    from shipctl.config import load_config
+
+    res = preview(load_config(config), file, log, limit=limit)
+    for e in res.events:
+        print(json.dumps(e, ensure_ascii=False))
+    _err(
+        f"preview: {res.lines} lines -> {len(res.events)} events, {res.lines_dropped} dropped by sampling,"
+        f" {res.redactions} redactions (log {res.log_id})"
+    )
+
+
+@app.command("version")
+def version_cmd() -> None:
+    """Print the version."""
+    print(f"shipctl {__version__}")
+
+
+def main() -> None:
+    try:
+        app()
+    except ShipctlError as exc:
+        if os.environ.get("SHIPCTL_DEBUG"):
+            raise
+        _err(f"shipctl: {exc.message}")
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        _err("shipctl: interrupted")
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Command functions: orchestrate sources, state and sinks; return result objects; never print."""

@@ -1,0 +1,78 @@
+"""Shared plumbing of the commands: load config, open state under the command's lock, bound a run."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import logging.handlers
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from shipctl.config import Config, load_config
+from shipctl.state import State, lock, resolve_state_path
+
+log = logging.getLogger("shipctl")
+
+
+@dataclass
+class Budget:
+    """How much one run may do; checked between batches so a run always stops on a boundary."""
+
+    max_seconds: float = 0.0
+    max_bytes: int = 0
+    started: float = 0.0
+    used_bytes: int = 0
+    stopped: str | None = None
+
+    def __post_init__(self) -> None:
+        self.started = self.started or time.monotonic()
+
+    def exhausted(self) -> bool:
+        if self.stopped:
+            return True
+        if self.max_seconds and time.monotonic() - self.started >= self.max_seconds:
+            self.stopped = f"time limit of {self.max_seconds:g} s reached"
+        elif self.max_bytes and self.used_bytes >= self.max_bytes:
+            self.stopped = f"byte limit of {self.max_bytes} reached"
+        return self.stopped is not None
+
+
+@dataclass
+class Context:
+    config: Config
+    state: State
+
+
+def setup_logging(state_path: Path, log_file: str | None) -> None:
+    """The tool's own log: a small rotating file beside the state file (warnings also go to stderr via
+    the CLI). Configured once per process."""
+    if log.handlers:
+        return
+    path = Path(log_file) if log_file else state_path.with_name("shipctl.log")
+    try:
+        handler: logging.Handler = logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=3)
+        path.chmod(0o600)
+    except OSError:
+        handler = logging.NullHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+@contextlib.contextmanager
+def session(
+    config_path: str | None, kind: str | None, *, wait: bool = False, config: Config | None = None
+) -> Iterator[Context]:
+    """Load config, take the lock for ``kind`` (None: read-only, no lock), open the state file."""
+    cfg = config or load_config(config_path)
+    state_path = resolve_state_path(cfg.agent.state)
+    lock_cm = lock(state_path, kind, wait=wait) if kind else contextlib.nullcontext()
+    with lock_cm:
+        state = State.open(state_path)
+        setup_logging(state_path, cfg.agent.log_file)
+        try:
+            yield Context(cfg, state)
+        finally:
+            state.close()

@@ -1,0 +1,173 @@
+"""``shipctl status``: where everything stands, from the state file alone (plus a stat per file)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from shipctl.config import Config
+from shipctl.state import State, report, resolve_state_path
+from shipctl.state.queue import queue_stats
+
+
+@dataclass
+class FileStatus:
+    log_id: str
+    path: str
+    reading: str  # where the followed file is now (differs while a rotated file is finished)
+    state: str
+    bytes_copied: int
+    lines_copied: int
+    bytes_pending: int
+    bytes_skipped: int
+    lines_dropped: int
+    bytes_dropped: int
+    redactions: int
+    rotations: int
+    last_checked: float
+    last_error: str | None
+
+
+@dataclass
+class LogStatus:
+    log_id: str
+    path: str
+    matched: int
+    last_checked: float | None
+    error: str | None
+    files: list[FileStatus] = field(default_factory=list)
+
+
+@dataclass
+class MonitorStatus:
+    id: str
+    type: str
+    interval: float | None
+    last_run: float | None
+    last_duration: float | None
+    outcome: str | None
+    runs: int
+    samples: int
+    errors: int
+    last_error: str | None
+    next_due: float | None
+
+
+@dataclass
+class StatusResult:
+    state_path: str
+    exists: bool
+    config_file: str
+    now: float
+    session: str = ""
+    schema_version: int = 0
+    logs: list[LogStatus] = field(default_factory=list)
+    queue: dict[str, Any] = field(default_factory=dict)
+    queue_sources: list[dict[str, Any]] = field(default_factory=list)
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    monitors: list[MonitorStatus] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)
+    runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def status(config: Config, *, verbose: bool = False) -> StatusResult:
+    path = resolve_state_path(config.agent.state)
+    result = StatusResult(str(path), path.exists(), config.file, time.time())
+    if not result.exists:
+        result.logs = [LogStatus(lg.id, lg.path, 0, None, "never checked") for lg in config.logs]
+        return result
+    with State.open(path) as state:
+        result.session = state.session
+        result.schema_version = report.schema_version(state)
+        _logs(state, config, result)
+        q = queue_stats(state.conn)
+        result.queue = {
+            "batches": q.batches,
+            "events": q.events,
+            "bytes": q.bytes,
+            "stored_bytes": q.stored_bytes,
+            "oldest": q.oldest,
+            "oldest_age": (result.now - q.oldest) if q.oldest else None,
+        }
+        result.queue_sources = report.queue_by_source(state)
+        result.uploads = report.uploads(state)
+        intervals = {m.id: m.sample_interval for m in config.monitors}
+        for row in report.monitors(state):
+            interval = intervals.get(row["id"])
+            result.monitors.append(
+                MonitorStatus(
+                    row["id"],
+                    row["type"],
+                    interval,
+                    row["last_run"],
+                    row["last_duration"],
+                    row["last_outcome"],
+                    row["runs"],
+                    row["samples"],
+                    row["errors"],
+                    row["last_error"],
+                    (row["last_run"] + interval) if interval and row["last_run"] else None,
+                )
+            )
+        seen = {m.id for m in result.monitors}
+        for m in config.monitors:
+            if m.id not in seen:
+                result.monitors.append(
+                    MonitorStatus(m.id, m.type, m.sample_interval, None, None, None, 0, 0, 0, None, None)
+                )
+        result.notices = [
+            dict(zip(("ts", "source", "level", "message"), n, strict=True)) for n in state.notices(50 if verbose else 5)
+        ]
+        result.runs = [
+            dict(zip(("command", "started", "ended", "exit_code", "summary"), r, strict=True))
+            for r in state.last_runs(20 if verbose else 5)
+        ]
+    return result
+
+
+def _logs(state: State, config: Config, result: StatusResult) -> None:
+    log_rows = report.logs(state)
+    by_log: dict[str, list[dict[str, Any]]] = {}
+    for f in report.files(state):
+        by_log.setdefault(f["log_id"], []).append(f)
+    configured = {lg.id: lg for lg in config.logs}
+    for log_id in list(configured) + sorted(set(by_log) - set(configured)):
+        lg = configured.get(log_id)
+        row = log_rows.get(log_id, {})
+        ls = LogStatus(
+            log_id,
+            lg.path if lg else "(no longer configured)",
+            row.get("matched", 0),
+            row.get("last_checked"),
+            row.get("last_error") if row else "never checked",
+        )
+        for f in by_log.get(log_id, []):
+            pending = 0
+            if f["state"] == "active":
+                with contextlib.suppress(OSError):
+                    pending = max(0, os.stat(f["real_path"]).st_size - f["offset"])
+            ls.files.append(
+                FileStatus(
+                    log_id,
+                    f["path"],
+                    f["real_path"],
+                    f["state"],
+                    f["bytes_copied"],
+                    f["lines_copied"],
+                    pending,
+                    f["bytes_skipped"],
+                    f["lines_dropped"],
+                    f["bytes_dropped"],
+                    f["redactions"],
+                    f["rotations"],
+                    f["last_checked"],
+                    f["last_error"],
+                )
+            )
+        result.logs.append(ls)

@@ -1,0 +1,415 @@
+"""Find, load, merge and validate the TOML config into frozen dataclasses.
+
+Main file: ``--config``, else ``$SHIPCTL_CONFIG``, else ``/etc/shipctl/shipctl.toml``. Files in ``conf.d/``
+beside it (sorted ``*.toml``) may add logs, monitors, server attributes and imported variables only.
+Relative paths in a file are relative to that file's directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import socket
+import sys
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from shipctl import schema
+from shipctl.errors import ConfigError
+from shipctl.schema import Where, field, non_negative, one_of, positive
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_CONFIG = Path("/etc/shipctl/shipctl.toml")
+GROUPER_MODES = {
+    "continue_through": "continue_through",
+    "continueThrough": "continue_through",
+    "continue_past": "continue_past",
+    "continuePast": "continue_past",
+    "halt_before": "halt_before",
+    "haltBefore": "halt_before",
+    "halt_with": "halt_with",
+    "haltWith": "halt_with",
+}
+
+
+@dataclass(frozen=True)
+class LineGrouper:
+    start: re.Pattern[str]
+    mode: str  # one of the four canonical snake_case names
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class SamplingRule:
+    match_expression: re.Pattern[str]
+    sampling_rate: float = field(check=lambda v: None if 0 <= v <= 1 else "expected a number from 0 to 1")
+
+
+@dataclass(frozen=True)
+class RedactionRule:
+    match_expression: re.Pattern[str]
+    replacement: str = ""
+    hash_salt: str = field("", secret=True)
+
+
+def _empty() -> Mapping[str, Any]:
+    return types.MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    path: str
+    id: str = ""
+    exclude: tuple[str, ...] = ()
+    attributes: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+    start_at: str = field("beginning", check=one_of("beginning", "end"))
+    max_line_size: int = field(49900, check=positive)
+    line_completion_wait: float = field(5.0, check=non_negative)
+    line_groupers: tuple[LineGrouper, ...] = field((), aliases=("lineGroupers",))
+    sampling_rules: tuple[SamplingRule, ...] = ()
+    redaction_rules: tuple[RedactionRule, ...] = ()
+    rotated_patterns: tuple[str, ...] = ()
+
+    @property
+    def has_rules(self) -> bool:
+        return bool(self.line_groupers or self.sampling_rules or self.redaction_rules)
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    state: str | None = None
+    log_file: str | None = None
+    server_attributes: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
+    max_seconds: float = field(50.0, check=non_negative)  # 0 = no limit; fits a once-a-minute timer
+    max_bytes: int = field(0, check=non_negative)  # 0 = no limit
+    batch_bytes: int = field(1 << 20, check=lambda v: None if v >= 4096 else "expected at least 4096")
+    compress_queue: bool = False
+    implicit_metric_monitor: bool = True
+    implicit_agent_process_metrics_monitor: bool = True
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    type: str
+    id: str
+    sample_interval: float
+    options: Mapping[str, Any]
+    where: Where
+
+
+@dataclass(frozen=True)
+class SinkConfig:
+    type: str
+    id: str
+    options: Mapping[str, Any]
+    where: Where
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str  # the main file, or "<defaults>" when none exists
+    files: tuple[str, ...]
+    agent: AgentConfig
+    logs: tuple[LogConfig, ...]
+    monitors: tuple[MonitorConfig, ...]
+    sinks: tuple[SinkConfig, ...]
+    imported: Mapping[str, str]  # name -> value, for masking in check-config
+
+    @property
+    def server_attributes(self) -> dict[str, Any]:
+        attrs = dict(self.agent.server_attributes)
+        attrs.setdefault("serverHost", socket.gethostname())
+        return attrs
+
+    def log(self, log_id: str) -> LogConfig:
+        for log in self.logs:
+            if log.id == log_id:
+                return log
+        known = ", ".join(log.id for log in self.logs) or "none configured"
+        raise ConfigError(f"{self.file}: no [[logs]] entry with id {log_id!r} (known: {known})")
+
+
+TOP_KEYS = ("import_vars", "agent", "logs", "monitors", "sinks")
+CONF_D_KEYS = ("import_vars", "agent", "logs", "monitors", "server_attributes")
+MONITOR_COMMON = ("type", "id", "sample_interval")
+
+
+def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
+    """The main config file and whether the user named it (a named file must exist)."""
+    if explicit:
+        return Path(os.path.abspath(explicit)), True
+    env = os.environ.get("SHIPCTL_CONFIG")
+    if env:
+        return Path(os.path.abspath(env)), True
+    return DEFAULT_CONFIG, False
+
+
+def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+    path, named = config_path(explicit)
+    if not path.exists():
+        if named:
+            raise ConfigError(f"{path}: config file not found")
+        return _build("<defaults>", [], {}, {})
+    main = _read_toml(path)
+    files: list[tuple[Path, dict[str, Any]]] = [(path, main)]
+    conf_d = path.parent / "conf.d"
+    if conf_d.is_dir():
+        files.extend((p, _read_toml(p)) for p in sorted(conf_d.glob("*.toml")))
+    return _merge(path, files)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]]) -> Config:
+    imported: dict[str, str] = {}
+    # Variables first, from every file, so any file may use any imported name.
+    for path, data in files:
+        _import_vars(data.get("import_vars", []), Where(str(path), "import_vars"), imported)
+
+    agent_table: dict[str, Any] = {}
+    server_attrs: dict[str, Any] = {}
+    logs: list[tuple[Any, Where, Path]] = []
+    monitors: list[tuple[Any, Where, Path]] = []
+    sinks: list[tuple[Any, Where, Path]] = []
+    for n, (path, raw) in enumerate(files):
+        where = Where(str(path))
+        data = _substitute(raw, imported, where)
+        allowed = TOP_KEYS if n == 0 else CONF_D_KEYS
+        for key in data:
+            if key not in allowed:
+                hint = " (conf.d files may only add logs, monitors and server attributes)" if n else ""
+                raise where.key(key).error(f"unknown key (expected one of: {', '.join(allowed)}){hint}")
+        agent = data.get("agent", {})
+        if not isinstance(agent, dict):
+            raise where.key("agent").error(f"expected a table, got {schema.describe(agent)}")
+        if n == 0:
+            agent_table = dict(agent)
+        else:
+            extra = set(agent) - {"server_attributes"}
+            if extra:
+                raise where.key(f"agent.{sorted(extra)[0]}").error("conf.d files may only set agent.server_attributes")
+        for attrs, attrs_where in (
+            (agent.get("server_attributes", {}), where.key("agent.server_attributes")),
+            (data.get("server_attributes", {}), where.key("server_attributes")),
+        ):
+            if not isinstance(attrs, dict):
+                raise attrs_where.error(f"expected a table, got {schema.describe(attrs)}")
+            server_attrs.update(attrs)
+        for name, bucket in (("logs", logs), ("monitors", monitors), ("sinks", sinks)):
+            items = data.get(name, [])
+            if not isinstance(items, list):
+                raise where.key(name).error(f"expected an array of tables ([[{name}]]), got a single value")
+            for i, item in enumerate(items):
+                bucket.append((item, where.key(name).index(i), path.parent))
+    agent_table["server_attributes"] = server_attrs
+    return _build(str(main_path), [str(p) for p, _ in files], agent_table, imported, logs, monitors, sinks)
+
+
+def _build(
+    main: str,
+    files: list[str],
+    agent_table: dict[str, Any],
+    imported: Mapping[str, str],
+    logs: list[tuple[Any, Where, Path]] = (),  # type: ignore[assignment]
+    monitors: list[tuple[Any, Where, Path]] = (),  # type: ignore[assignment]
+    sinks: list[tuple[Any, Where, Path]] = (),  # type: ignore[assignment]
+) -> Config:
+    base = Path(main).parent if files else Path.cwd()
+    agent = schema.load(AgentConfig, agent_table, Where(main, "agent"))
+    agent = replace(
+        agent,
+        state=_abs(agent.state, base),
+        log_file=_abs(agent.log_file, base),
+    )
+    log_objs = _unique_ids([_load_log(item, where, d) for item, where, d in logs], "logs", logs)
+    mon_objs = _unique_ids([_load_monitor(item, where) for item, where, _ in monitors], "monitors", monitors)
+    sink_objs = _unique_ids([_load_sink(item, where, d) for item, where, d in sinks], "sinks", sinks)
+    if len(sink_objs) > 1:
+        raise sinks[1][1].error("only one [[sinks]] entry is supported; remove the others")
+    return Config(
+        file=main,
+        files=tuple(files),
+        agent=agent,
+        logs=tuple(log_objs),
+        monitors=tuple(mon_objs),
+        sinks=tuple(sink_objs),
+        imported=types.MappingProxyType(dict(imported)),
+    )
+
+
+def _unique_ids(objs: list[Any], what: str, sources: list[tuple[Any, Where, Path]]) -> list[Any]:
+    seen: dict[str, int] = {}
+    for i, obj in enumerate(objs):
+        if obj.id in seen:
+            raise (
+                sources[i][1]
+                .key("id")
+                .error(f"duplicate id {obj.id!r} (also {sources[seen[obj.id]][1].path}); give each entry its own id")
+            )
+        seen[obj.id] = i
+    return objs
+
+
+def _abs(value: str | None, base: Path) -> str | None:
+    if not value:
+        return value
+    p = Path(value).expanduser()
+    return str(p if p.is_absolute() else base / p)
+
+
+def _load_log(item: Any, where: Where, base: Path) -> LogConfig:
+    if not isinstance(item, dict):
+        raise where.error(f"expected a table, got {schema.describe(item)}")
+    groupers = item.get("line_groupers", item.get("lineGroupers", []))
+    table = {k: v for k, v in item.items() if k not in ("line_groupers", "lineGroupers")}
+    log = schema.load(LogConfig, table, where)
+    gkey = "line_groupers" if "line_groupers" in item else "lineGroupers"
+    parsed = _load_groupers(groupers, where.key(gkey))
+    path = _abs(log.path, base) or ""
+    if not log.path.strip():
+        raise where.key("path").error("expected a file path or glob, got an empty string")
+    _check_glob(path, where.key("path"))
+    for i, pattern in enumerate(log.exclude):
+        _check_glob(pattern, where.key("exclude").index(i))
+    return replace(log, path=path, id=log.id or path, line_groupers=parsed)
+
+
+def _check_glob(pattern: str, where: Where) -> None:
+    # fnmatch/glob never raise; an unclosed class silently matches literally, which is surely a typo.
+    depth = 0
+    for ch in pattern:
+        if ch == "[":
+            depth += 1
+        elif ch == "]" and depth:
+            depth -= 1
+    if depth:
+        raise where.error(f"unclosed '[' in glob {schema.describe(pattern)}")
+
+
+def _load_groupers(value: Any, where: Where) -> tuple[LineGrouper, ...]:
+    if not isinstance(value, list):
+        raise where.error(f"expected a list of tables, got {schema.describe(value)}")
+    out = []
+    for i, g in enumerate(value):
+        gw = where.index(i)
+        if not isinstance(g, dict):
+            raise gw.error(f"expected a table with start and one continuation rule, got {schema.describe(g)}")
+        modes = [k for k in g if k in GROUPER_MODES]
+        unknown = [k for k in g if k != "start" and k not in GROUPER_MODES]
+        if unknown:
+            raise gw.key(unknown[0]).error(
+                "unknown key (expected start and one of continue_through, continue_past, halt_before, halt_with)"
+            )
+        if "start" not in g:
+            raise gw.key("start").error("missing required key (a regular expression string)")
+        if len(modes) != 1:
+            raise gw.error(
+                f"expected exactly one of continue_through, continue_past, halt_before, halt_with (got {len(modes)})"
+            )
+        mode = modes[0]
+        start = schema.convert(re.Pattern, g["start"], gw.key("start"))
+        pattern = schema.convert(re.Pattern, g[mode], gw.key(mode))
+        out.append(LineGrouper(start=start, mode=GROUPER_MODES[mode], pattern=pattern))
+    return tuple(out)
+
+
+def _load_monitor(item: Any, where: Where) -> MonitorConfig:
+    if not isinstance(item, dict):
+        raise where.error(f"expected a table, got {schema.describe(item)}")
+    mtype = item.get("type")
+    if not isinstance(mtype, str) or not mtype:
+        raise where.key("type").error(f'expected a monitor type such as "shell", got {schema.describe(mtype)}')
+    mid = item.get("id", mtype)
+    if not isinstance(mid, str) or not mid:
+        raise where.key("id").error(f"expected a non-empty string, got {schema.describe(mid)}")
+    interval = schema.convert(float, item.get("sample_interval", 30.0), where.key("sample_interval"))
+    if interval <= 0:
+        raise where.key("sample_interval").error(f"expected a number above 0, got {interval!r}")
+    options = {k: v for k, v in item.items() if k not in MONITOR_COMMON}
+    return MonitorConfig(mtype, mid, interval, types.MappingProxyType(options), where)
+
+
+def _load_sink(item: Any, where: Where, base: Path) -> SinkConfig:
+    if not isinstance(item, dict):
+        raise where.error(f"expected a table, got {schema.describe(item)}")
+    stype = item.get("type")
+    if not isinstance(stype, str) or not stype:
+        raise where.key("type").error(f'expected a sink type such as "file", got {schema.describe(stype)}')
+    sid = item.get("id", stype)
+    options = {k: v for k, v in item.items() if k not in ("type", "id")}
+    if isinstance(options.get("path"), str):
+        options["path"] = _abs(options["path"], base)
+    return SinkConfig(stype, str(sid), types.MappingProxyType(options), where)
+
+
+_VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _import_vars(value: Any, where: Where, out: dict[str, str]) -> None:
+    if not isinstance(value, list):
+        raise where.error(f"expected a list of names or {{var, default}} tables, got {schema.describe(value)}")
+    for i, entry in enumerate(value):
+        ew = where.index(i)
+        default: str | None = None
+        if isinstance(entry, dict):
+            unknown = set(entry) - {"var", "default"}
+            if unknown:
+                raise ew.key(sorted(unknown)[0]).error("unknown key (expected var, default)")
+            name, default = entry.get("var"), entry.get("default")
+            if default is not None and not isinstance(default, str):
+                raise ew.key("default").error(f"expected a string, got {schema.describe(default)}")
+        else:
+            name = entry
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ew.error(f"expected an environment variable name, got {schema.describe(name)}")
+        env = os.environ.get(name)
+        if env is None:
+            if default is None:
+                raise ew.error(
+                    f'environment variable {name} is not set (set it, or write {{var = "{name}", default = "..."}}}})'
+                )
+            env = default
+        out[name] = env
+
+
+def _substitute(value: Any, imported: Mapping[str, str], where: Where) -> Any:
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        return _VAR.sub(lambda m: imported.get(m[1] or m[2], m[0]), value)
+    if isinstance(value, dict):
+        return {k: (v if k == "import_vars" else _substitute(v, imported, where)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, imported, where) for v in value]
+    return value
+
+
+SECRET_KEYS = ("api_key", "token", "password", "secret", "hash_salt")
+
+
+def mask(value: str) -> str:
+    """Show at most the last 4 characters of a secret."""
+    if len(value) <= 4:
+        return "****"
+    return "****" + value[-4:] if len(value) >= 12 else "****"
+
+
+def is_secret_key(key: str) -> bool:
+    low = key.lower()
+    return any(s in low for s in SECRET_KEYS)

@@ -1,0 +1,44 @@
+"""One error hierarchy; the CLI catches ShipctlError once and exits with its code."""
+
+from __future__ import annotations
+
+
+class ShipctlError(Exception):
+    exit_code = 1
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(ShipctlError):
+    """A config file is missing, malformed or has a bad value (EX_CONFIG)."""
+
+    exit_code = 78
+
+
+class LockHeld(ShipctlError):
+    """Another run of the same command kind holds the lock (EX_TEMPFAIL)."""
+
+    exit_code = 75
+
+
+class StateError(ShipctlError):
+    """The state file cannot be opened or is from a newer shipctl (EX_CANTCREAT-ish)."""
+
+    exit_code = 73
+
+
+class SinkError(ShipctlError):
+    """Upload could not deliver; batches stay queued (EX_UNAVAILABLE)."""
+
+    exit_code = 69
+
+
+class UsageError(ShipctlError):
+    exit_code = 64

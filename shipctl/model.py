@@ -1,0 +1,84 @@
+"""Plain data passed between layers: events, batches. No I/O here."""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+# Batch payload formats. "raw": events are the lines of the payload, each ending in "\n" (the fast path
+# for plain log lines, stored exactly as read). "json": a JSON array of {"m": message, "a": attrs?,
+# "t": ts_ns?, "k": kind?} objects, for grouped/sampled lines and monitor output.
+FMT_RAW = "raw"
+FMT_JSON = "json"
+KINDS = ("log", "metric", "event")
+
+
+@dataclass(frozen=True)
+class Event:
+    ts: int
+    kind: str
+    source: str
+    message: str
+    attrs: dict[str, Any]
+    sn: int = 0
+
+
+@dataclass
+class PendingBatch:
+    """A batch about to be queued."""
+
+    kind: str
+    source: str
+    ts: int
+    attrs: dict[str, Any]
+    fmt: str
+    payload: bytes
+    n_events: int
+    log_id: str | None = None
+
+
+@dataclass
+class Batch:
+    """A queued batch as read back for upload."""
+
+    id: int
+    kind: str
+    source: str
+    log_id: str | None
+    ts: int
+    attrs: dict[str, Any]
+    fmt: str
+    n_events: int
+    n_bytes: int
+    sn: int
+    payload: bytes = field(repr=False)
+
+    def messages(self) -> list[str]:
+        if self.fmt == FMT_RAW:
+            return self.payload.decode("utf-8", "replace").split("\n")[:-1]
+        return [e.get("m", "") for e in json.loads(self.payload)]
+
+    def events(self) -> Iterator[Event]:
+        """Each event with its timestamp (batch time + index keeps order unique) and sequence number."""
+        if self.fmt == FMT_RAW:
+            for i, msg in enumerate(self.messages()):
+                yield Event(self.ts + i, self.kind, self.source, msg, self.attrs, self.sn + i)
+            return
+        for i, e in enumerate(json.loads(self.payload)):
+            attrs = {**self.attrs, **e["a"]} if e.get("a") else self.attrs
+            yield Event(e.get("t", self.ts + i), e.get("k", self.kind), self.source, e.get("m", ""), attrs, self.sn + i)
+
+
+def encode_payload(payload: bytes, compress: bool) -> tuple[str, bytes]:
+    if compress:
+        return "zlib", zlib.compress(payload, 1)
+    return "none", payload
+
+
+def decode_payload(codec: str, blob: bytes) -> bytes:
+    if codec == "zlib":
+        return zlib.decompress(blob)
+    return blob

@@ -1,0 +1,1 @@
+"""Metric and event sources: built-in monitors, scripts, plugins."""

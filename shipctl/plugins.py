@@ -1,0 +1,98 @@
+"""Registry of monitor and sink types.
+
+Built-ins register exactly as an outside package would: a ``register(registry)`` callable, found for
+third parties through the ``shipctl.plugins`` entry-point group. Implementations are named as
+``"module:attr"`` strings and imported only when used, so a run pays only for what it runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from shipctl import schema
+from shipctl.config import MonitorConfig, SinkConfig
+from shipctl.errors import ConfigError
+
+ENTRY_POINT_GROUP = "shipctl.plugins"
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    options: str  # "module:OptionsDataclass"
+    factory: str  # "module:callable" -> the monitor or sink object
+
+
+@dataclass
+class Registry:
+    monitors: dict[str, Kind] = field(default_factory=dict)
+    sinks: dict[str, Kind] = field(default_factory=dict)
+
+    def monitor(self, name: str, options: str, factory: str) -> None:
+        self.monitors[name] = Kind(name, options, factory)
+
+    def sink(self, name: str, options: str, factory: str) -> None:
+        self.sinks[name] = Kind(name, options, factory)
+
+
+def register_builtins(reg: Registry) -> None:
+    reg.monitor("shell", "shipctl.monitors.shell:ShellOptions", "shipctl.monitors.shell:ShellMonitor")
+    reg.sink("file", "shipctl.sinks.jsonl:FileSinkOptions", "shipctl.sinks.jsonl:FileSink")
+    reg.sink("stdout", "shipctl.sinks.jsonl:StdoutSinkOptions", "shipctl.sinks.jsonl:StdoutSink")
+
+
+_registry: Registry | None = None
+_entry_points_loaded = False
+
+
+def registry(*, with_entry_points: bool = False) -> Registry:
+    global _registry, _entry_points_loaded
+    if _registry is None:
+        _registry = Registry()
+        register_builtins(_registry)
+    if with_entry_points and not _entry_points_loaded:
+        _entry_points_loaded = True
+        from importlib.metadata import entry_points
+
+        for ep in entry_points(group=ENTRY_POINT_GROUP):
+            ep.load()(_registry)
+    return _registry
+
+
+def resolve(ref: str) -> Any:
+    module, _, attr = ref.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _kind(table: str, name: str, where: schema.Where) -> Kind:
+    kinds = getattr(registry(), table)
+    if name not in kinds:
+        kinds = getattr(registry(with_entry_points=True), table)
+    if name not in kinds:
+        raise where.key("type").error(f"unknown {table[:-1]} type {name!r} (known: {', '.join(sorted(kinds))})")
+    return kinds[name]
+
+
+def monitor_options(mon: MonitorConfig) -> tuple[Kind, Any]:
+    kind = _kind("monitors", mon.type, mon.where)
+    return kind, schema.load(resolve(kind.options), dict(mon.options), mon.where)
+
+
+def build_sink(sink: SinkConfig, session: str) -> Any:
+    kind = _kind("sinks", sink.type, sink.where)
+    options = schema.load(resolve(kind.options), dict(sink.options), sink.where)
+    return resolve(kind.factory)(options, session)
+
+
+def validate(monitors: tuple[MonitorConfig, ...], sinks: tuple[SinkConfig, ...]) -> None:
+    """Check every monitor's and sink's options now, so a mistake stops the run with exit 78."""
+    for mon in monitors:
+        monitor_options(mon)
+    for sink in sinks:
+        kind = _kind("sinks", sink.type, sink.where)
+        schema.load(resolve(kind.options), dict(sink.options), sink.where)
+
+
+__all__ = ["ConfigError", "Kind", "Registry", "build_sink", "monitor_options", "registry", "validate"]

@@ -1,0 +1,209 @@
+"""Turning result objects into text: rich tables for people, JSON for machines. The only rich importer;
+imported only by commands that draw, so a quiet timer run never loads rich."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from shipctl.commands.status import StatusResult
+
+
+def console(stderr: bool = False) -> Console:
+    stream = sys.stderr if stderr else sys.stdout
+    tty = stream.isatty()
+    # Outside a terminal (cron mail, pipes) rich would assume 80 columns and cut paths: go wide instead.
+    return Console(file=stream, width=None if tty else 240, soft_wrap=not tty, highlight=False)
+
+
+def to_json(obj: Any) -> str:
+    def default(o: Any) -> Any:
+        if dataclasses.is_dataclass(o) and not isinstance(o, type):
+            return dataclasses.asdict(o)
+        return str(o)
+
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        obj = dataclasses.asdict(obj)
+    return json.dumps(obj, indent=2, default=default, sort_keys=False)
+
+
+def when(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(n) < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def status(result: StatusResult, *, verbose: bool) -> None:
+    out = console()
+    out.print(f"State file: {result.state_path}" + ("" if result.exists else " (not created yet: nothing has run)"))
+    out.print(f"Config:     {result.config_file}")
+    now = result.now
+
+    logs = Table(title="Logs", title_justify="left", expand=False)
+    for col in (
+        "log",
+        "path",
+        "copied",
+        "lines",
+        "pending",
+        "skipped",
+        "dropped",
+        "redactions",
+        "rotations",
+        "last checked",
+        "problem",
+    ):
+        logs.add_column(
+            col, overflow="fold", justify="right" if col in ("lines", "redactions", "rotations") else "left"
+        )
+    for lg in result.logs:
+        if not lg.files:
+            logs.add_row(
+                lg.log_id,
+                lg.path,
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+                when(lg.last_checked),
+                lg.error or "no matching readable file",
+            )
+            continue
+        for f in lg.files:
+            path = f.path if f.reading == f.path else f"{f.path} (reading {f.reading})"
+            dropped = f"{f.lines_dropped} lines" if f.lines_dropped else "0"
+            problem = f.last_error or ("file gone" if f.state == "gone" else "")
+            logs.add_row(
+                lg.log_id,
+                path,
+                size(f.bytes_copied),
+                str(f.lines_copied),
+                size(f.bytes_pending),
+                size(f.bytes_skipped),
+                dropped,
+                str(f.redactions),
+                str(f.rotations),
+                when(f.last_checked),
+                problem,
+            )
+    out.print(logs)
+
+    q = result.queue
+    if result.exists:
+        out.print(
+            f"Queue: {q.get('batches', 0)} batches, {q.get('events', 0)} events, {size(q.get('bytes', 0))}"
+            f" ({size(q.get('stored_bytes', 0))} stored), oldest {ago(q.get('oldest_age'))} old"
+        )
+    for up in result.uploads:
+        line = (
+            f"Upload to {up['sink']}: last success {when(up['last_success'])}, last request "
+            f"{size(up['last_request_bytes'])}, last reply {up['last_status'] or '-'}"
+        )
+        if up["last_message"]:
+            line += f" ({up['last_message']})"
+        out.print(line)
+        out.print(
+            f"  uploaded {up['events_uploaded']} events / {size(up['bytes_uploaded'])};"
+            f" discarded by receiver {up['events_discarded']} events;"
+            f" dropped for queue size {up['batches_dropped']} batches"
+        )
+        if up["next_attempt"] and up["next_attempt"] > now:
+            out.print(
+                f"  [bold red]backing off[/] after {up['consecutive_failures']} failures until "
+                f"{when(up['next_attempt'])}"
+            )
+    if result.monitors:
+        mons = Table(title="Monitors", title_justify="left")
+        for col in (
+            "monitor",
+            "type",
+            "last run",
+            "took",
+            "outcome",
+            "runs",
+            "samples",
+            "errors",
+            "next due",
+            "last error",
+        ):
+            mons.add_column(col, overflow="fold")
+        for m in result.monitors:
+            due = "-" if m.next_due is None else ("now" if m.next_due <= now else f"in {ago(m.next_due - now)}")
+            mons.add_row(
+                m.id,
+                m.type,
+                when(m.last_run),
+                f"{m.last_duration:.2f}s" if m.last_duration else "-",
+                m.outcome or "-",
+                str(m.runs),
+                str(m.samples),
+                str(m.errors),
+                due,
+                m.last_error or "",
+            )
+        out.print(mons)
+    if result.notices:
+        out.print("Recent problems:" if not verbose else "Problems (newest first):")
+        for n in result.notices:
+            out.print(f"  {when(n['ts'])} {n['source']}: {n['message']}", markup=False)
+    if verbose and result.runs:
+        out.print("Recent runs (newest first):")
+        for r in result.runs:
+            out.print(
+                f"  {when(r['started'])} {r['command']}: exit {r['exit_code']} {json.dumps(r['summary'])}", markup=False
+            )
+
+
+@contextmanager
+def progress(total: int, description: str) -> Iterator[Any]:
+    """A progress bar on stderr, only when stderr is a terminal (outside one rich draws once at the end)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    err = console(stderr=True)
+    if not err.is_terminal:
+        yield None
+        return
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)

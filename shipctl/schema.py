@@ -1,0 +1,210 @@
+"""Turn TOML tables into frozen dataclasses, rejecting unknown keys and naming what was expected.
+
+Used by config.py for the core sections and by monitors and sinks for their own options, so that every
+config mistake reads the same: ``<file>: <key path>: expected <what>, got <value>``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import types
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from shipctl.errors import ConfigError
+
+T = TypeVar("T")
+
+_MISSING = dataclasses.MISSING
+
+
+def field(
+    default: Any = _MISSING,
+    *,
+    aliases: tuple[str, ...] = (),
+    regex: bool = False,
+    check: Callable[[Any], str | None] | None = None,
+    secret: bool = False,
+    doc: str = "",
+) -> Any:
+    """A dataclass field with config metadata: alternative key names, regex compilation, a value check
+    returning an error text, and whether the value is a secret (masked when shown)."""
+    meta = {"aliases": aliases, "regex": regex, "check": check, "secret": secret, "doc": doc}
+    if isinstance(default, list | dict | set):
+        raise TypeError("use tuples / MappingProxyType for frozen defaults")
+    if default is _MISSING:
+        return dataclasses.field(metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    if tp is re.Pattern or origin is re.Pattern:
+        return "a regular expression string"
+    if origin is tuple:
+        return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
+    if origin in (dict, Mapping, typing.Mapping) or tp is dict:
+        return "a table"
+    if dataclasses.is_dataclass(tp):
+        return "a table"
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args)
+    return getattr(tp, "__name__", str(tp))
+
+
+class Where:
+    """Where a value came from: file and key path, for error messages."""
+
+    def __init__(self, file: str, path: str = "") -> None:
+        self.file = file
+        self.path = path
+
+    def key(self, name: str) -> Where:
+        return Where(self.file, f"{self.path}.{name}" if self.path else name)
+
+    def index(self, i: int) -> Where:
+        return Where(self.file, f"{self.path}[{i}]")
+
+    def error(self, message: str) -> ConfigError:
+        where = f"{self.file}: {self.path}" if self.path else self.file
+        return ConfigError(f"{where}: {message}")
+
+    def __str__(self) -> str:
+        return f"{self.file}: {self.path}" if self.path else self.file
+
+
+def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
+    """Check and convert one value against a type annotation."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return convert(arg, value, where, regex=regex)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise where.error(f"expected {_type_name(tp)}, got {describe(value)}")
+    if tp is typing.Any:
+        return value
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+    elif tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif tp is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif tp is str:
+        if isinstance(value, str):
+            if regex:
+                compile_regex(value, where)
+            return value
+    elif tp is re.Pattern or origin is re.Pattern:
+        if isinstance(value, str):
+            return compile_regex(value, where)
+    elif origin is tuple:
+        (item_tp, *_rest) = typing.get_args(tp)
+        if isinstance(value, str) and item_tp is str:
+            value = [value]  # a single string where a list is expected is a common, harmless slip
+        if isinstance(value, list):
+            return tuple(convert(item_tp, v, where.index(i), regex=regex) for i, v in enumerate(value))
+    elif origin in (dict, Mapping, typing.Mapping) or tp is dict:
+        if isinstance(value, dict):
+            args = typing.get_args(tp)
+            val_tp = args[1] if len(args) == 2 else typing.Any
+            return types.MappingProxyType({str(k): convert(val_tp, v, where.key(str(k))) for k, v in value.items()})
+    elif dataclasses.is_dataclass(tp):
+        if isinstance(value, dict):
+            return load(tp, value, where)
+    else:  # pragma: no cover - a schema bug, not a user error
+        raise TypeError(f"unsupported schema type {tp!r}")
+    raise where.error(f"expected {_type_name(tp)}, got {describe(value)}")
+
+
+def compile_regex(text: str, where: Where) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as exc:
+        raise where.error(f"invalid regular expression {describe(text)}: {exc}") from None
+
+
+def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[str, ...] = ()) -> T:
+    """Build dataclass ``cls`` from ``table``. Unknown keys are errors that list the known ones."""
+    if not isinstance(table, Mapping):
+        raise where.error(f"expected a table, got {describe(table)}")
+    hints = typing.get_type_hints(cls)
+    names: dict[str, dataclasses.Field[Any]] = {}
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init:
+            continue
+        names[f.name] = f
+        for alias in f.metadata.get("aliases", ()):
+            names[alias] = f
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in ignore:
+            continue
+        f = names.get(key)
+        if f is None:
+            known = ", ".join(sorted(n for n in names if n not in ignore))
+            raise where.key(key).error(f"unknown key (expected one of: {known})")
+        if f.name in kwargs:
+            raise where.key(key).error(f"given twice (also as another spelling of {f.name!r})")
+        sub = where.key(key)
+        converted = convert(hints[f.name], value, sub, regex=f.metadata.get("regex", False))
+        check = f.metadata.get("check")
+        if check is not None:
+            problem = check(converted)
+            if problem:
+                raise sub.error(f"{problem}, got {describe(value)}")
+        kwargs[f.name] = converted
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if f.init and f.name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING:
+            raise where.key(f.name).error(f"missing required key ({_type_name(hints[f.name])})")
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as exc:
+        raise where.error(str(exc)) from None
+
+
+def secret_fields(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("secret")}
+
+
+def positive(value: float) -> str | None:
+    return None if value > 0 else "expected a number above 0"
+
+
+def non_negative(value: float) -> str | None:
+    return None if value >= 0 else "expected a number of 0 or more"
+
+
+def one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        return None if value in choices else "expected one of " + ", ".join(repr(c) for c in choices)
+
+    return check

@@ -1,0 +1,132 @@
+"""The ``file`` and ``stdout`` sinks: one JSON object per event per line.
+
+Each line carries the state file's session id (``si``) and the event's sequence number (``sn``). Before
+appending, the file sink reads its own last line and skips events it already holds, so an upload killed
+between writing and dequeuing does not write them twice.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii as enc  # type: ignore[attr-defined]
+
+from shipctl.model import FMT_RAW, Batch
+from shipctl.schema import field, positive
+from shipctl.sinks.base import OK, RETRY, SendResult
+
+
+@dataclass(frozen=True)
+class FileSinkOptions:
+    path: str
+    fsync: bool = True
+    request_bytes: int = field(8 << 20, check=positive)
+
+
+@dataclass(frozen=True)
+class StdoutSinkOptions:
+    request_bytes: int = field(8 << 20, check=positive)
+
+
+def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]]:
+    """(sn, line) for every event; plain log batches are encoded without a dict per line."""
+    for b in batches:
+        if b.fmt == FMT_RAW:
+            head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'
+            tail = f',"attrs":{json.dumps(b.attrs, separators=(",", ":"))},"si":"{session}","sn":'
+            ts, sn = b.ts, b.sn
+            for i, msg in enumerate(b.messages()):
+                yield sn + i, f'{{"ts":{ts + i},{head}{enc(msg)}{tail}{sn + i}}}\n'
+        else:
+            for ev in b.events():
+                obj = {
+                    "ts": ev.ts,
+                    "kind": ev.kind,
+                    "source": ev.source,
+                    "message": ev.message,
+                    "attrs": ev.attrs,
+                    "si": session,
+                    "sn": ev.sn,
+                }
+                yield ev.sn, json.dumps(obj, separators=(",", ":")) + "\n"
+
+
+class StdoutSink:
+    def __init__(self, options: StdoutSinkOptions, session: str) -> None:
+        self.request_bytes = options.request_bytes
+        self.session = session
+
+    def send(self, batches: list[Batch]) -> SendResult:
+        out = sys.stdout
+        size = 0
+        for _sn, line in encode_lines(batches, self.session):
+            out.write(line)
+            size += len(line)
+        out.flush()
+        return SendResult(OK, status="success", request_bytes=size)
+
+    def describe(self, batches: list[Batch]) -> str:
+        return f"write {sum(b.n_events for b in batches)} events as JSON lines to standard output"
+
+
+class FileSink:
+    def __init__(self, options: FileSinkOptions, session: str) -> None:
+        self.path = options.path
+        self.fsync = options.fsync
+        self.request_bytes = options.request_bytes
+        self.session = session
+
+    def _last_sn(self) -> int:
+        """The highest sequence number of this session already in the file (0 if none)."""
+        try:
+            with open(self.path, "rb") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                fh.seek(max(0, size - 65536))
+                tail = fh.read().split(b"\n")
+        except FileNotFoundError:
+            return 0
+        for line in reversed(tail):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash mid-write; the one before it is whole
+            if obj.get("si") == self.session:
+                return int(obj.get("sn", 0))
+            return 0
+        return 0
+
+    def send(self, batches: list[Batch]) -> SendResult:
+        try:
+            directory = os.path.dirname(self.path) or "."
+            os.makedirs(directory, exist_ok=True)
+            last = self._last_sn()
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
+                if fh.tell() > 0:
+                    self._mend_torn_line(fh)
+                size = 0
+                for sn, line in encode_lines(batches, self.session):
+                    if sn > last:
+                        fh.write(line)
+                        size += len(line)
+                fh.flush()
+                if self.fsync:
+                    os.fsync(fh.fileno())
+        except OSError as exc:
+            return SendResult(RETRY, f"{self.path}: {exc.strerror or exc}", status="error")
+        return SendResult(OK, status="success", request_bytes=size)
+
+    def _mend_torn_line(self, fh: object) -> None:
+        # A crash mid-write can leave a last line without "\n"; start ours on a fresh line.
+        with open(self.path, "rb") as rfh:
+            rfh.seek(-1, os.SEEK_END)
+            if rfh.read(1) != b"\n":
+                fh.write("\n")  # type: ignore[attr-defined]
+
+    def describe(self, batches: list[Batch]) -> str:
+        return f"append {sum(b.n_events for b in batches)} events as JSON lines to {self.path}"

@@ -1,0 +1,145 @@
+"""Append-only schema migrations. Never edit a released one: add ``mNNN_...`` at the end.
+
+The applied count lives in ``PRAGMA user_version`` so checking it costs one statement per run.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _script(conn: sqlite3.Connection, sql: str) -> None:
+    # executescript() would COMMIT the surrounding transaction; run statement by statement instead.
+    for stmt in sql.split(";\n"):
+        if stmt.strip():
+            conn.execute(stmt)
+
+
+def m001_initial(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+
+        -- One row per tracked file of a [[logs]] entry. The identity columns say which file the offset
+        -- belongs to; real_path is where that file was last found (it moves when rotated).
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            log_id TEXT NOT NULL,
+            path TEXT NOT NULL,
+            real_path TEXT NOT NULL,
+            dev INTEGER NOT NULL,
+            ino INTEGER NOT NULL,
+            fp_len INTEGER NOT NULL,
+            fp_hash TEXT NOT NULL,
+            offset INTEGER NOT NULL,
+            tail_len INTEGER NOT NULL DEFAULT 0,
+            tail_hash TEXT NOT NULL DEFAULT '',
+            size INTEGER NOT NULL DEFAULT 0,
+            mtime_ns INTEGER NOT NULL DEFAULT 0,
+            pending_since REAL,
+            gen_since REAL NOT NULL DEFAULT 0,
+            state TEXT NOT NULL DEFAULT 'active',
+            bytes_copied INTEGER NOT NULL DEFAULT 0,
+            lines_copied INTEGER NOT NULL DEFAULT 0,
+            bytes_skipped INTEGER NOT NULL DEFAULT 0,
+            lines_dropped INTEGER NOT NULL DEFAULT 0,
+            bytes_dropped INTEGER NOT NULL DEFAULT 0,
+            redactions INTEGER NOT NULL DEFAULT 0,
+            rotations INTEGER NOT NULL DEFAULT 0,
+            first_seen REAL NOT NULL,
+            last_checked REAL NOT NULL,
+            last_error TEXT,
+            UNIQUE (log_id, path)
+        );
+
+        -- Files read to their end after they were rotated away, so a later run never reads them again.
+        CREATE TABLE seen_files (
+            id INTEGER PRIMARY KEY,
+            log_id TEXT NOT NULL,
+            fp_len INTEGER NOT NULL,
+            fp_hash TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            tail_hash TEXT NOT NULL,
+            finished REAL NOT NULL
+        );
+        CREATE INDEX seen_files_log ON seen_files (log_id, fp_hash);
+
+        CREATE TABLE logs (
+            log_id TEXT PRIMARY KEY,
+            initialized REAL NOT NULL,
+            last_checked REAL,
+            matched INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+
+        -- The queue: one row per batch (~1 MiB), never one per line.
+        CREATE TABLE queue (
+            id INTEGER PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL,
+            log_id TEXT,
+            ts INTEGER NOT NULL,
+            attrs TEXT NOT NULL,
+            fmt TEXT NOT NULL,
+            codec TEXT NOT NULL,
+            n_events INTEGER NOT NULL,
+            n_bytes INTEGER NOT NULL,
+            sn INTEGER NOT NULL,
+            created REAL NOT NULL,
+            payload BLOB NOT NULL
+        );
+
+        CREATE TABLE upload_state (
+            sink TEXT PRIMARY KEY,
+            last_attempt REAL,
+            last_success REAL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            next_attempt REAL,
+            last_status TEXT,
+            last_message TEXT,
+            last_request_bytes INTEGER,
+            bytes_uploaded INTEGER NOT NULL DEFAULT 0,
+            events_uploaded INTEGER NOT NULL DEFAULT 0,
+            batches_uploaded INTEGER NOT NULL DEFAULT 0,
+            events_discarded INTEGER NOT NULL DEFAULT 0,
+            batches_discarded INTEGER NOT NULL DEFAULT 0,
+            batches_dropped INTEGER NOT NULL DEFAULT 0
+        );
+
+        CREATE TABLE monitors (
+            id TEXT PRIMARY KEY,
+            type TEXT NOT NULL,
+            last_run REAL,
+            last_duration REAL,
+            last_outcome TEXT,
+            runs INTEGER NOT NULL DEFAULT 0,
+            samples INTEGER NOT NULL DEFAULT 0,
+            errors INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            command TEXT NOT NULL,
+            started REAL NOT NULL,
+            ended REAL,
+            exit_code INTEGER,
+            summary TEXT
+        );
+
+        CREATE TABLE notices (
+            id INTEGER PRIMARY KEY,
+            ts REAL NOT NULL,
+            source TEXT NOT NULL,
+            level TEXT NOT NULL,
+            message TEXT NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Migration] = [m001_initial]

@@ -1,0 +1,1 @@
+"""Log tailing: discovery, identity and rotation, reading, grouping, sampling, redaction."""
