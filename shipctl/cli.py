@@ -12,6 +12,7 @@ import time
 from typing import Annotated, Any
 
 import typer
+import typer.core
 
 from shipctl import __version__
 from shipctl.errors import ShipctlError
@@ -19,7 +20,23 @@ from shipctl.errors import ShipctlError
 EXIT_SOURCE_ERRORS = 65
 EXIT_UPLOAD_FAILED = 69
 
+
+class _Group(typer.core.TyperGroup):
+    """Turn a ShipctlError into its message and exit code inside the app, so in-process runners
+    (CliRunner in tests) see what a shell user sees; main() keeps the same handling as a fallback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ShipctlError as exc:
+            if os.environ.get("SHIPCTL_DEBUG"):
+                raise
+            _err(f"shipctl: {exc.message}")
+            raise typer.Exit(exc.exit_code) from None
+
+
 app = typer.Typer(
+    cls=_Group,
     name="shipctl",
     help="Daemonless log and metrics shipper: run from cron or a systemd timer; state in one SQLite file.",
     no_args_is_help=True,
@@ -233,7 +250,7 @@ def run_monitor_cmd(
     started = time.time()
     targets = targets or []
     cfg = load_config(config)
-    configured = {m.id for m in cfg.monitors}
+    configured = {m.id for m in rm.monitors_of(cfg)}
     adhoc = command is not None or bool(opt) or (len(targets) == 1 and targets[0] not in configured)
     if adhoc:
         if len(targets) != 1:
@@ -267,6 +284,8 @@ def run_monitor_cmd(
         _json(res)
     for e in res.errors:
         _err(f"shipctl: {e}")
+    for w in res.warnings:
+        _err(f"shipctl: warning: {w}")
     if res.errors:
         raise typer.Exit(EXIT_SOURCE_ERRORS)
 
@@ -335,12 +354,15 @@ def status_cmd(
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show recent problems and runs.")] = False,
     json_out: JsonOpt = False,
+    metric: Annotated[
+        str | None, typer.Option("--metric", help="Also show a sparkline of this metric's recent history.")
+    ] = None,
 ) -> None:
     """Where everything stands: files and offsets, queue, uploads, monitors, recent problems."""
     from shipctl.commands.status import status
     from shipctl.config import load_config
 
-    res = status(load_config(config), verbose=verbose)
+    res = status(load_config(config), verbose=verbose, metric=metric)
     if json_out:
         _json(res.to_dict())
         return

@@ -8,10 +8,11 @@ Relative paths in a file are relative to that file's directory.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import os
 import re
 import socket
-import sys
+import tomllib
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -20,12 +21,8 @@ from typing import Any
 
 from shipctl import schema
 from shipctl.errors import ConfigError
-from shipctl.schema import Where, field, non_negative, one_of, positive
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from shipctl.schema import Where, field, is_secret_key, non_negative, one_of, positive
+from shipctl.schema import mask as mask  # re-exported: callers mask secrets through config
 
 DEFAULT_CONFIG = Path("/etc/shipctl/shipctl.toml")
 GROUPER_MODES = {
@@ -137,23 +134,24 @@ class Config:
         raise ConfigError(f"{self.file}: no [[logs]] entry with id {log_id!r} (known: {known})")
 
 
-TOP_KEYS = ("import_vars", "agent", "logs", "monitors", "sinks")
-CONF_D_KEYS = ("import_vars", "agent", "logs", "monitors", "server_attributes")
+TOP_KEYS = ("import_vars", "agent", "server_attributes", "logs", "monitors", "sinks")
+CONF_D_KEYS = ("import_vars", "agent", "server_attributes", "logs", "monitors")
 MONITOR_COMMON = ("type", "id", "sample_interval")
 
 
 def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
     """The main config file and whether the user named it (a named file must exist)."""
     if explicit:
-        return Path(os.path.abspath(explicit)), True
+        return Path(os.path.abspath(os.path.expanduser(explicit))), True
     env = os.environ.get("SHIPCTL_CONFIG")
     if env:
-        return Path(os.path.abspath(env)), True
+        return Path(os.path.abspath(os.path.expanduser(env))), True
     return DEFAULT_CONFIG, False
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
     path, named = config_path(explicit)
+    schema.set_secret_values(())
     if not path.exists():
         if named:
             raise ConfigError(f"{path}: config file not found")
@@ -174,6 +172,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {exc.start})") from None
 
 
 def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]]) -> Config:
@@ -181,6 +181,7 @@ def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]]) -> Config:
     # Variables first, from every file, so any file may use any imported name.
     for path, data in files:
         _import_vars(data.get("import_vars", []), Where(str(path), "import_vars"), imported)
+    schema.set_secret_values(imported.values())
 
     agent_table: dict[str, Any] = {}
     server_attrs: dict[str, Any] = {}
@@ -192,9 +193,10 @@ def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]]) -> Config:
         data = _substitute(raw, imported, where)
         allowed = TOP_KEYS if n == 0 else CONF_D_KEYS
         for key in data:
+            if key in TOP_KEYS and key not in allowed:
+                raise where.key(key).error(f"not allowed in conf.d (expected one of: {', '.join(allowed)})")
             if key not in allowed:
-                hint = " (conf.d files may only add logs, monitors and server attributes)" if n else ""
-                raise where.key(key).error(f"unknown key (expected one of: {', '.join(allowed)}){hint}")
+                raise where.key(key).error(f"unknown key (expected one of: {', '.join(allowed)})")
         agent = data.get("agent", {})
         if not isinstance(agent, dict):
             raise where.key("agent").error(f"expected a table, got {schema.describe(agent)}")
@@ -208,13 +210,11 @@ def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]]) -> Config:
             (agent.get("server_attributes", {}), where.key("agent.server_attributes")),
             (data.get("server_attributes", {}), where.key("server_attributes")),
         ):
-            if not isinstance(attrs, dict):
-                raise attrs_where.error(f"expected a table, got {schema.describe(attrs)}")
-            server_attrs.update(attrs)
+            server_attrs.update(_attributes(attrs, attrs_where))
         for name, bucket in (("logs", logs), ("monitors", monitors), ("sinks", sinks)):
             items = data.get(name, [])
             if not isinstance(items, list):
-                raise where.key(name).error(f"expected an array of tables ([[{name}]]), got a single value")
+                raise where.key(name).error(f"expected an array of tables ([[{name}]]), got {_kind_of(items)}")
             for i, item in enumerate(items):
                 bucket.append((item, where.key(name).index(i), path.parent))
     agent_table["server_attributes"] = server_attrs
@@ -253,15 +253,29 @@ def _build(
     )
 
 
+def _kind_of(value: Any) -> str:
+    return "a table" if isinstance(value, dict) else schema.describe(value)
+
+
+def _attributes(value: Any, where: Where) -> dict[str, Any]:
+    """Event attributes end up in JSON: strings, numbers and booleans only (a TOML date would not encode)."""
+    if not isinstance(value, dict):
+        raise where.error(f"expected a table, got {schema.describe(value)}")
+    for k, v in value.items():
+        if not isinstance(v, str | int | float | bool) or isinstance(v, dt.date | dt.time):
+            raise where.key(k).error(
+                f"expected a string, number or true/false, got {schema.describe(v, secret=is_secret_key(k))}"
+            )
+    return value
+
+
 def _unique_ids(objs: list[Any], what: str, sources: list[tuple[Any, Where, Path]]) -> list[Any]:
     seen: dict[str, int] = {}
     for i, obj in enumerate(objs):
         if obj.id in seen:
-            raise (
-                sources[i][1]
-                .key("id")
-                .error(f"duplicate id {obj.id!r} (also {sources[seen[obj.id]][1].path}); give each entry its own id")
-            )
+            first, here = sources[seen[obj.id]][1], sources[i][1]
+            other = first.path if first.file == here.file else f"{first.file}: {first.path}"
+            raise here.key("id").error(f"duplicate id {obj.id!r} (also {other}); give each entry its own id")
         seen[obj.id] = i
     return objs
 
@@ -276,30 +290,59 @@ def _abs(value: str | None, base: Path) -> str | None:
 def _load_log(item: Any, where: Where, base: Path) -> LogConfig:
     if not isinstance(item, dict):
         raise where.error(f"expected a table, got {schema.describe(item)}")
-    groupers = item.get("line_groupers", item.get("lineGroupers", []))
+    if "line_groupers" in item and "lineGroupers" in item:
+        raise where.key("lineGroupers").error("given twice (also as line_groupers); keep one")
+    gkey = "lineGroupers" if "lineGroupers" in item else "line_groupers"
     table = {k: v for k, v in item.items() if k not in ("line_groupers", "lineGroupers")}
     log = schema.load(LogConfig, table, where)
-    gkey = "line_groupers" if "line_groupers" in item else "lineGroupers"
-    parsed = _load_groupers(groupers, where.key(gkey))
-    path = _abs(log.path, base) or ""
+    parsed = _load_groupers(item.get(gkey, []), where.key(gkey))
     if not log.path.strip():
         raise where.key("path").error("expected a file path or glob, got an empty string")
-    _check_glob(path, where.key("path"))
-    for i, pattern in enumerate(log.exclude):
-        _check_glob(pattern, where.key("exclude").index(i))
+    path = _abs(log.path, base) or ""
+    _check_glob(log.path, where.key("path"))
+    for key in ("exclude", "rotated_patterns"):
+        for i, pattern in enumerate(getattr(log, key)):
+            _check_glob(pattern, where.key(key).index(i))
+    _attributes(dict(log.attributes), where.key("attributes"))
+    for i, rule in enumerate(log.redaction_rules):
+        _check_replacement(rule, where.key("redaction_rules").index(i).key("replacement"))
     return replace(log, path=path, id=log.id or path, line_groupers=parsed)
 
 
 def _check_glob(pattern: str, where: Where) -> None:
     # fnmatch/glob never raise; an unclosed class silently matches literally, which is surely a typo.
-    depth = 0
-    for ch in pattern:
-        if ch == "[":
-            depth += 1
-        elif ch == "]" and depth:
-            depth -= 1
-    if depth:
-        raise where.error(f"unclosed '[' in glob {schema.describe(pattern)}")
+    # Same scan as fnmatch.translate: "[" opens a class, "!" and a "]" right after it are part of it.
+    i, n = 0, len(pattern)
+    while i < n:
+        if pattern[i] == "[":
+            j = i + 1
+            if j < n and pattern[j] == "!":
+                j += 1
+            if j < n and pattern[j] == "]":
+                j += 1
+            j = pattern.find("]", j)
+            if j < 0:
+                raise where.error(f"unclosed '[' in glob {schema.scrub(repr(pattern))} (write [[] for a literal '[')")
+            i = j
+        i += 1
+
+
+_HASH_REF = re.compile(r"\\H(\d+)")
+
+
+def _check_replacement(rule: RedactionRule, where: Where) -> None:
+    """Group references (\\1, \\g<name>, and \\H1 for a salted hash) must exist in match_expression; else
+    every matching line would fail at tail time instead of the config failing now."""
+    pattern, parts = rule.match_expression, _HASH_REF.split(rule.replacement)
+    for k, part in enumerate(parts):
+        if k % 2:
+            if int(part) > pattern.groups:
+                raise where.error(f"\\H{part}: match_expression has no group {part} (it has {pattern.groups})")
+        elif part:
+            try:
+                pattern.sub(part, "")  # parses the template even without a match
+            except (re.error, IndexError) as exc:
+                raise where.error(f"invalid replacement {schema.describe(rule.replacement)}: {exc}") from None
 
 
 def _load_groupers(value: Any, where: Where) -> tuple[LineGrouper, ...]:
@@ -323,6 +366,8 @@ def _load_groupers(value: Any, where: Where) -> tuple[LineGrouper, ...]:
                 f"expected exactly one of continue_through, continue_past, halt_before, halt_with (got {len(modes)})"
             )
         mode = modes[0]
+        if not isinstance(g[mode], str):
+            raise gw.key(mode).error(f"expected a regular expression string, got {schema.describe(g[mode])}")
         start = schema.convert(re.Pattern, g["start"], gw.key("start"))
         pattern = schema.convert(re.Pattern, g[mode], gw.key(mode))
         out.append(LineGrouper(start=start, mode=GROUPER_MODES[mode], pattern=pattern))
@@ -352,10 +397,12 @@ def _load_sink(item: Any, where: Where, base: Path) -> SinkConfig:
     if not isinstance(stype, str) or not stype:
         raise where.key("type").error(f'expected a sink type such as "file", got {schema.describe(stype)}')
     sid = item.get("id", stype)
+    if not isinstance(sid, str) or not sid:
+        raise where.key("id").error(f"expected a non-empty string, got {schema.describe(sid)}")
     options = {k: v for k, v in item.items() if k not in ("type", "id")}
     if isinstance(options.get("path"), str):
         options["path"] = _abs(options["path"], base)
-    return SinkConfig(stype, str(sid), types.MappingProxyType(options), where)
+    return SinkConfig(stype, sid, types.MappingProxyType(options), where)
 
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -367,22 +414,24 @@ def _import_vars(value: Any, where: Where, out: dict[str, str]) -> None:
     for i, entry in enumerate(value):
         ew = where.index(i)
         default: str | None = None
+        name_where = ew
         if isinstance(entry, dict):
             unknown = set(entry) - {"var", "default"}
             if unknown:
                 raise ew.key(sorted(unknown)[0]).error("unknown key (expected var, default)")
             name, default = entry.get("var"), entry.get("default")
+            name_where = ew.key("var")
             if default is not None and not isinstance(default, str):
                 raise ew.key("default").error(f"expected a string, got {schema.describe(default)}")
         else:
             name = entry
         if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise ew.error(f"expected an environment variable name, got {schema.describe(name)}")
+            raise name_where.error(f"expected an environment variable name, got {schema.describe(name)}")
         env = os.environ.get(name)
         if env is None:
             if default is None:
                 raise ew.error(
-                    f'environment variable {name} is not set (set it, or write {{var = "{name}", default = "..."}}}})'
+                    f'environment variable {name} is not set (set it, or write {{var = "{name}", default = "..."}})'
                 )
             env = default
         out[name] = env
@@ -398,18 +447,3 @@ def _substitute(value: Any, imported: Mapping[str, str], where: Where) -> Any:
     if isinstance(value, list):
         return [_substitute(v, imported, where) for v in value]
     return value
-
-
-SECRET_KEYS = ("api_key", "token", "password", "secret", "hash_salt")
-
-
-def mask(value: str) -> str:
-    """Show at most the last 4 characters of a secret."""
-    if len(value) <= 4:
-        return "****"
-    return "****" + value[-4:] if len(value) >= 12 else "****"
-
-
-def is_secret_key(key: str) -> bool:
-    low = key.lower()
-    return any(s in low for s in SECRET_KEYS)

@@ -39,6 +39,17 @@ class Registry:
 
 def register_builtins(reg: Registry) -> None:
     reg.monitor("shell", "shipctl.monitors.shell:ShellOptions", "shipctl.monitors.shell:ShellMonitor")
+    reg.monitor("url", "shipctl.monitors.url:UrlOptions", "shipctl.monitors.url:UrlMonitor")
+    reg.monitor(
+        "linux_system_metrics",
+        "shipctl.monitors.linux_system:SystemOptions",
+        "shipctl.monitors.linux_system:SystemMetrics",
+    )
+    reg.monitor(
+        "linux_process_metrics",
+        "shipctl.monitors.linux_process:ProcessOptions",
+        "shipctl.monitors.linux_process:ProcessMetrics",
+    )
     reg.sink("file", "shipctl.sinks.jsonl:FileSinkOptions", "shipctl.sinks.jsonl:FileSink")
     reg.sink("stdout", "shipctl.sinks.jsonl:StdoutSinkOptions", "shipctl.sinks.jsonl:StdoutSink")
 

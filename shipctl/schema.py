@@ -7,6 +7,7 @@ config mistake reads the same: ``<file>: <key path>: expected <what>, got <value
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import types
 import typing
@@ -39,8 +40,46 @@ def field(
     return dataclasses.field(default=default, metadata=meta)
 
 
-def describe(value: Any) -> str:
-    text = repr(value)
+SECRET_KEYS = ("api_key", "apikey", "token", "password", "passwd", "secret", "credential", "hash_salt")
+
+# Values of imported environment variables, masked wherever config errors would show them. Set afresh by
+# each config load: an error is raised far from where the variable was substituted (plugins validate their
+# own options), so the values cannot be passed along.
+_secret_values: tuple[str, ...] = ()
+
+
+def set_secret_values(values: Any) -> None:
+    global _secret_values
+    # Longest first, so a secret containing a shorter one is masked whole; very short values are not secrets.
+    _secret_values = tuple(sorted({v for v in values if len(v) >= 4}, key=len, reverse=True))
+
+
+def mask(value: str) -> str:
+    """Show at most the last 4 characters of a secret, and only of a long one."""
+    return "****" + value[-4:] if len(value) >= 12 else "****"
+
+
+def is_secret_key(key: str) -> bool:
+    low = key.lower()
+    return any(s in low for s in SECRET_KEYS)
+
+
+def scrub(text: str) -> str:
+    """Mask every imported variable's value in ``text`` (also in its repr-escaped form)."""
+    for s in _secret_values:
+        if s in text:
+            text = text.replace(s, mask(s))
+        escaped = repr(s)[1:-1]
+        if escaped != s and escaped in text:
+            text = text.replace(escaped, mask(s))
+    return text
+
+
+def describe(value: Any, *, secret: bool = False) -> str:
+    """A value for an error message: short, and never a secret (masked before it is cut short)."""
+    if secret and value is not None and not isinstance(value, bool):
+        return repr(mask(str(value)))
+    text = scrub(repr(value))
     return text if len(text) <= 60 else text[:57] + "..."
 
 
@@ -68,22 +107,30 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+_BARE_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+
+
 class Where:
     """Where a value came from: file and key path, for error messages."""
 
-    def __init__(self, file: str, path: str = "") -> None:
+    def __init__(self, file: str, path: str = "", *, secret: bool = False) -> None:
         self.file = file
         self.path = path
+        self.secret = secret  # the value here is a secret (a secret key, or inside one)
 
     def key(self, name: str) -> Where:
-        return Where(self.file, f"{self.path}.{name}" if self.path else name)
+        # Quote odd TOML keys so the path stays one unambiguous line ("a\nb" would split the message).
+        shown = name if _BARE_KEY.fullmatch(name) else json.dumps(name)
+        return Where(
+            self.file, f"{self.path}.{shown}" if self.path else shown, secret=self.secret or is_secret_key(name)
+        )
 
     def index(self, i: int) -> Where:
-        return Where(self.file, f"{self.path}[{i}]")
+        return Where(self.file, f"{self.path}[{i}]", secret=self.secret)
 
     def error(self, message: str) -> ConfigError:
         where = f"{self.file}: {self.path}" if self.path else self.file
-        return ConfigError(f"{where}: {message}")
+        return ConfigError(f"{where}: {scrub(message)}")  # not the file name: a variable may hold a path
 
     def __str__(self) -> str:
         return f"{self.file}: {self.path}" if self.path else self.file
@@ -104,7 +151,7 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
                 return convert(arg, value, where, regex=regex)
             except ConfigError as exc:
                 errors.append(exc)
-        raise where.error(f"expected {_type_name(tp)}, got {describe(value)}")
+        raise where.error(f"expected {_type_name(tp)}, got {describe(value, secret=where.secret)}")
     if tp is typing.Any:
         return value
     if tp is bool:
@@ -140,14 +187,14 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
             return load(tp, value, where)
     else:  # pragma: no cover - a schema bug, not a user error
         raise TypeError(f"unsupported schema type {tp!r}")
-    raise where.error(f"expected {_type_name(tp)}, got {describe(value)}")
+    raise where.error(f"expected {_type_name(tp)}, got {describe(value, secret=where.secret)}")
 
 
 def compile_regex(text: str, where: Where) -> re.Pattern[str]:
     try:
         return re.compile(text)
     except re.error as exc:
-        raise where.error(f"invalid regular expression {describe(text)}: {exc}") from None
+        raise where.error(f"invalid regular expression {describe(text, secret=where.secret)}: {exc}") from None
 
 
 def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[str, ...] = ()) -> T:
@@ -173,12 +220,14 @@ def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[
         if f.name in kwargs:
             raise where.key(key).error(f"given twice (also as another spelling of {f.name!r})")
         sub = where.key(key)
+        if f.metadata.get("secret"):
+            sub.secret = True
         converted = convert(hints[f.name], value, sub, regex=f.metadata.get("regex", False))
         check = f.metadata.get("check")
         if check is not None:
             problem = check(converted)
             if problem:
-                raise sub.error(f"{problem}, got {describe(value)}")
+                raise sub.error(f"{problem}, got {describe(value, secret=sub.secret)}")
         kwargs[f.name] = converted
     for f in dataclasses.fields(cls):  # type: ignore[arg-type]
         if f.init and f.name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING:

@@ -8,15 +8,17 @@ import types
 from typing import Any
 
 from shipctl import plugins
-from shipctl.config import Config, is_secret_key, mask
-from shipctl.schema import Where
+from shipctl.config import Config
+from shipctl.schema import Where, is_secret_key, mask, secret_fields
 from shipctl.state import resolve_state_path
 
 
 def check_config(config: Config) -> dict[str, Any]:
     plugins.validate(config.monitors, config.sinks)
-    secrets = {v for v in config.imported.values() if len(v) >= 4}
-    out = {
+    # Every imported variable's value counts as a secret: the API key usually arrives that way. Longest
+    # first, so a value containing a shorter one is masked whole.
+    secrets = sorted({v for v in config.imported.values() if len(v) >= 4}, key=len, reverse=True)
+    return {
         "files": list(config.files),
         "state": str(resolve_state_path(config.agent.state)),
         "agent": _plain(config.agent, secrets),
@@ -29,26 +31,29 @@ def check_config(config: Config) -> dict[str, Any]:
         "sinks": [_plain({"type": s.type, "id": s.id, **s.options}, secrets) for s in config.sinks],
         "import_vars": {k: mask(v) for k, v in config.imported.items()},
     }
-    return out
 
 
-def _plain(value: Any, secrets: set[str], key: str = "") -> Any:
-    """JSON-ready copy; secret keys and any imported variable's value are masked wherever they appear."""
+def _plain(value: Any, secrets: list[str], secret: bool = False) -> Any:
+    """JSON-ready copy. Values under a secret key (at any depth) are masked whatever their type, and any
+    imported variable's value is masked wherever it appears, regular expressions included."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name), secrets, f.name) for f in dataclasses.fields(value)}
+        hidden = secret_fields(type(value))
+        return {
+            f.name: _plain(getattr(value, f.name), secrets, secret or f.name in hidden or is_secret_key(f.name))
+            for f in dataclasses.fields(value)
+        }
     if isinstance(value, dict | types.MappingProxyType):
-        return {k: _plain(v, secrets, k) for k, v in value.items()}
+        return {k: _plain(v, secrets, secret or is_secret_key(str(k))) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(v, secrets, key) for v in value]
+        return [_plain(v, secrets, secret) for v in value]
     if isinstance(value, re.Pattern):
-        return value.pattern
+        value = value.pattern
     if isinstance(value, Where):
         return str(value)
+    if secret and value is not None and value != "" and not isinstance(value, bool):
+        return mask(str(value))
     if isinstance(value, str):
-        if key and is_secret_key(key) and value:
-            return mask(value)
         for s in secrets:
             if s in value:
                 value = value.replace(s, mask(s))
-        return value
     return value

@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass, field
 
 from shipctl.commands.common import Budget, Context
-from shipctl.commands.run_monitor import RunMonitorResult, run_monitors
+from shipctl.commands.run_monitor import RunMonitorResult, monitors_of, run_monitors
 from shipctl.commands.tail_once import Progress, TailResult, tail_once
 from shipctl.commands.upload import UploadResult, upload
 from shipctl.errors import LockHeld
@@ -28,6 +28,7 @@ class RunResult:
 
 def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> RunResult:
     t0 = time.monotonic()
+    fired = time.time()  # the schedule counts from the timer tick, not from when tail-once finished
     result = RunResult()
     path = ctx.state.path
     try:
@@ -35,10 +36,10 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> Ru
             result.tail = tail_once(ctx, budget, progress=progress)
     except LockHeld as exc:
         result.skipped.append(f"tail-once: {exc}")
-    if ctx.config.monitors:
+    if monitors_of(ctx.config):
         try:
             with lock(path, "run-monitor"):
-                result.monitors = run_monitors(ctx, [], due_only=True)
+                result.monitors = run_monitors(ctx, [], due_only=True, scheduled_at=fired)
         except LockHeld as exc:
             result.skipped.append(f"run-monitor: {exc}")
     if not ctx.config.sinks:

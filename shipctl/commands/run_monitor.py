@@ -1,21 +1,31 @@
-"""``shipctl run-monitor``: run configured monitors (all, some, or only those due) or one ad hoc."""
+"""``shipctl run-monitor``: run configured monitors (all, some, or only those due) or one ad hoc.
+
+Monitors of one run execute concurrently, each in a daemon thread with a deadline (its own ``timeout`` option,
+or DEFAULT_LIMIT, plus GRACE): one that hangs anyway is abandoned with an error, so it never holds up the
+others, the queueing or the upload. Samples then go through the metric history (Difference and rate for
+counters) inside the same transaction that queues them.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from shipctl import plugins, schema
 from shipctl.commands.common import Context, log
-from shipctl.config import MonitorConfig
+from shipctl.config import Config, MonitorConfig
 from shipctl.errors import ConfigError, UsageError
 from shipctl.model import FMT_JSON, PendingBatch
-from shipctl.monitors.base import MonitorOutput, to_events
+from shipctl.monitors.base import Derived, MonitorOutput, is_number, to_events
+from shipctl.monitors.implicit import effective_monitors
 from shipctl.state import monitors as monstate
 from shipctl.state.queue import insert_batch
+
+DEFAULT_LIMIT = 60.0  # seconds a monitor without a timeout option may take
+GRACE = 5.0  # beyond a monitor's own timeout, before it is abandoned
 
 
 @dataclass
@@ -27,6 +37,9 @@ class MonitorResult:
     duration: float
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    samples: int = 0
+    output: MonitorOutput | None = field(default=None, repr=False)  # raw, until the history is applied
 
 
 @dataclass
@@ -39,34 +52,145 @@ class RunMonitorResult:
     def errors(self) -> list[str]:
         return [f"monitor {r.id}: {r.error}" for r in self.results if r.error]
 
+    @property
+    def warnings(self) -> list[str]:
+        return [f"monitor {r.id}: {w}" for r in self.results for w in r.warnings]
 
-def _execute(mon: MonitorConfig) -> MonitorResult:
+
+@dataclass
+class _Job:
+    mon: MonitorConfig
+    module: str
+    monitor: Any
+    limit: float
+    result: MonitorResult | None = None
+
+
+def monitors_of(config: Config) -> tuple[MonitorConfig, ...]:
+    """What ``run`` and ``run-monitor`` consider configured: the config's monitors plus the implicit ones."""
+    return effective_monitors(config)
+
+
+def is_due(last_run: float | None, interval: float, now: float) -> bool:
+    """Due once the interval has elapsed since the last run, less a little slack (a tenth of the interval,
+    1 to 15 s) so a timer firing every interval with some jitter does not skip every other tick."""
+    if last_run is None:
+        return True
+    slack = min(15.0, max(1.0, interval / 10))
+    return now - last_run >= interval - slack
+
+
+def _prepare(mon: MonitorConfig) -> _Job:
     kind, options = plugins.monitor_options(mon)
-    monitor = plugins.resolve(kind.factory)(options)
+    factory = plugins.resolve(kind.factory)
+    monitor = factory(options, mon.id) if getattr(factory, "wants_id", False) else factory(options)
+    timeout = getattr(options, "timeout", None)
+    limit = (float(timeout) if is_number(timeout) and timeout > 0 else DEFAULT_LIMIT) + GRACE
+    return _Job(mon, getattr(monitor, "module", mon.type), monitor, limit)
+
+
+def _execute(job: _Job) -> None:
+    mon = job.mon
     started = time.time()
     t0 = time.monotonic()
     try:
-        out = monitor.sample()
+        out = job.monitor.sample()
     except Exception as exc:  # a monitor's bug must not stop the other monitors or the upload
         log.exception("monitor %s crashed", mon.id)
         out = MonitorOutput(error=f"crashed: {type(exc).__name__}: {exc}")
-    events = to_events(monitor.module, mon.id, out)
-    return MonitorResult(mon.id, mon.type, monitor.module, started, time.monotonic() - t0, events, out.error)
+    job.result = MonitorResult(
+        mon.id, mon.type, job.module, started, time.monotonic() - t0, [], out.error, list(out.warnings), output=out
+    )
 
 
 def run_all(monitors: list[MonitorConfig]) -> list[MonitorResult]:
-    """Run monitors concurrently; each has its own timeout, so one hanging never holds the others."""
-    if len(monitors) <= 1:
-        return [_execute(m) for m in monitors]
-    with ThreadPoolExecutor(max_workers=min(16, len(monitors))) as pool:
-        return list(pool.map(_execute, monitors))
+    """Run monitors concurrently; each has a deadline, so one hanging never holds the others."""
+    jobs: list[_Job] = []
+    failed: dict[int, MonitorResult] = {}
+    for i, mon in enumerate(monitors):
+        try:
+            jobs.append(_prepare(mon))
+        except ConfigError:
+            raise
+        except Exception as exc:  # a plugin failing to construct is that monitor's error only
+            log.exception("monitor %s could not be set up", mon.id)
+            failed[i] = MonitorResult(mon.id, mon.type, mon.type, time.time(), 0.0, error=f"cannot set up: {exc}")
+            jobs.append(_Job(mon, mon.type, None, 0.0))
+    t0 = time.monotonic()
+    threads = []
+    for i, job in enumerate(jobs):
+        if i in failed:
+            continue
+        # Daemon threads: an abandoned one must not keep the process alive at exit.
+        t = threading.Thread(target=_execute, args=(job,), name=f"monitor {job.mon.id}", daemon=True)
+        t.start()
+        threads.append((i, job, t))
+    results: dict[int, MonitorResult] = dict(failed)
+    for i, job, t in threads:
+        t.join(max(0.0, t0 + job.limit - time.monotonic()))
+        res = job.result
+        if res is None:
+            res = MonitorResult(
+                job.mon.id,
+                job.mon.type,
+                job.module,
+                time.time() - (time.monotonic() - t0),
+                time.monotonic() - t0,
+                error=f"did not finish within {job.limit:g} s; abandoned so the run could go on",
+            )
+            log.warning("monitor %s abandoned after %.0f s", job.mon.id, job.limit)
+        results[i] = res
+    return [results[i] for i in range(len(jobs))]
+
+
+def _apply(r: MonitorResult, derived: list[Derived | None] | None = None) -> None:
+    out = r.output
+    if out is None:
+        return
+    r.samples = len(out.samples)
+    r.events = to_events(r.module, r.id, out, derived=derived)
+    r.output = None
+
+
+def _history(conn: Any, r: MonitorResult, interval: float, ts: float, *, store: bool) -> list[Derived | None]:
+    """Difference and rate for this run's counters; with ``store`` the samples become the new history."""
+    from shipctl.monitors.calc import derive, series_key, wants_history
+    from shipctl.state import metrics
+
+    assert r.output is not None
+    known = metrics.load(conn, r.id)
+    derived: list[Derived | None] = []
+    points = []
+    for s in r.output.samples:
+        if not is_number(s.value):
+            derived.append(None)
+            continue
+        key = series_key(s)
+        derived.append(derive(known.get(key), s, ts, interval) if wants_history(s) else None)
+        points.append(metrics.Point(key, s.kind, s.epoch, ts, s.value))  # type: ignore[arg-type]
+    if store:
+        metrics.store(conn, r.id, points, known, interval)
+    return derived
 
 
 def run_monitors(
-    ctx: Context, targets: list[str], *, due_only: bool, queue: bool = True, now: float | None = None
+    ctx: Context,
+    targets: list[str],
+    *,
+    due_only: bool,
+    queue: bool = True,
+    now: float | None = None,
+    scheduled_at: float | None = None,
 ) -> RunMonitorResult:
-    now = time.time() if now is None else now
-    configured = {m.id: m for m in ctx.config.monitors}
+    """Run the named monitors (all configured and implicit ones if none named).
+
+    ``now`` simulates the clock for both the schedule and the metric history (tests). ``scheduled_at`` is
+    when the timer fired (``shipctl run`` passes its start): the schedule is checked against it, so the time
+    tail-once took before does not make a monitor miss its tick; the history then uses the real sampling
+    time of each monitor, so rates stay right.
+    """
+    sched = now if now is not None else (scheduled_at if scheduled_at is not None else time.time())
+    configured = {m.id: m for m in monitors_of(ctx.config)}
     for t in targets:
         if t not in configured:
             known = ", ".join(configured) or "none configured"
@@ -77,31 +201,33 @@ def run_monitors(
         last = monstate.last_runs(ctx.state.conn)
         due = []
         for m in chosen:
-            # A little slack so a timer firing every interval does not miss by a few milliseconds.
-            if m.id in last and now - last[m.id] < m.sample_interval - 1.0:
-                result.not_due.append(m.id)
-            else:
+            if is_due(last.get(m.id), m.sample_interval, sched):
                 due.append(m)
+            else:
+                result.not_due.append(m.id)
         chosen = due
+    if not chosen:
+        return result
     result.results = run_all(chosen)
     attrs = ctx.config.server_attributes
     with ctx.state.write() as conn:
         for r in result.results:
+            if r.output is not None:
+                ts = now if now is not None else r.started
+                _apply(r, _history(conn, r, configured[r.id].sample_interval, ts, store=queue))
             if queue:
                 _queue(conn, attrs, r)
-            if queue:
-                monstate.record(
-                    conn,
-                    r.id,
-                    r.type,
-                    now if due_only else r.started,
-                    r.duration,
-                    sum(1 for e in r.events if e.get("k") == "metric"),
-                    r.error,
-                )
+                started = sched if due_only else (now if now is not None else r.started)
+                monstate.record(conn, r.id, r.type, started, r.duration, r.samples, r.error)
+                for w in r.warnings:
+                    ctx.state.notice(f"monitor:{r.id}", "warning", w)
             if r.error:
                 ctx.state.notice(f"monitor:{r.id}", "error", r.error)
                 log.warning("monitor %s: %s", r.id, r.error)
+        if queue:
+            from shipctl.state import metrics
+
+            metrics.prune(conn, sched, set(configured))
     return result
 
 
@@ -135,9 +261,11 @@ def adhoc_config(mtype: str, options: dict[str, Any]) -> MonitorConfig:
 
 
 def run_adhoc(ctx: Context | None, mon: MonitorConfig, *, queue: bool) -> RunMonitorResult:
-    result = RunMonitorResult(results=[_execute(mon)], queued=queue)
+    """One monitor now, outside the schedule and the metric history (an operator trying it out)."""
+    result = RunMonitorResult(results=run_all([mon]), queued=queue)
+    r = result.results[0]
+    _apply(r)
     if queue and ctx is not None:
-        r = result.results[0]
         with ctx.state.write() as conn:
             _queue(conn, ctx.config.server_attributes, r)
             if r.error:

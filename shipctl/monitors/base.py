@@ -2,18 +2,21 @@
 
 A metric sample becomes an event of kind ``metric`` whose message is the Scalyr monitor line
 (``[module(id)] name value key=value ...``) and whose attrs hold ``monitor``, ``metric``, ``value``,
-``metric_type`` and one attribute per dimension.
+``metric_type`` and one attribute per dimension (plus ``difference`` and ``rate`` for a counter once the
+metric history has a usable previous sample).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 GAUGE = "gauge"
 COUNTER = "counter"
+CORE_ATTRS = ("monitor", "metric", "value", "metric_type")
 
 
 @dataclass(frozen=True)
@@ -21,15 +24,33 @@ class Sample:
     name: str
     value: float | int | str
     kind: str = GAUGE
-    dims: dict[str, Any] = field(default_factory=dict)
+    dims: dict[str, Any] = field(default_factory=dict)  # identify the series (history key)
     ts: int = 0  # ns; 0 = when the monitor ran
+    extra: dict[str, Any] = field(default_factory=dict)  # shown like dims, but not part of the series key
+    # Counters only: a new epoch (process restarted, host rebooted) means the counter started over, even if
+    # its value happens to be higher than the stored one.
+    epoch: str = ""
+    # "" = emit the value (and difference/rate as attributes for counters); "difference" = emit the
+    # difference from the previous sample as the value, and nothing when there is none (CoScale calctype).
+    calc: str = ""
 
 
 @dataclass
 class MonitorOutput:
     samples: list[Sample] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # {"m": message, "a": attrs, "k": kind}
-    error: str | None = None
+    error: str | None = None  # the monitor could not do its job (counted as an error, exit 65)
+    warnings: list[str] = field(default_factory=list)  # worth a notice in status, not a failed run
+    attrs: dict[str, Any] = field(default_factory=dict)  # added to every metric event's attrs (e.g. tags)
+
+
+@dataclass(frozen=True)
+class Derived:
+    """What the metric history says about one counter sample."""
+
+    difference: float | int | None = None
+    rate: float | None = None
+    why_not: str = ""  # "first", "reset", "gap" (rate only), "time" (rate only)
 
 
 class Monitor(Protocol):
@@ -44,14 +65,39 @@ def monitor_line(module: str, monitor_id: str, name: str, value: Any, extra: dic
     return " ".join(parts)
 
 
-def to_events(module: str, monitor_id: str, out: MonitorOutput, now_ns: int | None = None) -> list[dict[str, Any]]:
+def is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def to_events(
+    module: str,
+    monitor_id: str,
+    out: MonitorOutput,
+    now_ns: int | None = None,
+    derived: list[Derived | None] | None = None,
+) -> list[dict[str, Any]]:
+    """Events for the queue; ``derived`` (same order as ``out.samples``) comes from the metric history."""
     now_ns = now_ns or time.time_ns()
     events: list[dict[str, Any]] = []
-    for s in out.samples:
-        attrs = {"monitor": module, "metric": s.name, "value": s.value, "metric_type": s.kind, **s.dims}
+    for i, s in enumerate(out.samples):
+        d = derived[i] if derived else None
+        value = s.value
+        if s.calc == "difference":
+            if d is None or d.difference is None:
+                continue  # first sample or reset: nothing to say for this interval
+            value = d.difference
+        shown = {**s.dims, **s.extra}
+        attrs: dict[str, Any] = {"monitor": module, "metric": s.name, "value": value, "metric_type": s.kind}
+        for k, v in (*shown.items(), *out.attrs.items()):
+            attrs.setdefault(k, v)  # a dimension never overrides the core attribute names
+        if d is not None and s.calc != "difference":
+            if d.difference is not None:
+                attrs["difference"] = d.difference
+            if d.rate is not None:
+                attrs["rate"] = d.rate
         events.append(
             {
-                "m": monitor_line(module, monitor_id, s.name, s.value, s.dims),
+                "m": monitor_line(module, monitor_id, s.name, value, shown),
                 "a": attrs,
                 "t": s.ts or now_ns,
                 "k": "metric",
@@ -60,3 +106,34 @@ def to_events(module: str, monitor_id: str, out: MonitorOutput, now_ns: int | No
     for e in out.events:
         events.append({"t": now_ns, "k": "event", **e})
     return events
+
+
+def shape_text(text: str, extract: re.Pattern[str] | None, log_all_lines: bool, max_characters: int) -> tuple[str, int]:
+    """Scalyr's treatment of command output and response bodies: the extract group, then the first line
+    (unless log_all_lines), then cut at max_characters with "...". Returns (text, length before the cut)."""
+    if extract is not None:
+        m = extract.search(text)
+        text = (m.group(1) if m.groups() else m.group(0)) if m else ""
+        text = text or ""
+    if not log_all_lines:
+        text = text.strip("\n").split("\n", 1)[0].strip("\r")
+    else:
+        text = text.rstrip("\n")
+    length = len(text)
+    if length > max_characters:
+        text = text[:max_characters] + "..."
+    return text, length
+
+
+_INT = re.compile(r"-?\d+")
+_FLOAT = re.compile(r"-?(\d+\.\d*|\.\d+)([eE][-+]?\d+)?")
+
+
+def as_value(text: str) -> float | int | str:
+    """A number when the whole text is one, so a numeric command output becomes a usable metric."""
+    t = text.strip()
+    if _INT.fullmatch(t):
+        return int(t)
+    if _FLOAT.fullmatch(t):
+        return float(t)
+    return text

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -10,7 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass
 
-from shipctl.monitors.base import GAUGE, MonitorOutput, Sample
+from shipctl.monitors.base import GAUGE, MonitorOutput, Sample, as_value, shape_text
 from shipctl.schema import field, positive
 
 
@@ -40,11 +41,16 @@ def run_command(argv: list[str] | str, *, shell: bool, timeout: float) -> tuple[
         out, err = proc.communicate(timeout=timeout)
         code: int | None = proc.returncode
     except subprocess.TimeoutExpired:
-        try:
+        # Either the command itself hangs or something it left in the background holds our pipes open:
+        # both end with the whole group killed, so no grandchild outlives the run.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate(timeout=5)
+        except subprocess.TimeoutExpired:  # a descendant left the group (setsid) and keeps the pipes
+            proc.kill()
+            proc.wait()
+            out, err = b"", b""
         code = None
     return code, out.decode("utf-8", "replace"), err.decode("utf-8", "replace"), time.monotonic() - started
 
@@ -62,31 +68,15 @@ class ShellMonitor:
             argv: list[str] | str = o.command if o.shell else shlex.split(o.command)
         except ValueError as exc:
             return MonitorOutput(error=f"cannot split command {o.command!r}: {exc}")
+        if not argv:
+            return MonitorOutput(error="empty command")
         try:
             code, stdout, stderr, took = run_command(argv, shell=o.shell, timeout=o.timeout)
         except OSError as exc:
             return MonitorOutput(error=f"cannot run {o.command!r}: {exc.strerror or exc}")
         output = f"{stderr}\n{stdout}" if stderr else stdout
-        if self.extract is not None:
-            m = self.extract.search(output)
-            output = (m.group(1) if m.groups() else m.group(0)) if m else ""
-        if not o.log_all_lines:
-            output = output.strip("\n").split("\n", 1)[0]
-        else:
-            output = output.rstrip("\n")
-        length = len(output)
-        if length > o.max_characters:
-            output = output[: o.max_characters] + "..."
-        value: float | int | str = output
-        if re.fullmatch(r"-?\d+", output.strip()):
-            value = int(output)
-        elif re.fullmatch(r"-?\d+\.\d*(e-?\d+)?", output.strip()):
-            value = float(output)
-        dims = {
-            "command": o.command,
-            "exit_code": code if code is not None else -1,
-            "duration": round(took, 3),
-            "length": length,
-        }
+        text, length = shape_text(output, self.extract, o.log_all_lines, o.max_characters)
+        extra = {"exit_code": code if code is not None else -1, "duration": round(took, 3), "length": length}
         error = f"timed out after {o.timeout:g} s (process group killed)" if code is None else None
-        return MonitorOutput(samples=[Sample("output", value, GAUGE, dims)], error=error)
+        sample = Sample("output", as_value(text), GAUGE, {"command": o.command}, extra=extra)
+        return MonitorOutput(samples=[sample], error=error)

@@ -143,3 +143,39 @@ def m001_initial(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS: list[Migration] = [m001_initial]
+
+
+def m002_metric_history(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        -- One row per (monitor, metric, dimensions): the previous sample that Difference and rate need.
+        -- value has no declared type so an integer counter reads back as an integer.
+        CREATE TABLE metric_series (
+            id INTEGER PRIMARY KEY,
+            monitor TEXT NOT NULL,
+            metric TEXT NOT NULL,
+            dims TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            epoch TEXT NOT NULL DEFAULT '',
+            last_ts REAL NOT NULL,
+            last_value NOT NULL,
+            n INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (monitor, metric, dims)
+        );
+        CREATE INDEX metric_series_metric ON metric_series (metric);
+
+        -- The recent samples of a series as a ring (slot = sample number modulo the ring size), so the
+        -- history stays bounded without a DELETE per run.
+        CREATE TABLE metric_points (
+            series INTEGER NOT NULL,
+            slot INTEGER NOT NULL,
+            ts REAL NOT NULL,
+            value NOT NULL,
+            PRIMARY KEY (series, slot)
+        ) WITHOUT ROWID;
+        """,
+    )
+
+
+MIGRATIONS.append(m002_metric_history)

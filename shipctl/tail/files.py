@@ -8,6 +8,7 @@ the bytes themselves, go to the state file, so a secret in a log line never land
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import gzip
 import hashlib
@@ -60,7 +61,8 @@ class Source:
     def size(self) -> int:
         """Current size (decompressed for gzip, which needs one pass)."""
         if not self.gz:
-            self._size = os.fstat(self._fd).st_size
+            st = os.fstat(self._fd)
+            self._size, self.mtime_ns = st.st_size, st.st_mtime_ns
             return self._size
         if self._size is None:
             with gzip.open(self.path, "rb") as fh:
@@ -117,31 +119,82 @@ def holds(src: Source, ident: Identity) -> bool:
     return True
 
 
-def rotated_siblings(path: str, extra_patterns: tuple[str, ...] = ()) -> list[str]:
-    """Files in ``path``'s directory whose names look like rotated generations of it."""
+@functools.lru_cache(maxsize=256)
+def _matchers(path: str, extra_patterns: tuple[str, ...]) -> tuple[list[re.Pattern[str]], list[str], list[str]]:
+    """Regexes over names in ``path``'s directory, name globs there, and globs over full paths (configured
+    patterns with a directory part, like logrotate's ``olddir``)."""
     p = Path(path)
     name = re.escape(p.name)
-    stem = re.escape(p.stem) if p.suffix else None
     regexes = [re.compile(pat.format(name=name)) for pat in DEFAULT_ROTATED]
-    if stem:  # app.log -> app-20261122.log / app.1.log, as some rotators name them
-        regexes += [
-            re.compile(rf"{stem}-\d{{8}}{re.escape(p.suffix)}(\.gz)?"),
-            re.compile(rf"{stem}\.\d+{re.escape(p.suffix)}(\.gz)?"),
-        ]
-    # Configured patterns are globs over the file name, "{name}" standing for the log's own name.
-    globs = [pat.replace("{name}", glob.escape(p.name)) for pat in extra_patterns]
+    if p.suffix:  # app.log -> app-20261122.log / app.1.log, as some rotators name them
+        stem, suffix = re.escape(p.stem), re.escape(p.suffix)
+        regexes += [re.compile(rf"{stem}-\d{{8}}{suffix}(\.gz)?"), re.compile(rf"{stem}\.\d+{suffix}(\.gz)?")]
+    # Configured patterns are globs, "{name}" standing for the log's own file name, relative to its directory.
+    name_globs, path_globs = [], []
+    for pat in extra_patterns:
+        g = pat.replace("{name}", glob.escape(p.name))
+        if "/" in g:
+            path_globs.append(g if os.path.isabs(g) else os.path.join(glob.escape(str(p.parent)), g))
+        else:
+            name_globs.append(g)
+    return regexes, name_globs, path_globs
+
+
+def seen_offset(src: Source, seen: list[tuple[int, str, int, str]]) -> int:
+    """Where to start reading ``src`` given the files already read to their end (``seen``: fingerprint
+    length and hash, size, hash of the bytes before the end): the end of the longest one ``src`` begins
+    with, or 0. A seen file that ``src`` continues counts only when it spans more than a fingerprint:
+    below that, a new file that starts with the same header as a short old one would lose its header."""
+    head = src.read_at(0, FP_SIZE)
+    best = 0
+    for fp_len, fp_hash, size, tail_hash in sorted(seen, key=lambda s: s[2]):
+        if size <= best or fp_len > len(head) or digest(head[:fp_len]) != fp_hash:
+            continue
+        if not holds(src, Identity(fp_len, fp_hash, size, min(TAIL_SIZE, size), tail_hash)):
+            continue
+        if size >= FP_SIZE or not src.read_at(size, 1):
+            best = size
+    return best
+
+
+def rotated_siblings(path: str, extra_patterns: tuple[str, ...] = ()) -> list[str]:
+    """Files whose names look like rotated generations of ``path`` (in its directory, or where a configured
+    pattern with a directory part points)."""
+    p = Path(path)
+    regexes, name_globs, path_globs = _matchers(path, tuple(extra_patterns))
     try:
         names = os.listdir(p.parent)
     except OSError:
-        return []
-    return [
+        names = []
+    out = [
         str(p.parent / n)
         for n in sorted(names)
-        if n != p.name and (any(r.fullmatch(n) for r in regexes) or any(fnmatch.fnmatchcase(n, g) for g in globs))
+        if n != p.name
+        and (any(r.fullmatch(n) for r in regexes) or any(fnmatch.fnmatchcase(n, g) for g in name_globs))
     ]
+    for g in path_globs:
+        out += sorted(m for m in glob.glob(g) if m != path and m not in out)
+    return out
 
 
-def rotation_number(path: str) -> int:
-    """The generation number in ``app.log.3.gz`` (higher is older); 0 when there is none."""
-    m = re.search(r"\.(\d+)(?:\.gz)?$", path)
-    return int(m.group(1)) if m and len(m.group(1)) < 6 else 0
+def looks_rotated(candidate: str, path: str, extra_patterns: tuple[str, ...] = ()) -> bool:
+    """Whether ``candidate`` is named like a rotated generation of ``path``."""
+    c, p = Path(candidate), Path(path)
+    regexes, name_globs, path_globs = _matchers(path, tuple(extra_patterns))
+    if c.parent == p.parent and c.name != p.name:
+        if any(r.fullmatch(c.name) for r in regexes) or any(fnmatch.fnmatchcase(c.name, g) for g in name_globs):
+            return True
+    return any(fnmatch.fnmatchcase(candidate, g) for g in path_globs)
+
+
+def generation_key(candidate: str, path: str, mtime_ns: int) -> tuple[int, str, int, str]:
+    """Sort key putting older generations of ``path`` first: a higher number (``app.log.3.gz``, ``app.3.log``)
+    is older, then an earlier date in the name, then an earlier mtime. Numbers and dates in names win over
+    mtimes, which a compressor may not keep."""
+    name, base = Path(candidate).name, Path(path)
+    rest = name[len(base.name) :] if name.startswith(base.name) else name[len(base.stem) :]
+    m = re.match(r"\.(\d{1,5})(?:\.|$)", rest)
+    number = int(m.group(1)) if m else 0
+    d = re.search(r"(\d{4})-?(\d{2})-?(\d{2})", rest)
+    date = "".join(d.groups()) if d else ""
+    return -number, date, mtime_ns, name

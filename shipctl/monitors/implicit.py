@@ -1,0 +1,34 @@
+"""Monitors every Linux host gets without configuring them, as with the Scalyr agent: system metrics (id
+``system``) and shipctl's own process metrics (id ``agent``, tagged ``app=agent``). Each is switched off in
+``[agent]`` with ``implicit_metric_monitor = false`` / ``implicit_agent_process_metrics_monitor = false``."""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+
+from shipctl.config import Config, MonitorConfig
+from shipctl.schema import Where
+
+SYSTEM_ID = "system"
+AGENT_ID = "agent"
+DEFAULT_INTERVAL = 30.0
+
+
+def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
+    """The configured monitors plus the implicit ones that apply."""
+    mons = list(config.monitors)
+    if not sys.platform.startswith("linux") or not os.path.exists("/proc/self/stat"):
+        return tuple(mons)
+    ids = {m.id for m in mons}
+    agent = config.agent
+    # A configured linux_system_metrics replaces the implicit one rather than doubling every metric.
+    if agent.implicit_metric_monitor and SYSTEM_ID not in ids and all(m.type != "linux_system_metrics" for m in mons):
+        where = Where(config.file, "agent.implicit_metric_monitor")
+        mons.append(MonitorConfig("linux_system_metrics", SYSTEM_ID, DEFAULT_INTERVAL, types.MappingProxyType({}), where))
+    if agent.implicit_agent_process_metrics_monitor and AGENT_ID not in ids:
+        where = Where(config.file, "agent.implicit_agent_process_metrics_monitor")
+        opts = types.MappingProxyType({"pid": "$$"})
+        mons.append(MonitorConfig("linux_process_metrics", AGENT_ID, DEFAULT_INTERVAL, opts, where))
+    return tuple(mons)
