@@ -275,7 +275,7 @@ def run_monitor_cmd(
             ctx.state.record_run(
                 "run-monitor",
                 started,
-                1 if res.errors else 0,
+                EXIT_SOURCE_ERRORS if res.errors else 0,
                 {"monitors": len(res.results), "errors": len(res.errors)},
             )
     if print_only:

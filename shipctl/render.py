@@ -20,8 +20,8 @@ from shipctl.commands.status import StatusResult
 def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
-    # Outside a terminal (cron mail, pipes) rich would assume 80 columns and cut paths: go wide instead.
-    return Console(file=stream, width=None if tty else 240, soft_wrap=not tty, highlight=False)
+    # Outside a terminal (cron mail, pipes) rich would assume 80 columns and fold paths: go wide instead.
+    return Console(file=stream, width=None if tty else 1000, soft_wrap=not tty, highlight=False)
 
 
 def to_json(obj: Any) -> str:
@@ -176,6 +176,8 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                 m.last_error or "",
             )
         out.print(mons)
+    if result.metric:
+        _metric_history(out, result)
     if result.notices:
         out.print("Recent problems:" if not verbose else "Problems (newest first):")
         for n in result.notices:
@@ -186,6 +188,48 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             out.print(
                 f"  {when(r['started'])} {r['command']}: exit {r['exit_code']} {json.dumps(r['summary'])}", markup=False
             )
+
+
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: list[float]) -> str:
+    if not values:
+        return ""
+    lo, hi = min(values), max(values)
+    if hi == lo:
+        return SPARKS[0] * len(values)
+    return "".join(SPARKS[min(len(SPARKS) - 1, int((v - lo) / (hi - lo) * len(SPARKS)))] for v in values)
+
+
+def series_values(kind: str, points: list[list[float]]) -> list[float]:
+    """What to draw: a gauge's values; a counter's per-second rate between samples (resets left out)."""
+    if kind != "counter":
+        return [v for _, v in points]
+    return [(v - pv) / (t - pt) for (pt, pv), (t, v) in zip(points, points[1:]) if t > pt and v >= pv]
+
+
+def _metric_history(out: Console, result: StatusResult) -> None:
+    if not result.metric_history:
+        known = ", ".join(result.known_metrics) or "none yet"
+        out.print(f"No history for metric {result.metric!r} (metrics with history: {known})", markup=False)
+        return
+    out.print(f"History of {result.metric}:", markup=False)
+    for series in result.metric_history:
+        points = series["points"]
+        values = series_values(series["kind"], points)
+        dims = " ".join(f"{k}={v}" for k, v in sorted(series["dims"].items()))
+        label = f"{series['monitor']} {dims}".strip()
+        what = "rate/s" if series["kind"] == "counter" else "value"
+        if not values:
+            out.print(f"  {label}: {len(points)} sample(s), not enough for a {what} yet", markup=False)
+            continue
+        span = points[-1][0] - points[0][0]
+        out.print(
+            f"  {label}: {sparkline(values)} last {what} {values[-1]:.6g}, min {min(values):.6g},"
+            f" max {max(values):.6g} ({len(points)} samples over {ago(span)}, up to {when(points[-1][0])})",
+            markup=False,
+        )
 
 
 @contextmanager

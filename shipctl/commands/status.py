@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from shipctl.config import Config
+from shipctl.monitors.implicit import effective_monitors
 from shipctl.state import State, report, resolve_state_path
 from shipctl.state.queue import queue_stats
 
@@ -71,14 +72,17 @@ class StatusResult:
     monitors: list[MonitorStatus] = field(default_factory=list)
     notices: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
+    metric: str | None = None  # asked for with --metric
+    metric_history: list[dict[str, Any]] = field(default_factory=list)  # one entry per series, points oldest first
+    known_metrics: list[str] = field(default_factory=list)  # when the asked metric has no history
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def status(config: Config, *, verbose: bool = False) -> StatusResult:
+def status(config: Config, *, verbose: bool = False, metric: str | None = None) -> StatusResult:
     path = resolve_state_path(config.agent.state)
-    result = StatusResult(str(path), path.exists(), config.file, time.time())
+    result = StatusResult(str(path), path.exists(), config.file, time.time(), metric=metric)
     if not result.exists:
         result.logs = [LogStatus(lg.id, lg.path, 0, None, "never checked") for lg in config.logs]
         return result
@@ -97,7 +101,8 @@ def status(config: Config, *, verbose: bool = False) -> StatusResult:
         }
         result.queue_sources = report.queue_by_source(state)
         result.uploads = report.uploads(state)
-        intervals = {m.id: m.sample_interval for m in config.monitors}
+        monitors = effective_monitors(config)
+        intervals = {m.id: m.sample_interval for m in monitors}
         for row in report.monitors(state):
             interval = intervals.get(row["id"])
             result.monitors.append(
@@ -116,11 +121,13 @@ def status(config: Config, *, verbose: bool = False) -> StatusResult:
                 )
             )
         seen = {m.id for m in result.monitors}
-        for m in config.monitors:
+        for m in monitors:
             if m.id not in seen:
                 result.monitors.append(
                     MonitorStatus(m.id, m.type, m.sample_interval, None, None, None, 0, 0, 0, None, None)
                 )
+        if metric:
+            _metric(state, metric, result)
         result.notices = [
             dict(zip(("ts", "source", "level", "message"), n, strict=True)) for n in state.notices(50 if verbose else 5)
         ]
@@ -129,6 +136,19 @@ def status(config: Config, *, verbose: bool = False) -> StatusResult:
             for r in state.last_runs(20 if verbose else 5)
         ]
     return result
+
+
+def _metric(state: State, metric: str, result: StatusResult) -> None:
+    import json
+
+    from shipctl.state import metrics
+
+    for series in metrics.history(state.conn, metric):
+        series["dims"] = json.loads(series["dims"])
+        series["points"] = [list(p) for p in series["points"]]
+        result.metric_history.append(series)
+    if not result.metric_history:
+        result.known_metrics = metrics.metric_names(state.conn)
 
 
 def _logs(state: State, config: Config, result: StatusResult) -> None:

@@ -21,7 +21,18 @@ from shipctl.state import files as filestate
 from shipctl.state.files import FileRecord
 from shipctl.state.queue import insert_batch
 from shipctl.tail.discover import expand
-from shipctl.tail.files import FP_SIZE, TAIL_SIZE, Identity, Source, digest, holds, rotated_siblings, rotation_number
+from shipctl.tail.files import (
+    FP_SIZE,
+    TAIL_SIZE,
+    Identity,
+    Source,
+    digest,
+    generation_key,
+    holds,
+    looks_rotated,
+    rotated_siblings,
+    seen_offset,
+)
 from shipctl.tail.pipeline import Pipeline, read_size
 
 
@@ -73,6 +84,8 @@ def pending_bytes(ctx: Context, log_cfg: LogConfig) -> int:
     """Bytes waiting in the files of one log (for a progress total and for status)."""
     total = 0
     for rec in filestate.records(ctx.state.conn, log_cfg.id):
+        if rec.state != "active" or rec.real_path.endswith(".gz"):
+            continue  # nothing left, or compressed: its size on disk says nothing about what is unread
         with contextlib.suppress(OSError):
             total += max(0, os.stat(rec.real_path).st_size - rec.offset)
     return total
@@ -93,22 +106,27 @@ class _LogTailer:
         self.compress = ctx.config.agent.compress_queue
         self.attrs = {**ctx.config.server_attributes, **log_cfg.attributes}
         self.now = time.time()
+        self.paths: list[str] = []
+        self.records: dict[str, FileRecord] = {}
 
     # --- orchestration ---------------------------------------------------------------------------
     def run(self) -> LogResult:
         out = LogResult(self.log.id)
         conn = self.state.conn
-        paths = expand(self.log.path, self.log.exclude)
+        self.paths = paths = expand(self.log.path, self.log.exclude)
         out.matched = len(paths)
-        records = {r.path: r for r in filestate.records(conn, self.log.id)}
-        first_time = not filestate.log_initialized(conn, self.log.id)
-        for path in sorted(set(paths) | {p for p, r in records.items() if r.state == "active"}):
+        self.records = records = {r.path: r for r in filestate.records(conn, self.log.id)}
+        skip_history = self.log.start_at == "end" and not filestate.log_initialized(conn, self.log.id)
+        # Followed files first: once a rotated file is finished, a new glob match that is that very file
+        # under a rotated name (app.log -> app-20260101.log with path = "*.log") is recognised, not re-read.
+        known = sorted(p for p, r in records.items() if p in set(paths) or r.state in _LIVE)
+        for path in known + sorted(set(paths) - set(records)):
             if self.budget.exhausted():
                 break
             fres = FileResult(path)
             out.files.append(fres)
             try:
-                self._follow(path, records.get(path), fres, skip_history=first_time and self.log.start_at == "end")
+                self._follow(path, records.get(path), fres, skip_history=skip_history)
             except OSError as exc:
                 fres.error = f"{exc.strerror or exc} ({exc.filename or path})"
                 self._error(path, records.get(path), fres.error)
@@ -133,83 +151,105 @@ class _LogTailer:
             if rec is None:
                 if cur is None:
                     return
-                rec = self._new_record(path, cur, skip_history=skip_history)
-                self._read(rec, cur, fres, final=False)
+                rec = self._start(path, cur, skip_history=skip_history)
+                if rec is not None:
+                    self._read(rec, cur, fres, final=False)
                 return
-            if cur is not None and (cur.dev, cur.ino) == (rec.dev, rec.ino) and holds(cur, _ident(rec)):
-                rec.real_path = path
+            rec.last_error = None  # last_error says what the latest run that looked at the file ran into
+            if (
+                rec.state == "active"
+                and cur is not None
+                and _key(cur) == (rec.dev, rec.ino)
+                and holds(cur, _ident(rec))
+            ):
+                rec.real_path = _real(path)
                 rec.gen_since = self.now
                 self._read(rec, cur, fres, final=False)
                 return
             # The path no longer holds the file this record follows (or holds nothing).
-            self._catch_up_rotation(path, rec, cur, fres)
+            self._catch_up(path, rec, cur, fres)
         finally:
             if cur is not None:
                 cur.close()
 
-    def _catch_up_rotation(self, path: str, rec: FileRecord, cur: Source | None, fres: FileResult) -> None:
-        old = self._find_rotated(rec, cur)
-        exclude = {(cur.dev, cur.ino)} if cur is not None else set()
-        if old is not None:
-            with old:
-                fres.rotations += 1
-                rec.rotations += 1
-                rec.real_path = old.path
-                if not self._read(rec, old, fres, final=True):
-                    return  # budget spent: the record still names the old file; the next run resumes it
-                exclude.add((old.dev, old.ino))
-                done_path = old.path
-        else:
-            done_path = None
-            if cur is not None and rec.fp_len and holds(cur, _ident(rec)):
+    def _catch_up(self, path: str, rec: FileRecord, cur: Source | None, fres: FileResult) -> None:
+        """Finish the file the record follows wherever it went, then the generations rotated after it
+        that no run has read, oldest first, then the file now at ``path`` from its start."""
+        known_at = rec.real_path
+        exclude = {_key(cur)} if cur is not None else set()
+        if rec.state == "active":
+            old = self._find_rotated(rec, cur)
+            if old is not None:
+                with old:
+                    rec.real_path = old.path
+                    if not self._read(rec, old, fres, final=True):
+                        return  # budget spent: the record names the rotated file; the next run resumes it
+                    exclude.add(_key(old))
+            elif cur is not None and rec.fp_len and holds(cur, _ident(rec)):
                 # Same bytes up to the offset under a new inode (a copy or an editor's save): carry on.
-                self._switch(rec, cur, keep_offset=True)
+                self._switch(rec, cur, fres, offset=rec.offset, rotated=False)
                 self._read(rec, cur, fres, final=False)
                 return
-            lost = max(0, rec.size - rec.offset)
-            if cur is None:
-                if rec.state != "gone":
-                    msg = "file disappeared" + (f"; {lost} unread bytes lost" if lost else "")
-                    rec.bytes_skipped += lost
-                    rec.state = "gone"
-                    rec.size = rec.offset
-                    self._error(path, rec, msg)
-                return
-            if lost:
-                rec.bytes_skipped += lost
-                self._error(
-                    path, rec, f"previous file replaced and not found among rotated files; {lost} unread bytes lost"
-                )
-        # Generations rotated after the old file that no run has read yet, oldest first.
-        for gen_path in self._unseen_generations(rec, exclude, done_path):
+            else:
+                self._lost(path, rec, cur)
+                if cur is None:
+                    return
+        for gen_path, start in self._unseen_generations(rec, exclude, known_at):
             if self.budget.exhausted():
                 return
             gen = _open(gen_path)
             if gen is None:
                 continue
             with gen:
-                self._switch(rec, gen, keep_offset=False)
-                fres.rotations += 1
+                self._switch(rec, gen, fres, offset=start, rotated=True)
                 if not self._read(rec, gen, fres, final=True):
                     return
-        if cur is not None:
-            self._switch(rec, cur, keep_offset=False)
+        if cur is not None and not self.budget.exhausted():
+            self._switch(rec, cur, fres, offset=0, rotated=True)
             rec.gen_since = self.now
             self._read(rec, cur, fres, final=False)
 
+    def _lost(self, path: str, rec: FileRecord, cur: Source | None) -> None:
+        """The followed file is nowhere to be found: count what is known to be unread as skipped."""
+        lost = max(0, rec.size - rec.offset)
+        rec.bytes_skipped += lost
+        rec.size = rec.offset  # counted once
+        unread = f"; {lost} unread bytes lost" if lost else ""
+        if cur is None:
+            rec.state = "gone"
+            if lost:
+                self._error(path, rec, "file disappeared" + unread)
+            else:  # read to its end, then removed: files matching a glob come and go
+                with self.state.write() as conn:
+                    self.state.notice(f"log:{self.log.id}", "info", f"{path}: file gone (read to its end)")
+                    filestate.save(conn, rec)
+        elif _key(cur) != (rec.dev, rec.ino):
+            # Whatever was written to it since the last run is lost too; a rotated_patterns entry may be missing.
+            self._error(path, rec, "previous file replaced and not found among rotated files" + unread)
+        elif lost:
+            self._error(path, rec, "file truncated in place" + unread)
+
     # --- identity --------------------------------------------------------------------------------
-    def _new_record(self, path: str, src: Source, *, skip_history: bool) -> FileRecord:
-        fp_len, fp_hash = src.fingerprint()
+    def _start(self, path: str, src: Source, *, skip_history: bool) -> FileRecord | None:
+        """A record for a newly matched file, or None when another record already follows that file."""
         offset = 0
+        others = [r for r in self.records.values() if r.path != path]
+        for other in others:
+            if other.state == "active" and _key(src) == (other.dev, other.ino) and holds(src, _ident(other)):
+                return None  # the same file as another match (a link), or a rotated file not finished yet
         if skip_history:
             size = src.size()
             tail = src.read_at(max(0, size - self.rsize), self.rsize)
             offset = size - len(tail) + tail.rfind(b"\n") + 1
+        elif any(looks_rotated(path, o.path, self.log.rotated_patterns) for o in others):
+            # A rotated generation of a followed file, under a name the glob matches: skip what was read.
+            offset = seen_offset(src, filestate.seen(self.state.conn, self.log.id))
+        fp_len, fp_hash = src.fingerprint()
         tail_len, tail_hash = src.tail(offset)
         rec = FileRecord(
             log_id=self.log.id,
             path=path,
-            real_path=path,
+            real_path=_real(path),
             dev=src.dev,
             ino=src.ino,
             fp_len=fp_len,
@@ -222,88 +262,109 @@ class _LogTailer:
             first_seen=self.now,
             last_checked=self.now,
             gen_since=self.now,
-            bytes_skipped=offset,
+            bytes_skipped=offset if skip_history else 0,
         )
         with self.state.write() as conn:
             filestate.save(conn, rec)
+        self.records[path] = rec
         return rec
 
-    def _switch(self, rec: FileRecord, src: Source, *, keep_offset: bool) -> None:
+    def _switch(self, rec: FileRecord, src: Source, fres: FileResult, *, offset: int, rotated: bool) -> None:
         """Point the record at another file, committed before any of its bytes are queued."""
-        rec.real_path = src.path
+        rec.real_path = _real(rec.path) if src.path == rec.path else src.path
         rec.dev, rec.ino = src.dev, src.ino
         rec.fp_len, rec.fp_hash = src.fingerprint()
-        if not keep_offset:
-            rec.offset = 0
-            rec.tail_len, rec.tail_hash = 0, ""
+        rec.offset = offset
+        rec.tail_len, rec.tail_hash = src.tail(offset)
+        rec.size = offset if src.gz else src.size()
         rec.pending_since = None
         rec.state = "active"
         rec.mtime_ns = src.mtime_ns
+        if rotated:  # one more file at the path since the last one: a rotation (or truncation) event
+            rec.rotations += 1
+            fres.rotations += 1
         with self.state.write() as conn:
             filestate.save(conn, rec)
 
     def _find_rotated(self, rec: FileRecord, cur: Source | None) -> Source | None:
         cands: list[str] = []
         if rec.real_path != rec.path:
-            cands.append(rec.real_path)
+            cands.append(rec.real_path)  # a symlink's old target, or where a rotated file was last read
         cands += rotated_siblings(rec.path, self.log.rotated_patterns)
         if rec.real_path != rec.path:
             cands += rotated_siblings(rec.real_path, self.log.rotated_patterns)
+        for p in self.paths:  # moved to another name the glob matches
+            with contextlib.suppress(OSError):
+                st = os.stat(p)
+                if (st.st_dev, st.st_ino) == (rec.dev, rec.ino):
+                    cands.append(p)
         cands = list(dict.fromkeys(c for c in cands if c != rec.path))
         ident = _ident(rec)
+        cur_key = _key(cur) if cur is not None else None
         opened: list[Source] = []
         found: Source | None = None
         try:
             for c in cands:
-                src = _open(c)
-                if src is not None:
-                    opened.append(src)
-            cur_key = (cur.dev, cur.ino) if cur is not None else None
+                with contextlib.suppress(OSError):
+                    src = _open(c)
+                    if src is not None and _key(src) != cur_key:
+                        opened.append(src)
             # Same inode first (renamed away), then same content (copied away, or compressed).
             for src in opened:
-                if (src.dev, src.ino) == (rec.dev, rec.ino) != cur_key and not src.gz and holds(src, ident):
+                if _key(src) == (rec.dev, rec.ino) and not src.gz and holds(src, ident):
                     found = src
                     return src
-            if rec.fp_len:
-                for src in opened:
-                    if (src.dev, src.ino) != cur_key and holds(src, ident):
-                        found = src
-                        return src
-            return None
+            if not rec.fp_len:
+                return None  # an empty file has no content to recognise
+            holding = [src for src in opened if holds(src, ident)]
+            if len(holding) > 1:
+                # Several generations start alike (a common header): the oldest that no run finished is the
+                # one this record was reading; younger ones were written after it.
+                seen = filestate.seen(self.state.conn, self.log.id)
+                holding = [s for s in holding if seen_offset(s, seen) < s.size()] or holding
+                holding.sort(key=lambda s: (s.mtime_ns < rec.mtime_ns, generation_key(s.path, rec.path, s.mtime_ns)))
+            found = holding[0] if holding else None
+            return found
         finally:
             for src in opened:
                 if src is not found:
                     src.close()
 
-    def _unseen_generations(self, rec: FileRecord, exclude: set[tuple[int, int]], done_path: str | None) -> list[str]:
+    def _unseen_generations(
+        self, rec: FileRecord, exclude: set[tuple[int, int]], known_at: str
+    ) -> list[tuple[str, int]]:
+        """Rotated generations changed since the record last followed the live file and not read to their
+        end by any run, oldest first, each with the offset to start at."""
         seen = filestate.seen(self.state.conn, self.log.id)
+        # mtimes come from a coarse clock that may lag time.time() by a tick: allow a margin (the seen
+        # table, not the mtime, is what keeps a generation from being read twice).
         since_ns = int((rec.gen_since - 1.0) * 1e9)
+        cands = rotated_siblings(rec.path, self.log.rotated_patterns)
+        if known_at != rec.path:
+            cands += rotated_siblings(known_at, self.log.rotated_patterns)
         gens = []
-        for cand in rotated_siblings(rec.path, self.log.rotated_patterns):
-            if cand == done_path:
-                continue
+        for cand in dict.fromkeys(cands):
             src = _open(cand)
             if src is None:
                 continue
             with src:
-                if (src.dev, src.ino) in exclude or src.mtime_ns < since_ns:
+                if _key(src) in exclude or src.mtime_ns < since_ns:
                     continue
-                fp_len, fp_hash = src.fingerprint()
-                if fp_len == 0:
-                    continue
-                if any(
-                    s[0] == fp_len and s[1] == fp_hash and s[2] == src.size() and s[3] == src.tail(s[2])[1]
-                    for s in seen
-                ):
-                    continue
-                gens.append((src.mtime_ns, -rotation_number(cand), cand))
-        return [g[2] for g in sorted(gens)]
+                if rec.state == "rotated" and _key(src) == (rec.dev, rec.ino) and holds(src, _ident(rec)):
+                    start = rec.offset  # the file this record finished, written to since (late writes)
+                else:
+                    start = seen_offset(src, seen) if src.fingerprint()[0] else 0
+                if not src.read_at(start, 1):
+                    continue  # empty, or everything already read
+                exclude.add(_key(src))
+                gens.append((generation_key(cand, rec.path, src.mtime_ns), cand, start))
+        return [(g[1], g[2]) for g in sorted(gens)]
 
     # --- reading ---------------------------------------------------------------------------------
     def _read(self, rec: FileRecord, src: Source, fres: FileResult, *, final: bool) -> bool:
         """Queue what is new in ``src`` from the record's offset. ``final``: the file was rotated away and
-        will not grow; its last line is sent even without a newline. Returns False if the budget ran out
-        before the end of the file."""
+        will not grow; its last line is sent even without a newline, and the record is marked finished in
+        the same transaction as the last bytes. Returns False if the budget ran out before the end."""
         while True:
             if self.budget.exhausted():
                 return False
@@ -313,7 +374,9 @@ class _LogTailer:
             expired = rec.pending_since is not None and now - rec.pending_since >= self.log.line_completion_wait
             cut = self.pipeline.cut(chunk, at_eof=at_eof, flush=final or expired)
             rec.last_checked = now
-            rec.last_error = None
+            # What is known to be in the file (a budget stop or a vanished file reports the rest as lost).
+            rec.size = max(rec.offset + len(chunk), rec.size if src.gz else src.size())
+            rec.mtime_ns = src.mtime_ns
             if cut.consumed == 0:
                 if not at_eof:
                     raise RuntimeError(f"{src.path}: no progress at offset {rec.offset}")  # a pipeline bug
@@ -322,15 +385,14 @@ class _LogTailer:
                     rec.pending_since = now
                 elif not chunk:
                     rec.pending_since = None
-                if not src.gz:
-                    rec.size = rec.offset + len(chunk)
                 with self.state.write() as wconn:
+                    if final:
+                        rec.state = "rotated"
+                        filestate.mark_seen(wconn, self.log.id, rec.fp_len, rec.fp_hash, rec.offset, rec.tail_hash)
                     filestate.save(wconn, rec)
-                break
+                return True
             rec.offset += cut.consumed
             rec.pending_since = now if at_eof and cut.consumed < len(chunk) else None
-            if not src.gz:
-                rec.size = max(rec.size, rec.offset - cut.consumed + len(chunk))
             rec.bytes_copied += cut.consumed - cut.bytes_dropped
             rec.lines_copied += cut.lines - cut.lines_dropped
             rec.lines_dropped += cut.lines_dropped
@@ -370,10 +432,18 @@ class _LogTailer:
             self.budget.used_bytes += cut.consumed
             if self.progress:
                 self.progress(cut.consumed)
-        if final:
-            with self.state.write() as wconn:
-                filestate.mark_seen(wconn, self.log.id, rec.fp_len, rec.fp_hash, rec.offset, rec.tail_hash)
-        return True
+
+
+_LIVE = ("active", "rotated")
+
+
+def _key(src: Source) -> tuple[int, int]:
+    return src.dev, src.ino
+
+
+def _real(path: str) -> str:
+    """Where a symlinked log path points (its old target is where to look once it points elsewhere)."""
+    return os.path.realpath(path) if os.path.islink(path) else path
 
 
 def _ident(rec: FileRecord) -> Identity:

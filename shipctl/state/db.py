@@ -46,6 +46,8 @@ def _ensure_dir(directory: Path) -> None:
         pass
     except OSError as exc:
         raise StateError(f"{directory}: cannot create state directory: {exc.strerror}") from None
+    if not directory.is_dir():
+        raise StateError(f"{directory}: cannot create state directory: a file is in the way")
 
 
 class State:
@@ -170,7 +172,10 @@ def lock(state_path: Path, kind: str, *, wait: bool = False) -> Iterator[None]:
     process death, so a killed run never leaves a stale lock behind."""
     _ensure_dir(state_path.parent)
     lock_path = state_path.with_name(f"{state_path.name}.{kind}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise StateError(f"{lock_path}: cannot create lock file: {exc.strerror}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))

@@ -24,7 +24,9 @@ class FileRecord:
     mtime_ns: int = 0
     pending_since: float | None = None
     gen_since: float = 0.0  # rotated generations changed after this time are unseen
-    state: str = "active"  # active | gone
+    # active: reading real_path. rotated: the file was rotated away and read to its end; the next file at
+    # path (or a generation rotated after it) comes next. gone: vanished, not found among rotated files.
+    state: str = "active"
     bytes_copied: int = 0
     lines_copied: int = 0
     bytes_skipped: int = 0
@@ -64,10 +66,18 @@ def delete(conn: sqlite3.Connection, rec: FileRecord) -> None:
 
 
 def mark_seen(conn: sqlite3.Connection, log_id: str, fp_len: int, fp_hash: str, size: int, tail_hash: str) -> None:
-    """Remember a rotated-away file that was read to its end; keep the newest 200 per log."""
+    """Remember a rotated-away file that was read to its end (hashes only); keep the newest 200 per log.
+    An empty file is not worth remembering: every empty file would look like it."""
+    if size == 0:
+        return
+    row = (log_id, fp_len, fp_hash, size, tail_hash)
+    if conn.execute(
+        "SELECT 1 FROM seen_files WHERE log_id = ? AND fp_len = ? AND fp_hash = ? AND size = ? AND tail_hash = ?", row
+    ).fetchone():
+        return
     conn.execute(
         "INSERT INTO seen_files (log_id, fp_len, fp_hash, size, tail_hash, finished) VALUES (?, ?, ?, ?, ?, ?)",
-        (log_id, fp_len, fp_hash, size, tail_hash, time.time()),
+        (*row, time.time()),
     )
     conn.execute(
         "DELETE FROM seen_files WHERE log_id = ? AND id NOT IN"

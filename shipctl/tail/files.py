@@ -79,7 +79,7 @@ class Source:
             if self._gz is None or self._gz.tell() > offset:
                 if self._gz is not None:
                     self._gz.close()
-                self._gz = gzip.open(self.path, "rb")  # type: ignore[assignment]
+                self._gz = gzip.open(self.path, "rb")  # type: ignore[assignment]  # noqa: SIM115 - kept open across reads
             assert self._gz is not None
             self._gz.seek(offset)
             return self._gz.read(n)
@@ -169,8 +169,7 @@ def rotated_siblings(path: str, extra_patterns: tuple[str, ...] = ()) -> list[st
     out = [
         str(p.parent / n)
         for n in sorted(names)
-        if n != p.name
-        and (any(r.fullmatch(n) for r in regexes) or any(fnmatch.fnmatchcase(n, g) for g in name_globs))
+        if n != p.name and (any(r.fullmatch(n) for r in regexes) or any(fnmatch.fnmatchcase(n, g) for g in name_globs))
     ]
     for g in path_globs:
         out += sorted(m for m in glob.glob(g) if m != path and m not in out)
@@ -181,9 +180,11 @@ def looks_rotated(candidate: str, path: str, extra_patterns: tuple[str, ...] = (
     """Whether ``candidate`` is named like a rotated generation of ``path``."""
     c, p = Path(candidate), Path(path)
     regexes, name_globs, path_globs = _matchers(path, tuple(extra_patterns))
-    if c.parent == p.parent and c.name != p.name:
-        if any(r.fullmatch(c.name) for r in regexes) or any(fnmatch.fnmatchcase(c.name, g) for g in name_globs):
-            return True
+    same_dir = c.parent == p.parent and c.name != p.name
+    if same_dir and (
+        any(r.fullmatch(c.name) for r in regexes) or any(fnmatch.fnmatchcase(c.name, g) for g in name_globs)
+    ):
+        return True
     return any(fnmatch.fnmatchcase(candidate, g) for g in path_globs)
 
 
