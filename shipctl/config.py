@@ -89,6 +89,7 @@ class AgentConfig:
     max_bytes: int = field(0, check=non_negative)  # 0 = no limit
     batch_bytes: int = field(1 << 20, check=lambda v: None if v >= 4096 else "expected at least 4096")
     compress_queue: bool = False
+    max_queue_bytes: int = field(0, check=non_negative)  # 0 = no limit; over it upload drops the oldest batches
     implicit_metric_monitor: bool = True
     implicit_agent_process_metrics_monitor: bool = True
 

@@ -52,6 +52,7 @@ def register_builtins(reg: Registry) -> None:
     )
     reg.sink("file", "shipctl.sinks.jsonl:FileSinkOptions", "shipctl.sinks.jsonl:FileSink")
     reg.sink("stdout", "shipctl.sinks.jsonl:StdoutSinkOptions", "shipctl.sinks.jsonl:StdoutSink")
+    reg.sink("scalyr", "shipctl.sinks.scalyr:ScalyrOptions", "shipctl.sinks.scalyr:ScalyrSink")
 
 
 _registry: Registry | None = None

@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from itertools import pairwise
 from typing import Any
 
 from rich.console import Console
@@ -206,7 +207,7 @@ def series_values(kind: str, points: list[list[float]]) -> list[float]:
     """What to draw: a gauge's values; a counter's per-second rate between samples (resets left out)."""
     if kind != "counter":
         return [v for _, v in points]
-    return [(v - pv) / (t - pt) for (pt, pv), (t, v) in zip(points, points[1:]) if t > pt and v >= pv]
+    return [(v - pv) / (t - pt) for (pt, pv), (t, v) in pairwise(points) if t > pt and v >= pv]
 
 
 def _metric_history(out: Console, result: StatusResult) -> None:

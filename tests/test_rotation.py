@@ -36,6 +36,10 @@ class Lines:
         return range(self.next - n, self.next)
 
 
+def assert_lines(msgs: list[str], expected: list[int]) -> None:
+    assert_exactly_once(msgs, expected)  # type: ignore[arg-type]
+
+
 def config(env: Env, path: Path | str, extra: str = "", agent: str = "") -> None:
     env.write_config(f'[agent]\nmax_seconds = 0\n{agent}\n[[logs]]\npath = "{path}"\n{extra}\n')
 
@@ -279,8 +283,12 @@ def test_new_file_reusing_the_rotated_files_inode(env: Env, new_lines: int) -> N
     old_ino = log.stat().st_ino
     log.rename(env.logs / "app.log.1")
     gzip_file(env.logs / "app.log.1", "gzip-command")  # frees the old inode
-    log.touch()
-    if log.stat().st_ino != old_ino:
+    for attempt in range(5):
+        log.touch()
+        if log.stat().st_ino == old_ino:
+            break
+        log.rename(env.tmp / f"not-reused-{attempt}")  # keep that inode taken and try again
+    else:
         pytest.skip("this filesystem did not reuse the freed inode")
     w.write(log, new_lines)
     ship(env)
@@ -419,18 +427,21 @@ def test_files_with_identical_first_kilobytes(env: Env) -> None:
         w.write(f, 5)
     ship(env)
     msgs = env.messages()
-    assert_exactly_once(msgs, [*range(20), *range(10_000, 10_020)])  # type: ignore[arg-type]
+    assert_lines(msgs, [*range(20), *range(10_000, 10_020)])
     assert sum(m.startswith("# service banner 000") for m in msgs) == 4
+    # A new match with exactly the bytes of a generation already read is another file: read it all.
+    c = env.logs / "c.log"
+    shutil.copyfile(env.logs / "a.log.1", c)
+    ship(env)
+    assert sum(m.startswith("# service banner 000") for m in env.messages()) == 5
+    assert sorted(int(m.split()[1]) for m in env.messages() if m.startswith("line ")).count(0) == 2
 
 
-def assert_lines(msgs: list[str], expected: list[int]) -> None:
-    assert_exactly_once(msgs, expected)  # type: ignore[arg-type]
-
-
-@pytest.mark.parametrize("gz", GZIP_METHODS)
-def test_generations_that_differ_only_after_a_common_header(env: Env, gz: str) -> None:
-    """The last run saw only the banner the app writes when it opens its log; two compressed rotations
-    later, both .gz generations and the new file start with it, so only their age tells them apart."""
+@pytest.mark.parametrize("how", ["compress", "copytruncate"])
+def test_generations_that_differ_only_after_a_common_header(env: Env, how: str) -> None:
+    """The last run saw only the banner each generation opens with. Two rotations later, both rotated
+    generations and the file at the path (with compress, often under the old file's reused inode; with
+    copytruncate, always the same inode) start with the very bytes the record knows."""
     log = env.logs / "app.log"
     config(env, log)
     w = Lines()
@@ -438,13 +449,33 @@ def test_generations_that_differ_only_after_a_common_header(env: Env, gz: str) -
     ship(env)
     for _ in range(2):
         w.write(log, 10)
-        logrotate(log, compress=True, gz=gz)  # A -> .1.gz, then A -> .2.gz and B -> .1.gz
+        logrotate(log, compress=how == "compress", copytruncate=how == "copytruncate")
         append(log, BANNER)
     w.write(log, 10)
     ship(env)
     msgs = env.messages()
     assert [int(m.split()[1]) for m in msgs if m.startswith("line ")] == list(range(30))
     assert sum(m.startswith("# service banner 000") for m in msgs) == 3
+    assert files_status(env)[str(log)]["rotations"] == 2
+
+
+def test_a_plain_copy_of_the_log_is_not_a_rotation(env: Env) -> None:
+    """logrotate's `copy` (or a backup) leaves the log alone: the copy starts with the same bytes and goes
+    on the same way, so it must not be taken for the old file."""
+    log = env.logs / "app.log"
+    config(env, log)
+    w = Lines()
+    log.write_text(BANNER)
+    w.write(log, 10)
+    ship(env)
+    w.write(log, 10)
+    shutil.copyfile(log, env.logs / "app.log.1")
+    w.write(log, 10)
+    ship(env)
+    msgs = env.messages()
+    assert [int(m.split()[1]) for m in msgs if m.startswith("line ")] == list(range(30))
+    assert sum(m.startswith("# service banner 000") for m in msgs) == 1
+    assert files_status(env)[str(log)]["rotations"] == 0
 
 
 def test_empty_files_and_empty_generations(env: Env) -> None:
@@ -630,6 +661,9 @@ def test_rotation_while_a_run_is_reading(env: Env) -> None:
         holder.close()
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+    assert env.cli("upload").exit_code == 0
+    # That run kept reading the file it had open, through the lines written after the rename.
+    assert [int(m.split()[1]) for m in env.messages()] == list(range(2110))
     ship(env)
     assert [int(m.split()[1]) for m in env.messages()] == list(range(2160))
     assert files_status(env)[str(log)]["rotations"] == 1
@@ -688,3 +722,61 @@ def test_rotation_found_while_a_budget_stopped_run_was_in_a_rotated_file(env: En
             break
     assert [int(m.split()[1]) for m in env.messages()] == list(range(2020))
     assert files_status(env)[str(log)]["rotations"] == 2
+
+
+# --- rotation without a new file yet, late writes, what the state file keeps ---------------------------
+
+
+def test_rotated_away_with_no_new_file_yet(env: Env) -> None:
+    """logrotate `nocreate`: the path stays empty until the app writes again. Finishing the old file is not
+    an error, and the rotation is counted once however many runs pass before the new file appears."""
+    log = env.logs / "app.log"
+    config(env, log)
+    w = Lines()
+    w.write(log, 10)
+    ship(env)
+    w.write(log, 10)
+    log.rename(env.logs / "app.log.1")
+    ship(env)
+    ship(env)
+    f = files_status(env)[str(log)]
+    assert f["state"] == "rotated" and f["last_error"] is None and f["bytes_skipped"] == 0
+    w.write(log, 10)
+    ship(env)
+    assert [int(m.split()[1]) for m in env.messages()] == list(range(30))
+    f = files_status(env)[str(log)]
+    assert f["state"] == "active" and f["rotations"] == 1
+
+
+def test_late_writes_to_a_finished_rotated_file(env: Env) -> None:
+    """The app writes on to the renamed file until it is told to reopen its log; a run finished that file
+    meanwhile. What it wrote later is read from where that run stopped, not again from the start."""
+    log = env.logs / "app.log"
+    config(env, log)
+    w = Lines()
+    w.write(log, 30)
+    ship(env)
+    old = env.logs / "app.log.1"
+    log.rename(old)
+    w.write(old, 10)
+    Lines(1000).write(log, 5)
+    ship(env)
+    w.write(old, 10)  # late: after that run finished app.log.1
+    Lines(1005).write(log, 5)
+    ship(env)
+    assert_lines(env.messages(), [*range(50), *range(1000, 1010)])
+
+
+def test_state_file_keeps_hashes_not_log_bytes(env: Env) -> None:
+    log = env.logs / "app.log"
+    config(env, log)
+    secret = "tok3n-" + "q" * 40
+    log.write_text(f"first {secret}\n" + numbered(20))
+    ship(env)
+    logrotate(log, compress=True)
+    append(log, f"second {secret}\n")
+    ship(env)
+    with sqlite3.connect(env.state) as db:
+        rows = [*db.execute("SELECT * FROM files"), *db.execute("SELECT * FROM seen_files")]
+    assert rows and not any("tok3n" in str(v) or "line 0000" in str(v) for row in rows for v in row)
+    assert sum(secret in m for m in env.messages()) == 2

@@ -1,15 +1,19 @@
-"""``shipctl preview``: what a log's rules would send for a file, without touching the state file."""
+"""``shipctl preview``: what a log's rules would send for a file, without touching the state file.
+
+The file is read from its start through the same pipeline as tail-once; a partial last line or an open
+group is shown as it would be sent once its wait is over. Nothing is opened but the config and the file.
+"""
 
 from __future__ import annotations
 
 import fnmatch
-import glob
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from shipctl.config import Config, LogConfig
 from shipctl.errors import UsageError
-from shipctl.model import FMT_RAW
+from shipctl.model import Batch
 from shipctl.tail.files import Source
 from shipctl.tail.pipeline import Pipeline, read_size
 
@@ -27,8 +31,9 @@ class PreviewResult:
 def find_log(config: Config, path: str, log_id: str | None) -> LogConfig:
     if log_id:
         return config.log(log_id)
+    full = os.path.abspath(path)
     for lg in config.logs:
-        if fnmatch.fnmatch(path, lg.path) or path in glob.glob(lg.path, recursive=True):
+        if fnmatch.fnmatch(full, lg.path) and not any(fnmatch.fnmatch(full, ex) for ex in lg.exclude):
             return lg
     raise UsageError(f"{path}: no [[logs]] entry in {config.file} matches this file; name one with --log ID")
 
@@ -36,7 +41,8 @@ def find_log(config: Config, path: str, log_id: str | None) -> LogConfig:
 def preview(config: Config, path: str, log_id: str | None = None, *, limit: int = 0) -> PreviewResult:
     log_cfg = find_log(config, path, log_id)
     pipe = Pipeline(log_cfg)
-    rsize = read_size(log_cfg, 1 << 20)
+    rsize = read_size(log_cfg, config.agent.batch_bytes)
+    attrs = {**config.server_attributes, **log_cfg.attributes}
     out = PreviewResult(log_cfg.id, path)
     try:
         src = Source(path)
@@ -44,26 +50,18 @@ def preview(config: Config, path: str, log_id: str | None = None, *, limit: int 
         raise UsageError(f"{path}: cannot open: {exc.strerror or exc}") from None
     with src:
         offset = 0
-        while True:
+        while not limit or len(out.events) < limit:
             chunk = src.read_at(offset, rsize)
-            if not chunk:
-                break
             cut = pipe.cut(chunk, at_eof=len(chunk) < rsize, flush=True)
+            if not cut.consumed:
+                break
             offset += cut.consumed
             out.lines += cut.lines
             out.lines_dropped += cut.lines_dropped
             out.redactions += cut.redactions
-            if cut.fmt == FMT_RAW:
-                msgs = cut.payload.decode("utf-8", "replace").split("\n")[:-1]
-                out.events.extend({"message": m, "attrs": dict(log_cfg.attributes)} for m in msgs)
-            elif cut.payload:
-                import json
-
-                for e in json.loads(cut.payload):
-                    out.events.append({"message": e["m"], "attrs": {**log_cfg.attributes, **(e.get("a") or {})}})
-            if limit and len(out.events) >= limit:
-                del out.events[limit:]
-                break
-            if cut.consumed == 0:
-                break
+            # Decoded exactly as upload decodes a queued batch.
+            batch = Batch(0, "log", path, log_cfg.id, 0, attrs, cut.fmt, cut.n_events, len(cut.payload), 0, cut.payload)
+            out.events += ({"message": e.message, "attrs": e.attrs} for e in batch.events())
+    if limit:
+        del out.events[limit:]
     return out

@@ -256,7 +256,7 @@ def adhoc_config(mtype: str, options: dict[str, Any]) -> MonitorConfig:
     try:
         plugins.monitor_options(mon)
     except ConfigError as exc:
-        raise ConfigError(str(exc).replace("<command line>: type", f"<command line>: monitor type {mtype!r}"))
+        raise ConfigError(str(exc).replace("<command line>: type", f"<command line>: monitor type {mtype!r}")) from None
     return mon
 
 

@@ -108,6 +108,7 @@ class _LogTailer:
         self.now = time.time()
         self.paths: list[str] = []
         self.records: dict[str, FileRecord] = {}
+        self._dirs: dict[str, int] = {}  # directory -> mtime, stat once per run
 
     # --- orchestration ---------------------------------------------------------------------------
     def run(self) -> LogResult:
@@ -119,8 +120,9 @@ class _LogTailer:
         skip_history = self.log.start_at == "end" and not filestate.log_initialized(conn, self.log.id)
         # Followed files first: once a rotated file is finished, a new glob match that is that very file
         # under a rotated name (app.log -> app-20260101.log with path = "*.log") is recognised, not re-read.
-        known = sorted(p for p, r in records.items() if p in set(paths) or r.state in _LIVE)
-        for path in known + sorted(set(paths) - set(records)):
+        matched = set(paths)
+        known = sorted(p for p, r in records.items() if r.state != "late" and (p in matched or r.state in _LIVE))
+        for path in known + sorted(matched - set(records)):
             if self.budget.exhausted():
                 break
             fres = FileResult(path)
@@ -130,6 +132,8 @@ class _LogTailer:
             except OSError as exc:
                 fres.error = f"{exc.strerror or exc} ({exc.filename or path})"
                 self._error(path, records.get(path), fres.error)
+        if not self.budget.exhausted():
+            self._late_writes(out)
         error = None if paths else "no matching readable file"
         with self.state.write() as wconn:
             filestate.touch_log(wconn, self.log.id, len(paths), error)
@@ -159,8 +163,10 @@ class _LogTailer:
             if (
                 rec.state == "active"
                 and cur is not None
+                and rec.real_path == _real(path)  # not part way through a rotated file or an old link target
                 and _key(cur) == (rec.dev, rec.ino)
                 and holds(cur, _ident(rec))
+                and not self._replaced_alike(rec, cur)
             ):
                 rec.real_path = _real(path)
                 rec.gen_since = self.now
@@ -208,6 +214,103 @@ class _LogTailer:
             self._switch(rec, cur, fres, offset=0, rotated=True)
             rec.gen_since = self.now
             self._read(rec, cur, fres, final=False)
+
+    def _late_writes(self, out: LogResult) -> None:
+        """Read lines written to a rotated file after a run had finished it: the app writes on to the
+        renamed file until it reopens its log. Such a file is read under a record of its own ("late"), so
+        the live file's offset stays as it is and a crash or budget stop resumes it; that record is dropped
+        in the transaction that finishes the file. Looked for only shortly after a file was finished."""
+        conn = self.state.conn
+        pending = [r for r in self.records.values() if r.state == "late"]
+        finished = filestate.last_finished(conn, self.log.id)
+        recent = finished is not None and self.now - finished < LATE_WINDOW
+        if not pending and not recent:
+            return
+        cands: list[str] = []
+        for r in list(self.records.values()):
+            if r.state in _LIVE:
+                cands += rotated_siblings(r.path, self.log.rotated_patterns)
+        cands = list(dict.fromkeys(cands))
+        for rec in pending:
+            if self.budget.exhausted():
+                return
+            fres = FileResult(rec.path)
+            out.files.append(fres)
+            src = self._locate(rec, [rec.real_path, *cands])
+            if src is None:
+                with self.state.write() as wconn:
+                    filestate.delete(wconn, rec)
+                del self.records[rec.path]
+                if rec.size > rec.offset:
+                    self._error(rec.path, None, f"rotated file gone; {rec.size - rec.offset} late bytes lost")
+                continue
+            with src:
+                rec.real_path = src.path
+                self._read(rec, src, fres, final=True)
+        if not recent:
+            return
+        seen = filestate.seen(conn, self.log.id)
+        taken = set(self.records) | set(self.paths)
+        keys = {(r.dev, r.ino) for r in self.records.values()}
+        since_ns = int((self.now - LATE_WINDOW) * 1e9)
+        for cand in cands:
+            if cand in taken:
+                continue
+            if self.budget.exhausted():
+                return
+            src = _open(cand)
+            if src is None:
+                continue
+            with src:
+                if _key(src) in keys or src.mtime_ns < since_ns:
+                    continue
+                start = seen_offset(src, seen)
+                if not start or not src.read_at(start, 1):
+                    continue  # never read (not a late write), or nothing new
+                fp_len, fp_hash = src.fingerprint()
+                tail_len, tail_hash = src.tail(start)
+                rec = FileRecord(
+                    log_id=self.log.id,
+                    path=cand,
+                    real_path=cand,
+                    dev=src.dev,
+                    ino=src.ino,
+                    fp_len=fp_len,
+                    fp_hash=fp_hash,
+                    offset=start,
+                    tail_len=tail_len,
+                    tail_hash=tail_hash,
+                    size=start if src.gz else src.size(),
+                    mtime_ns=src.mtime_ns,
+                    first_seen=self.now,
+                    last_checked=self.now,
+                    gen_since=self.now,
+                    state="late",
+                )
+                with self.state.write() as wconn:
+                    filestate.save(wconn, rec)
+                self.records[cand] = rec
+                fres = FileResult(cand)
+                out.files.append(fres)
+                self._read(rec, src, fres, final=True)
+
+    def _locate(self, rec: FileRecord, cands: list[str]) -> Source | None:
+        """The file ``rec`` was reading, among ``cands``: same inode and bytes, else same bytes (compressed)."""
+        ident = _ident(rec)
+        by_content: Source | None = None
+        for c in dict.fromkeys(cands):
+            src = _open(c)
+            if src is None:
+                continue
+            if _key(src) == (rec.dev, rec.ino) and not src.gz and holds(src, ident):
+                if by_content is not None:
+                    by_content.close()
+                return src
+            if by_content is None and src.gz and holds(src, ident):
+                by_content = src
+            else:
+                src.close()
+        return by_content
 
     def _lost(self, path: str, rec: FileRecord, cur: Source | None) -> None:
         """The followed file is nowhere to be found: count what is known to be unread as skipped."""
@@ -286,6 +389,37 @@ class _LogTailer:
         with self.state.write() as conn:
             filestate.save(conn, rec)
 
+    def _replaced_alike(self, rec: FileRecord, cur: Source) -> bool:
+        """Whether the path holds a new file that merely starts like the old one, under the same inode: a
+        freed inode reused for the new file, or a copytruncate, when each generation opens with the same
+        header and the last run read no further. Then a rotated sibling that appeared since the last run
+        holds the record's bytes and goes on differently from the file at the path. (One that goes on the
+        same way is a plain copy, as logrotate's ``copy`` makes.)"""
+        since_ns = int((rec.gen_since - 1.0) * 1e9)
+        if not rec.fp_len or (self._dir_mtime(rec.path) < since_ns and not _has_dir(self.log.rotated_patterns)):
+            return False  # nothing was renamed, created or removed beside the file since the last run
+        ident = _ident(rec)
+        for cand in rotated_siblings(rec.path, self.log.rotated_patterns):
+            src = _open(cand)
+            if src is None:
+                continue
+            with src:
+                if _key(src) == _key(cur) or src.mtime_ns < since_ns or not holds(src, ident):
+                    continue
+                after = src.read_at(rec.offset, 4096)
+                if after and cur.read_at(rec.offset, len(after)) != after:
+                    return True
+        return False
+
+    def _dir_mtime(self, path: str) -> int:
+        parent = os.path.dirname(path)
+        if parent not in self._dirs:
+            try:
+                self._dirs[parent] = os.stat(parent).st_mtime_ns
+            except OSError:
+                self._dirs[parent] = 1 << 62  # unknown: look
+        return self._dirs[parent]
+
     def _find_rotated(self, rec: FileRecord, cur: Source | None) -> Source | None:
         cands: list[str] = []
         if rec.real_path != rec.path:
@@ -336,6 +470,7 @@ class _LogTailer:
         """Rotated generations changed since the record last followed the live file and not read to their
         end by any run, oldest first, each with the offset to start at."""
         seen = filestate.seen(self.state.conn, self.log.id)
+        late = [r for r in self.records.values() if r.state == "late"]
         # mtimes come from a coarse clock that may lag time.time() by a tick: allow a margin (the seen
         # table, not the mtime, is what keeps a generation from being read twice).
         since_ns = int((rec.gen_since - 1.0) * 1e9)
@@ -350,8 +485,10 @@ class _LogTailer:
             with src:
                 if _key(src) in exclude or src.mtime_ns < since_ns:
                     continue
-                if rec.state == "rotated" and _key(src) == (rec.dev, rec.ino) and holds(src, _ident(rec)):
-                    start = rec.offset  # the file this record finished, written to since (late writes)
+                if any(_key(src) == (r.dev, r.ino) or (src.gz and holds(src, _ident(r))) for r in late):
+                    continue  # its late lines are being read under a record of their own
+                if _key(src) == (rec.dev, rec.ino) and holds(src, _ident(rec)):
+                    start = rec.offset  # the file this record read up to there (written to since, or found again)
                 else:
                     start = seen_offset(src, seen) if src.fingerprint()[0] else 0
                 if not src.read_at(start, 1):
@@ -387,9 +524,13 @@ class _LogTailer:
                     rec.pending_since = None
                 with self.state.write() as wconn:
                     if final:
-                        rec.state = "rotated"
                         filestate.mark_seen(wconn, self.log.id, rec.fp_len, rec.fp_hash, rec.offset, rec.tail_hash)
-                    filestate.save(wconn, rec)
+                    if final and rec.state == "late":
+                        filestate.delete(wconn, rec)  # its own record was only for these lines
+                        self.records.pop(rec.path, None)
+                    else:
+                        rec.state = "rotated" if final else rec.state
+                        filestate.save(wconn, rec)
                 return True
             rec.offset += cut.consumed
             rec.pending_since = now if at_eof and cut.consumed < len(chunk) else None
@@ -435,10 +576,15 @@ class _LogTailer:
 
 
 _LIVE = ("active", "rotated")
+LATE_WINDOW = 600.0  # seconds after a rotated file was finished in which late writes to it are looked for
 
 
 def _key(src: Source) -> tuple[int, int]:
     return src.dev, src.ino
+
+
+def _has_dir(patterns: tuple[str, ...]) -> bool:
+    return any("/" in p for p in patterns)
 
 
 def _real(path: str) -> str:

@@ -54,6 +54,9 @@ class Derived:
 
 
 class Monitor(Protocol):
+    """Built by its registered factory as ``factory(options)``, or ``factory(options, monitor_id)`` when the
+    factory has ``wants_id = True``; ``sample()`` runs in a worker thread and must respect its own timeout."""
+
     module: str
 
     def sample(self) -> MonitorOutput: ...
@@ -115,10 +118,7 @@ def shape_text(text: str, extract: re.Pattern[str] | None, log_all_lines: bool, 
         m = extract.search(text)
         text = (m.group(1) if m.groups() else m.group(0)) if m else ""
         text = text or ""
-    if not log_all_lines:
-        text = text.strip("\n").split("\n", 1)[0].strip("\r")
-    else:
-        text = text.rstrip("\n")
+    text = text.rstrip("\n") if log_all_lines else text.strip("\n").split("\n", 1)[0].strip("\r")
     length = len(text)
     if length > max_characters:
         text = text[:max_characters] + "..."

@@ -26,7 +26,9 @@ def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
     # A configured linux_system_metrics replaces the implicit one rather than doubling every metric.
     if agent.implicit_metric_monitor and SYSTEM_ID not in ids and all(m.type != "linux_system_metrics" for m in mons):
         where = Where(config.file, "agent.implicit_metric_monitor")
-        mons.append(MonitorConfig("linux_system_metrics", SYSTEM_ID, DEFAULT_INTERVAL, types.MappingProxyType({}), where))
+        mons.append(
+            MonitorConfig("linux_system_metrics", SYSTEM_ID, DEFAULT_INTERVAL, types.MappingProxyType({}), where)
+        )
     if agent.implicit_agent_process_metrics_monitor and AGENT_ID not in ids:
         where = Where(config.file, "agent.implicit_agent_process_metrics_monitor")
         opts = types.MappingProxyType({"pid": "$$"})

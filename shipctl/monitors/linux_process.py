@@ -42,6 +42,7 @@ class ProcessOptions:
 class ProcStat:
     pid: int
     ppid: int
+    sid: int
     utime: int
     stime: int
     majflt: int
@@ -57,7 +58,9 @@ def read_stat(pid: int, proc: str = PROC) -> ProcStat:
     # The command name may hold spaces and parentheses: the fields start after the last ")".
     f = raw[raw.rindex(")") + 2 :].split()
     blkio = int(f[39]) if len(f) > 39 else 0
-    return ProcStat(pid, int(f[1]), int(f[11]), int(f[12]), int(f[9]), int(f[16]), int(f[17]), int(f[19]), blkio)
+    return ProcStat(
+        pid, int(f[1]), int(f[3]), int(f[11]), int(f[12]), int(f[9]), int(f[16]), int(f[17]), int(f[19]), blkio
+    )
 
 
 def command_line(pid: int, proc: str = PROC) -> str:
@@ -101,7 +104,10 @@ class ProcessMetrics:
                     continue  # shipctl's own command line would match patterns like "python"
                 try:
                     if self.pattern.search(command_line(pid, self.proc)):
-                        chosen.append(read_stat(pid, self.proc))
+                        st = read_stat(pid, self.proc)
+                        # Not a command another monitor of this run executes right now (in a session of its own).
+                        if st.ppid != own or st.sid != pid:
+                            chosen.append(st)
                 except (OSError, ValueError, IndexError):
                     continue  # gone meanwhile, or not ours to read
             chosen.sort(key=lambda p: (p.starttime, p.pid))

@@ -39,11 +39,11 @@ DISK_FIELDS = (
 PART_FIELDS = ("read_issued", "read_sectors", "write_issued", "write_sectors")  # pre-2.6.25 partition lines
 # File systems df does not list (no blocks of their own) plus the ones the Scalyr agent skips.
 PSEUDO_FS = frozenset(
-    "autofs binfmt_misc bpf cgroup cgroup2 configfs debugfs devpts devtmpfs efivarfs fusectl hugetlbfs mqueue"
-    " nsfs proc pstore rpc_pipefs securityfs selinuxfs sysfs tracefs".split()
+    "autofs binfmt_misc bpf cgroup cgroup2 configfs debugfs devpts devtmpfs efivarfs fusectl hugetlbfs"  # noqa: SIM905
+    " mqueue nsfs proc pstore rpc_pipefs securityfs selinuxfs sysfs tracefs".split()
 )
 REMOTE_FS = frozenset(
-    "9p afs auristorfs ceph cifs coda davfs gfs gfs2 glusterfs lustre ncpfs nfs nfs4 ocfs2 smb3 smbfs sshfs".split()
+    "9p afs auristorfs ceph cifs coda davfs gfs gfs2 glusterfs lustre ncpfs nfs nfs4 ocfs2 smb3 smbfs sshfs".split()  # noqa: SIM905
 )
 
 

@@ -159,4 +159,3 @@ def _error_kind(exc: BaseException) -> str:
 def _short(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text if len(text) <= 120 else text[:117] + "..."
-

@@ -84,6 +84,10 @@ class RequestSink(Protocol):
         confirmed by an earlier, partial request)."""
         ...
 
+    def seal(self, request: Request) -> None:
+        """Finish the request for the wire (compress it); runs in a worker thread, ahead of post()."""
+        ...
+
     def post(self, request: Request) -> SendResult: ...
 
     def show(self, request: Request) -> str:
@@ -122,6 +126,9 @@ class _Adapter:
     def _request(group: list[Batch], size: int) -> Request:
         spans = [Span(b.id, b.sn, b.sn + max(b.n_events, 1) - 1, True) for b in group]
         return Request(spans, sum(b.n_events for b in group), size, group)
+
+    def seal(self, request: Request) -> None:
+        pass
 
     def post(self, request: Request) -> SendResult:
         return self.sink.send(request.payload)

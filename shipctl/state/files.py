@@ -26,6 +26,7 @@ class FileRecord:
     gen_since: float = 0.0  # rotated generations changed after this time are unseen
     # active: reading real_path. rotated: the file was rotated away and read to its end; the next file at
     # path (or a generation rotated after it) comes next. gone: vanished, not found among rotated files.
+    # late: a record of its own for lines written to a finished rotated file (dropped once read).
     state: str = "active"
     bytes_copied: int = 0
     lines_copied: int = 0
@@ -90,6 +91,11 @@ def seen(conn: sqlite3.Connection, log_id: str) -> list[tuple[int, str, int, str
     return conn.execute(
         "SELECT fp_len, fp_hash, size, tail_hash FROM seen_files WHERE log_id = ?", (log_id,)
     ).fetchall()
+
+
+def last_finished(conn: sqlite3.Connection, log_id: str) -> float | None:
+    row = conn.execute("SELECT MAX(finished) FROM seen_files WHERE log_id = ?", (log_id,)).fetchone()
+    return row[0] if row else None
 
 
 def log_initialized(conn: sqlite3.Connection, log_id: str) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from shipctl.model import Batch, PendingBatch, decode_payload, encode_payload
@@ -82,3 +83,52 @@ def queue_stats(conn: sqlite3.Connection) -> QueueStats:
         " COALESCE(SUM(LENGTH(payload)), 0), MIN(created) FROM queue"
     ).fetchone()
     return QueueStats(*row)
+
+
+def stream_batches(conn: sqlite3.Connection, *, window: int, limit: int = 0) -> Iterator[Batch]:
+    """Queued batches oldest first, read ``window`` bytes at a time, at most ``limit`` (0: all). Batches
+    queued meanwhile are included; the cursor is the batch id, so each is seen once."""
+    after = 0
+    seen = 0
+    while not limit or seen < limit:
+        batches = oldest_batches(
+            conn, max_bytes=window, max_batches=min(64, limit - seen) if limit else 64, after=after
+        )
+        if not batches:
+            return
+        seen += len(batches)
+        after = batches[-1].id
+        yield from batches
+
+
+@dataclass(frozen=True)
+class Trimmed:
+    batches: int = 0
+    events: int = 0
+    bytes: int = 0
+
+
+def trim(conn: sqlite3.Connection, max_stored_bytes: int) -> Trimmed:
+    """Drop the oldest batches until the queue's stored size is at most ``max_stored_bytes``. Call inside a
+    write transaction. Sizes are what the blobs take in the file (after queue compression)."""
+    total = conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM queue").fetchone()[0]
+    if total <= max_stored_bytes:
+        return Trimmed()
+    ids: list[int] = []
+    events = size = 0
+    rows = conn.execute("SELECT id, n_events, LENGTH(payload) FROM queue ORDER BY id")
+    try:
+        for bid, n_events, stored in rows:
+            if total - size <= max_stored_bytes:
+                break
+            ids.append(bid)
+            events += n_events
+            size += stored
+    finally:
+        rows.close()
+    delete_batches(conn, ids)
+    return Trimmed(len(ids), events, size)
+
+
+def stored_bytes(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM queue").fetchone()[0])

@@ -62,3 +62,14 @@ def backoff_seconds(failures: int, retry_after: float | None) -> float:
     """10 s after the first failure, doubling up to 10 minutes; a server's Retry-After wins if longer."""
     delay = min(600.0, 10.0 * 2 ** max(0, failures - 1))
     return max(delay, retry_after or 0.0)
+
+
+# Small per-sink values kept in ``meta`` (no schema change needed):
+def acked_key(sink: str) -> str:
+    """The highest sequence number the sink confirmed: a batch split over several requests resumes after it."""
+    return f"upload.{sink}.acked_sn"
+
+
+def limit_key(sink: str) -> str:
+    """``configured:current`` request size limit, once a requestTooLarge reply made it smaller."""
+    return f"upload.{sink}.request_limit"

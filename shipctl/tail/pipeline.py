@@ -56,49 +56,129 @@ def read_size(log: LogConfig, batch_bytes: int) -> int:
     """Bytes to read at a time. A chunk must hold a group's first unit and the next one, which may be a
     piece that is only final once LOOKAHEAD bytes past it are known; otherwise a chunk could hold nothing
     that can be decided and the run would make no progress."""
-    return max(batch_bytes, 2 * (log.max_line_size + 1) + LOOKAHEAD)
+    return max(batch_bytes, 2 * (log.max_line_size + 1) + (LOOKAHEAD if log.redaction_rules else 0))
 
 
 _UNSAFE_WIDE = re.compile(r"\\[AZ]|\(\?<?!|\(\?>|[*+?}]\+")
 
 
-def _wide(pattern: re.Pattern[str]) -> re.Pattern[str] | None:
-    """The pattern for a search over a whole chunk's text, or None where a miss over the whole text would
-    not prove a miss in each line (anchors to the string's ends, negative lookaround, no backtracking)."""
-    if _UNSAFE_WIDE.search(pattern.pattern):
+@dataclass(frozen=True)
+class _Wide:
+    """A per-line pattern made into one search over a whole chunk's text (re.MULTILINE).
+
+    Every match the pattern has in a line (or group) is also a match of the whole text at the same place,
+    or lies inside an earlier match of it; so the units that overlap the whole text's matches include
+    every unit the pattern matches. Grouper patterns see a line with its newline: for ``$`` and ``\\B``
+    to still hold after that newline, they search a text with every newline doubled. A leading ``^``
+    becomes a newline before the text's lines, which the regex engine finds far faster."""
+
+    pattern: re.Pattern[str]
+    doubled: bool
+    line_start: bool
+
+
+def _wide(pattern: re.Pattern[str], *, grouper: bool) -> _Wide | None:
+    """None where a miss over the whole text would not prove a miss in each line: anchors to the ends of
+    the string, negative lookaround, atomic groups and possessive quantifiers."""
+    src = pattern.pattern
+    if _UNSAFE_WIDE.search(src):
         return None
-    return re.compile(pattern.pattern, pattern.flags | re.MULTILINE)
+    doubled = grouper and ("$" in src or "\\B" in src)
+    line_start = src.startswith("^") and not pattern.flags & re.VERBOSE
+    try:
+        compiled = re.compile("\n" + src[1:] if line_start else src, pattern.flags | re.MULTILINE)
+    except re.error:
+        line_start, compiled = False, re.compile(src, pattern.flags | re.MULTILINE)
+    return _Wide(compiled, doubled, line_start)
 
 
 class _Units:
-    """The units of one chunk: bytes (without newline), decoded text, how each ends, and the chunk's
-    decoded text for the whole-chunk searches (None when it has pieces: then everything runs per unit)."""
+    """The units of one chunk: their bytes (without newline), decoded texts and how each ends, computed
+    only when asked for; and the decoded text of them all for the whole-chunk searches (None when the
+    chunk has pieces of long lines: then every pattern runs per unit)."""
 
-    def __init__(self, data: bytes, raw: list[bytes], texts: list[str], terms: list[int] | None, partial: bool):
-        self.data = data  # the chunk: units are laid out in it from offset 0
-        self.raw = raw
-        self.texts = texts
-        self.terms = terms  # None: all LINE, except the last which is LAST when ``partial``
+    def __init__(
+        self,
+        data: bytes,
+        *,
+        region: int = 0,
+        partial: bool = False,
+        raw: list[bytes] | None = None,
+        terms: list[int] | None = None,
+    ) -> None:
+        self.data = data  # the chunk; units are laid out in it from offset 0
+        self.terms = terms  # None: every unit is a line ending in a newline, but a LAST one when ``partial``
         self.partial = partial
-        self.n = len(raw)
+        self._raw = raw
+        self._texts: list[str] | None = None
         self.text: str | None = None
+        self._variants: dict[tuple[bool, bool], str] = {}
         self._starts: list[int] | None = None
-        self._text2: str | None = None
+        self._offsets: list[int] | None = None
+        if terms is None:
+            self.region = region  # bytes of the chunk the units cover
+            self.n = data.count(b"\n", 0, region) + partial
+            self.text = data[:region].decode("utf-8", "replace")
+        else:
+            assert raw is not None
+            self.n = len(raw)
+            self.region = sum(map(len, raw)) + terms.count(LINE)
+
+    @property
+    def raw(self) -> list[bytes]:
+        if self._raw is None:
+            self._raw = self.data[: self.region].split(b"\n")
+            if not self.partial:
+                self._raw.pop()
+        return self._raw
+
+    @property
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            if self.text is not None:
+                self._texts = self.text.split("\n")
+                if not self.partial:
+                    self._texts.pop()
+            else:
+                self._texts = [r.decode("utf-8", "replace") for r in self.raw]
+        return self._texts
 
     def term(self, k: int) -> int:
         if self.terms is not None:
             return self.terms[k]
         return LAST if self.partial and k == self.n - 1 else LINE
 
+    def _last_start(self) -> int:
+        return self.data.rfind(b"\n", 0, self.region - (not self.partial)) + 1
+
+    def text_of(self, k: int) -> str:
+        if self._texts is None and k == self.n - 1 and self.text is not None:
+            end = len(self.text) - (not self.partial)
+            return self.text[self.text.rfind("\n", 0, end) + 1 : end]
+        return self.texts[k]
+
     def gtext(self, k: int) -> str:
         """What a grouper pattern sees: the line with its newline, as the Scalyr agent matches it."""
-        return self.texts[k] + "\n" if self.term(k) == LINE else self.texts[k]
+        return self.text_of(k) + "\n" if self.term(k) == LINE else self.text_of(k)
+
+    def raw_len(self, k: int) -> int:
+        if self._raw is None and k == self.n - 1:
+            return self.region - self._last_start() - (not self.partial)
+        return len(self.raw[k])
 
     def offset(self, k: int) -> int:
         """Byte offset of unit k in the chunk."""
-        if self.terms is None:
-            return sum(map(len, self.raw[:k])) + k - (self.partial and k == self.n)
-        return sum(map(len, self.raw[:k])) + self.terms[:k].count(LINE)
+        if k == self.n:
+            return self.region
+        if k == 0:
+            return 0
+        if self._raw is None and self.terms is None and k == self.n - 1:
+            return self._last_start()
+        if self._offsets is None:
+            ends = [LINE] * self.n if self.terms is None else self.terms
+            sizes = map(operator.add, map(len, self.raw), map(LINE.__eq__, ends))
+            self._offsets = list(accumulate(sizes, initial=0))
+        return self._offsets[k]
 
     def lines(self, i: int, j: int) -> int:
         return j - i if self.terms is None else j - i - self.terms[i:j].count(PIECE)
@@ -108,44 +188,46 @@ class _Units:
         return self.offset(j) - self.offset(i)
 
     def join(self, i: int, j: int) -> str:
+        texts = self.texts
         if self.terms is None:
-            return "\n".join(self.texts[i:j])
-        return "".join(self.texts[k] + ("\n" if self.terms[k] == LINE else "") for k in range(i, j - 1)) + self.texts[
-            j - 1
-        ]
+            return "\n".join(texts[i:j])
+        head = "".join(texts[k] + ("\n" if self.terms[k] == LINE else "") for k in range(i, j - 1))
+        return head + texts[j - 1]
 
-    def any(self, wide: re.Pattern[str] | None, *, grouper: bool) -> bool:
-        """Whether the pattern could match some unit (True when that cannot be told from the whole text)."""
-        if wide is None or self.text is None:
-            return True
-        return wide.search(self._doubled() if grouper else self.text) is not None
-
-    def _doubled(self) -> str:
+    def _text(self, w: _Wide) -> str:
         assert self.text is not None
-        if self._text2 is None:
-            self._text2 = self.text.replace("\n", "\n\n")
-        return self._text2
+        key = (w.doubled, w.line_start)
+        if key not in self._variants:
+            text = self.text.replace("\n", "\n\n") if w.doubled else self.text
+            self._variants[key] = "\n" + text if w.line_start else text
+        return self._variants[key]
 
-    def hits(self, wide: re.Pattern[str] | None, *, grouper: bool) -> set[int] | None:
-        """Units a per-unit search of the pattern could match (a superset); None: any of them.
+    def any(self, w: _Wide | None) -> bool:
+        """Whether the pattern could match some unit (True when the whole text cannot tell)."""
+        if w is None or self.text is None:
+            return True
+        return w.pattern.search(self._text(w)) is not None
 
-        Every match of a unit is also a match of the whole text at the same place, or lies inside an
-        earlier match of the whole text; so the units that overlap a match of the whole text cover them.
-        Grouper patterns see each line with its newline: over a text with every newline doubled, a line
-        and its newline are followed by a newline as well, so ``$`` after it still holds."""
-        if wide is None or self.text is None:
-            return None
+    def _unit_starts(self, doubled: bool) -> list[int]:
         if self._starts is None:
             self._starts = list(map(operator.add, accumulate(map(len, self.texts), initial=0), range(self.n + 1)))
-        if grouper:
-            text, starts = self._doubled(), list(map(operator.add, self._starts, range(self.n + 1)))
-        else:
-            text, starts = self.text, self._starts
+        return list(map(operator.add, self._starts, range(self.n + 1))) if doubled else self._starts
+
+    def hits(self, w: _Wide | None) -> set[int] | None:
+        """Units the pattern could match (a superset); None: any of them."""
+        if w is None or self.text is None:
+            return None
         found: set[int] = set()
+        if not self.n:
+            return found
         limit = self.n // 4 + 16  # past this, looking at each unit is as cheap as mapping the hits
-        for count, m in enumerate(wide.finditer(text)):
-            a = bisect_right(starts, m.start(), 0, self.n) - 1
-            b = bisect_right(starts, m.end(), a, self.n) - 1
+        shift = w.line_start
+        starts: list[int] = []
+        for count, m in enumerate(w.pattern.finditer(self._text(w))):
+            if not starts:
+                starts = self._unit_starts(w.doubled)
+            a = bisect_right(starts, max(0, m.start() - shift), 0, self.n) - 1
+            b = bisect_right(starts, max(0, m.end() - shift), a, self.n) - 1
             found.update(range(a, b + 1))
             if len(found) > limit or count > 2 * limit:
                 return None
@@ -163,54 +245,46 @@ class Pipeline:
         self.sampling = log.sampling_rules
         self.redaction = log.redaction_rules
         self.redactors = [_redactor(r) for r in log.redaction_rules]
-        wide = _wide if prefilter else (lambda _p: None)
-        self._wide_start = [wide(g.start) for g in self.groupers]
-        self._wide_cont = [wide(g.pattern) for g in self.groupers]
-        self._wide_sample = [wide(r.match_expression) for r in self.sampling]
-        self._wide_redact = [wide(r.match_expression) for r in self.redaction]
+        on = prefilter
+        self._wide_start = [_wide(g.start, grouper=True) if on else None for g in self.groupers]
+        self._wide_cont = [_wide(g.pattern, grouper=True) if on else None for g in self.groupers]
+        self._wide_sample = [_wide(r.match_expression, grouper=False) if on else None for r in self.sampling]
+        self._wide_redact = [_wide(r.match_expression, grouper=False) if on else None for r in self.redaction]
 
     def cut(self, chunk: bytes, *, at_eof: bool, flush: bool) -> Cut:
         """``at_eof``: nothing follows ``chunk`` in the file now. ``flush``: a trailing partial line or
         open group may be sent as it is (its wait is over, or the file is finished)."""
         final = at_eof and flush
         end = chunk.rfind(b"\n") + 1
-        body, rest = chunk[:end], chunk[end:]
-        lines: list[bytes] | None = None
-        long = False
-        if self.rules or len(body) > self.max:
-            lines = body.split(b"\n")
-            lines.pop()
-            long = len(body) > self.max and max(map(len, lines)) > self.max
-        if long or len(rest) > self.max:
-            if lines is None:
-                lines = body.split(b"\n")
-                lines.pop()
-            return self._process(self._pieces_units(chunk, lines, rest, final), final)
+        if len(chunk) - end > self.max or self._has_long_line(chunk, end):
+            return self._process(self._pieces_units(chunk, end, final), final)
+        partial = final and end < len(chunk)
         if not self.rules:
             # Fast path: the complete lines go to the queue as they are, untouched one by one.
-            out = Cut(payload=body, n_events=body.count(b"\n"), consumed=end)
-            if final and rest:
-                out.payload = chunk + b"\n"
-                out.n_events += 1
-                out.consumed = len(chunk)
-            out.lines = out.n_events
-            return out
-        assert lines is not None
-        text = body.decode("utf-8", "replace")
-        texts = text.split("\n")
-        texts.pop()
-        if final and rest:
-            lines.append(rest)
-            texts.append(rest.decode("utf-8", "replace"))
-            text += texts[-1]
-        units = _Units(chunk, lines, texts, None, bool(final and rest))
-        units.text = text
-        return self._process(units, final)
+            n = chunk.count(b"\n", 0, end) + partial
+            payload = chunk + b"\n" if partial else chunk[:end]
+            return Cut(payload=payload, n_events=n, consumed=len(chunk) if partial else end, lines=n)
+        return self._process(_Units(chunk, region=len(chunk) if partial else end, partial=partial), final)
+
+    def _has_long_line(self, chunk: bytes, end: int) -> bool:
+        if end <= self.max:
+            return False
+        # A line longer than max covers a whole aligned block of half that size: only blocks without a
+        # newline need a closer look (a few find() calls per MiB instead of a split).
+        block = (self.max + 1) // 2
+        if end // block > 1000:
+            return max(map(len, chunk[:end].split(b"\n"))) > self.max
+        for b in range(0, end - block + 1, block):
+            if chunk.find(b"\n", b, b + block) < 0:
+                return max(map(len, chunk[:end].split(b"\n"))) > self.max
+        return False
 
     # --- units -----------------------------------------------------------------------------------
-    def _pieces_units(self, chunk: bytes, lines: list[bytes], rest: bytes, final: bool) -> _Units:
+    def _pieces_units(self, chunk: bytes, end: int, final: bool) -> _Units:
         raw: list[bytes] = []
         terms: list[int] = []
+        lines = chunk[:end].split(b"\n")
+        lines.pop()
         for line in lines:
             if len(line) > self.max:
                 prev = 0
@@ -221,6 +295,7 @@ class Pipeline:
                 line = line[prev:]
             raw.append(line)
             terms.append(LINE)
+        rest = chunk[end:]
         if rest:
             prev = 0
             for k in self._piece_ends(rest, complete=final):
@@ -230,8 +305,7 @@ class Pipeline:
             if final:
                 raw.append(rest[prev:])
                 terms.append(LAST)
-        texts = [r.decode("utf-8", "replace") for r in raw]
-        return _Units(chunk, raw, texts, terms, False)
+        return _Units(chunk, raw=raw, terms=terms)
 
     def _piece_ends(self, line: bytes, *, complete: bool) -> list[int]:
         """Where to cut a long line: each piece at most max_line_size bytes, the last one holding the rest.
@@ -276,7 +350,7 @@ class Pipeline:
     # --- grouping, sampling, redaction -----------------------------------------------------------
     def _process(self, u: _Units, final: bool) -> Cut:
         if not self.rules:
-            payload = b"\n".join(u.raw) + b"\n" if u.n else b""
+            payload = b"\n".join(u.raw) + b"\n" if u.n else b""  # the pieces of long lines, one per line
             return Cut(payload=payload, n_events=u.n, consumed=u.offset(u.n), lines=u.lines(0, u.n))
         groups, stop = self._group(u, final)
         out = Cut(consumed=u.offset(stop), lines=u.lines(0, stop))
@@ -287,7 +361,7 @@ class Pipeline:
             i, j = units_of(e)
             out.lines_dropped += u.lines(i, j)
             out.bytes_dropped += u.size(i, j)
-        if not (groups or dropped or changed) and u.terms is None:
+        if not (groups or dropped or rates or changed) and u.terms is None:
             # Nothing to change: the lines go out exactly as read.
             out.payload = u.data[: out.consumed] + (b"\n" if u.partial and stop == u.n else b"")
             out.n_events = stop
@@ -316,12 +390,12 @@ class Pipeline:
             return [], u.n
         cands: set[int] | None = set()
         for g, wide_start, wide_cont in zip(self.groupers, self._wide_start, self._wide_cont, strict=True):
-            if not u.any(wide_start, grouper=True):
+            if not u.any(wide_start):
                 continue  # this grouper starts no group in this chunk
             if g.mode == "continue_through":
                 # A group of two or more needs a second line that matches; else only the last line may
                 # start a group that is still open.
-                conts = u.hits(wide_cont, grouper=True)
+                conts = u.hits(wide_cont)
                 if conts is None:
                     cands = None
                     break
@@ -329,7 +403,7 @@ class Pipeline:
                 cands.update(k - 1 for k in conts if k)
                 cands.add(u.n - 1)
             else:
-                starts = u.hits(wide_start, grouper=True)
+                starts = u.hits(wide_start)
                 if starts is None:
                     cands = None
                     break
@@ -355,7 +429,7 @@ class Pipeline:
     def _extent(self, g: LineGrouper, u: _Units, i: int, final: bool) -> tuple[int, bool]:
         """Units i..j-1 form the group started at i; ``done`` is False while more units could still join."""
         pat, mode = g.pattern, g.mode
-        size = len(u.raw[i])
+        size = u.raw_len(i)
         j = i + 1
         while j < u.n:
             hit = pat.search(u.gtext(j)) is not None
@@ -367,7 +441,7 @@ class Pipeline:
                 joins, last = not hit, False
             else:  # halt_with
                 joins, last = True, hit
-            size += len(u.raw[j]) + (u.term(j - 1) == LINE)
+            size += u.raw_len(j) + (u.term(j - 1) == LINE)
             if not joins or size > self.max:
                 return j, True  # over the limit: the group ends here and unit j is looked at afresh
             j += 1
@@ -414,8 +488,8 @@ class Pipeline:
 
         return msgs, event_of, units_of
 
-    def _events_hit(self, u: _Units, wide: re.Pattern[str] | None, event_of: Callable[[int], int]) -> set[int] | None:
-        hits = u.hits(wide, grouper=False)
+    def _events_hit(self, u: _Units, wide: _Wide | None, event_of: Callable[[int], int]) -> set[int] | None:
+        hits = u.hits(wide)
         return hits if hits is None or event_of is _same else {event_of(k) for k in hits}
 
     def _sample(
