@@ -55,6 +55,9 @@ class Logged:
     reply: str = ""
     stored: bool = False
     done: bool = False
+    proxied: bool = False
+    path: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 class Receiver:
@@ -65,6 +68,7 @@ class Receiver:
         max_request_bytes: int = 6_000_000,
         strict: bool = True,
         slow_seconds: float = 2.0,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self.token = token
         self.max_request_bytes = max_request_bytes
@@ -72,7 +76,7 @@ class Receiver:
         self.slow_seconds = slow_seconds
         self.delay = 0.0  # seconds to wait after storing, before replying (widens the in-flight window)
         self.lock = threading.Lock()
-        self.faults: list[Fault] = []
+        self.faults: list[Fault | None] = []
         self.always: Fault | None = None
         self.events: list[dict[str, Any]] = []
         self.highest: dict[tuple[str, str], int] = {}
@@ -89,7 +93,15 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.receiver = self  # type: ignore[attr-defined]
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        scheme = "http"
+        if tls:
+            import ssl
+
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(*tls)
+            self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
         self.thread = threading.Thread(target=self.server.serve_forever, name="receiver", daemon=True)
 
     # --- control ---------------------------------------------------------------------------------------
@@ -113,6 +125,11 @@ class Receiver:
         with self.lock:
             self.faults.extend(Fault(kind, store) for _ in range(times))
 
+    def schedule(self, kinds: list[str | None]) -> None:
+        """Faults for the next requests in order; None lets a request through."""
+        with self.lock:
+            self.faults.extend(Fault(k, k == "slow") if k else None for k in kinds)
+
     def fail_always(self, kind: str | None, *, store: bool = False) -> None:
         assert kind is None or kind in FAULTS, kind
         self.always = Fault(kind, store or kind == "slow") if kind else None
@@ -135,6 +152,8 @@ class Receiver:
             self.active += 1
             fault = self.faults.pop(0) if self.faults else self.always
             logged = Logged(len(self.requests), h.headers.get("Content-Encoding", "none"), 0)
+            logged.headers = dict(h.headers)
+            logged.path = h.path
             self.requests.append(logged)
         try:
             self._handle(h, logged, fault)
@@ -144,7 +163,11 @@ class Receiver:
                 logged.done = True
 
     def _handle(self, h: _Handler, logged: Logged, fault: Fault | None) -> None:
-        if h.path != "/addEvents":
+        path = h.path
+        if path.startswith("http://"):  # the absolute form a client uses through a proxy
+            logged.proxied = True
+            path = "/" + path.split("/", 3)[3]
+        if path != "/addEvents":
             self._violation(f"POST to {h.path!r}, expected /addEvents")
             return h.reply(404, {"status": "error/client/badParam", "message": "no such endpoint"})
         if h.headers.get("Transfer-Encoding"):
@@ -349,7 +372,12 @@ class Receiver:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+    def setup(self) -> None:
+        super().setup()
+        # Reply headers and body are separate writes: without this, Nagle + delayed ACK add 40 ms each.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def do_POST(self) -> None:
         self.server.receiver.handle(self)  # type: ignore[attr-defined]
 
     def reply(
@@ -373,5 +401,5 @@ class _Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self.connection.close()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+    def log_message(self, format: str, *args: Any) -> None:
         pass

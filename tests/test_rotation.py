@@ -748,23 +748,33 @@ def test_rotated_away_with_no_new_file_yet(env: Env) -> None:
     assert f["state"] == "active" and f["rotations"] == 1
 
 
-def test_late_writes_to_a_finished_rotated_file(env: Env) -> None:
+@pytest.mark.parametrize("bounded", [False, True], ids=["one-run", "budget-stopped"])
+def test_late_writes_to_a_finished_rotated_file(env: Env, bounded: bool) -> None:
     """The app writes on to the renamed file until it is told to reopen its log; a run finished that file
-    meanwhile. What it wrote later is read from where that run stopped, not again from the start."""
+    meanwhile. What it wrote later is read from where that run stopped, not again from the start, under a
+    record of its own that a budget stop resumes and that goes once the file is finished."""
     log = env.logs / "app.log"
-    config(env, log)
+    config(env, log, agent="batch_bytes = 4096", extra="max_line_size = 1000")
     w = Lines()
     w.write(log, 30)
     ship(env)
     old = env.logs / "app.log.1"
     log.rename(old)
     w.write(old, 10)
-    Lines(1000).write(log, 5)
+    Lines(10_000).write(log, 5)
     ship(env)
-    w.write(old, 10)  # late: after that run finished app.log.1
-    Lines(1005).write(log, 5)
+    late = w.write(old, 1000 if bounded else 10)  # after that run finished app.log.1
+    Lines(10_005).write(log, 5)
+    args = ("--max-bytes", "20000") if bounded else ()
+    ship(env, *args)
+    if bounded:
+        assert files_status(env)[str(old)]["state"] == "late"
+        for _ in range(10):
+            ship(env, *args)
+    assert_lines(env.messages(), [*range(late.stop), *range(10_000, 10_010)])
+    assert list(files_status(env)) == [str(log)], "the record for the late lines is gone"
     ship(env)
-    assert_lines(env.messages(), [*range(50), *range(1000, 1010)])
+    assert_lines(env.messages(), [*range(late.stop), *range(10_000, 10_010)])
 
 
 def test_state_file_keeps_hashes_not_log_bytes(env: Env) -> None:
