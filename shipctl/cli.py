@@ -146,19 +146,28 @@ def tail_once_cmd(
 
 
 def _upload_lines(res: Any) -> list[str]:
+    lines = []
+    if res.dropped_batches:
+        lines.append(
+            f"upload: QUEUE OVER agent.max_queue_bytes: dropped the {res.dropped_batches} oldest batches"
+            f" ({res.dropped_events} events) unsent"
+        )
     if res.backing_off_until:
         from shipctl.render import when
 
         return [
+            *lines,
             f"upload: backing off until {when(res.backing_off_until)} after failures"
-            f" (last: {res.failed}); use --force to try now"
+            f" (last: {res.failed}); use --force to try now",
         ]
-    lines = [
-        f"upload: {res.events} events in {res.batches} batches ({res.bytes} bytes) to {res.sink},"
-        f" {res.remaining_batches} batches left"
-    ]
-    if res.discarded_batches:
-        lines.append(f"upload: receiver discarded {res.discarded_batches} batches")
+    lines.append(
+        f"upload: {res.events} events in {res.batches} batches ({res.bytes} bytes, {res.requests} requests)"
+        f" to {res.sink}, {res.remaining_batches} batches left"
+    )
+    if res.discarded_batches or res.discarded_events:
+        lines.append(f"upload: receiver discarded {res.discarded_events} events ({res.discarded_batches} batches)")
+    if res.request_limit:
+        lines.append(f"upload: receiver said requestTooLarge; requests are now at most {res.request_limit} bytes")
     if res.failed:
         lines.append(f"upload: failed: {res.failed}; batches kept for the next run")
     return lines
@@ -189,7 +198,7 @@ def upload_cmd(
         if json_out:
             _json(res)
         lines = _upload_lines(res)
-        if verbose or res.failed or res.backing_off_until:
+        if verbose or res.failed or res.backing_off_until or res.dropped_batches or res.discarded_events:
             for line in lines:
                 _err(line)
         code = EXIT_UPLOAD_FAILED if res.failed and not res.backing_off_until else 0
@@ -211,6 +220,8 @@ def _print_events(res: Any) -> None:
     import json
 
     for r in res.results:
+        if r.info:  # what the monitor worked from, e.g. a script's parsed -c output
+            print(json.dumps({"kind": "config", "source": r.id, "config": r.info}))
         for e in r.events:
             print(
                 json.dumps(
@@ -231,7 +242,9 @@ def run_monitor_cmd(
         list[str] | None, typer.Argument(help="Configured monitor ids, or one monitor type for an ad hoc run.")
     ] = None,
     config: ConfigOpt = None,
-    command: Annotated[str | None, typer.Option("--command", help="Ad hoc: the command of a shell monitor.")] = None,
+    command: Annotated[
+        str | None, typer.Option("--command", help="Ad hoc: the command of a shell or script monitor.")
+    ] = None,
     opt: Annotated[
         list[str] | None, typer.Option("--opt", help="Ad hoc: a monitor option as key=value (repeatable).")
     ] = None,

@@ -29,6 +29,7 @@ class Kind:
 class Registry:
     monitors: dict[str, Kind] = field(default_factory=dict)
     sinks: dict[str, Kind] = field(default_factory=dict)
+    python_plugins: dict[str, str] = field(default_factory=dict)  # name -> "module:attr" (type = "plugin")
 
     def monitor(self, name: str, options: str, factory: str) -> None:
         self.monitors[name] = Kind(name, options, factory)
@@ -36,10 +37,15 @@ class Registry:
     def sink(self, name: str, options: str, factory: str) -> None:
         self.sinks[name] = Kind(name, options, factory)
 
+    def python_plugin(self, name: str, ref: str) -> None:
+        """A polling plugin (class with run(context), or function) that ``plugin = NAME`` selects."""
+        self.python_plugins[name] = ref
+
 
 def register_builtins(reg: Registry) -> None:
     reg.monitor("shell", "shipctl.monitors.shell:ShellOptions", "shipctl.monitors.shell:ShellMonitor")
     reg.monitor("url", "shipctl.monitors.url:UrlOptions", "shipctl.monitors.url:UrlMonitor")
+    reg.monitor("script", "shipctl.monitors.script:ScriptOptions", "shipctl.monitors.script:ScriptMonitor")
     reg.monitor(
         "linux_system_metrics",
         "shipctl.monitors.linux_system:SystemOptions",
@@ -50,6 +56,7 @@ def register_builtins(reg: Registry) -> None:
         "shipctl.monitors.linux_process:ProcessOptions",
         "shipctl.monitors.linux_process:ProcessMetrics",
     )
+    reg.monitor("plugin", "shipctl.pyplugins.spec:PluginOptions", "shipctl.pyplugins.monitor:PluginMonitor")
     reg.sink("file", "shipctl.sinks.jsonl:FileSinkOptions", "shipctl.sinks.jsonl:FileSink")
     reg.sink("stdout", "shipctl.sinks.jsonl:StdoutSinkOptions", "shipctl.sinks.jsonl:StdoutSink")
     reg.sink("scalyr", "shipctl.sinks.scalyr:ScalyrOptions", "shipctl.sinks.scalyr:ScalyrSink")
@@ -89,7 +96,9 @@ def _kind(table: str, name: str, where: schema.Where) -> Kind:
 
 def monitor_options(mon: MonitorConfig) -> tuple[Kind, Any]:
     kind = _kind("monitors", mon.type, mon.where)
-    return kind, schema.load(resolve(kind.options), dict(mon.options), mon.where)
+    options = schema.load(resolve(kind.options), dict(mon.options), mon.where)
+    finish = getattr(options, "finish", None)  # options naming files to read and check (a plugin's descriptor)
+    return kind, (finish(mon) if callable(finish) else options)
 
 
 def build_sink(sink: SinkConfig, session: str) -> Any:

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from shipctl.commands.status import StatusResult
 
@@ -136,12 +137,18 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         )
         if up["last_message"]:
             line += f" ({up['last_message']})"
-        out.print(line)
+        out.print(line, markup=False)  # the receiver's words may hold [brackets]
         out.print(
             f"  uploaded {up['events_uploaded']} events / {size(up['bytes_uploaded'])};"
-            f" discarded by receiver {up['events_discarded']} events;"
-            f" dropped for queue size {up['batches_dropped']} batches"
+            f" pending {q.get('events', 0)} events in {q.get('batches', 0)} batches;"
+            f" discarded by receiver {up['events_discarded']} events",
+            markup=False,
         )
+        if up["batches_dropped"]:
+            out.print(
+                f"  [bold red]DROPPED {up['batches_dropped']} oldest batches unsent[/]: the queue went over"
+                " agent.max_queue_bytes (see the problems below)"
+            )
         if up["next_attempt"] and up["next_attempt"] > now:
             out.print(
                 f"  [bold red]backing off[/] after {up['consecutive_failures']} failures until "
@@ -174,9 +181,20 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                 str(m.samples),
                 str(m.errors),
                 due,
-                m.last_error or "",
+                Text(m.last_error or ""),  # a script's or server's words may hold [brackets]: not markup
             )
         out.print(mons)
+    if result.scripts:
+        scripts = Table(title="Scripts", title_justify="left")
+        for col in ("monitor", "command", "last step", "exit", "bad lines (last/total)", "stderr (tail)"):
+            scripts.add_column(col, overflow="fold")
+        for sc in result.scripts:
+            code = "killed" if sc["killed"] else "-" if sc["last_exit"] is None else str(sc["last_exit"])
+            tail = " | ".join(x for x in sc["stderr_tail"].splitlines()[-3:] if x.strip())
+            bad = f"{sc['bad_lines']}/{sc['bad_lines_total']}"
+            cells = (sc["monitor"], sc["command"], sc["last_step"] or "-", code, bad, tail)
+            scripts.add_row(*(Text(c) for c in cells))  # a script's words may hold [brackets]: not markup
+        out.print(scripts)
     if result.metric:
         _metric_history(out, result)
     if result.notices:

@@ -9,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shipctl.config import LineGrouper, LogConfig, RedactionRule
 from shipctl.tail.pipeline import Pipeline
@@ -50,6 +52,22 @@ def test_every_match_replaced_with_back_references_and_salted_hashes() -> None:
         "nothing here",
     ]
     assert cut.redactions == 2 + 2 + 3 + 1
+
+
+TEMPLATE_PARTS = [r"\1", r"\2", r"\g<0>", r"\g<w>", "x", r"\n", r"\\", "=", r"\t", "é", r"\H1"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(TEMPLATE_PARTS), max_size=6), st.text(alphabet="ab=1 2\n", max_size=20))
+def test_replacement_templates_read_once_expand_as_re_does(parts: list[str], text: str) -> None:
+    pattern, template = re.compile(r"(?P<w>\w+)=(\d*)"), "".join(parts)
+
+    def reference(m: re.Match[str]) -> str:
+        # \H1: the salted md5 of group 1; an escaped backslash stays; the rest is re's own template.
+        return m.expand(re.sub(r"\\\\|\\H1", lambda h: h[0] if h[0] == "\\\\" else md5(m[1] + "salt"), template))
+
+    redact = Pipeline(LogConfig(path="/x", redaction_rules=(rule(pattern.pattern, template, "salt"),))).redactors[0]
+    assert redact(text) == pattern.subn(reference, text)
 
 
 def test_rules_apply_in_order_each_to_the_output_of_the_one_before() -> None:
@@ -110,7 +128,7 @@ def test_replacement_naming_a_missing_group_is_a_config_error(env: Env, replacem
     """)
     r = env.cli("tail-once")
     assert r.exit_code == 78
-    assert f"{env.config}: logs[0].redaction_rules[0]: replacement" in r.stderr
+    assert r.stderr.startswith(f"shipctl: {env.config}: logs[0].redaction_rules[0].replacement: ")
 
 
 # --- the invariant ---------------------------------------------------------------------------------

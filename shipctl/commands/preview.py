@@ -51,7 +51,10 @@ def preview(config: Config, path: str, log_id: str | None = None, *, limit: int 
     with src:
         offset = 0
         while not limit or len(out.events) < limit:
-            chunk = src.read_at(offset, rsize)
+            try:
+                chunk = src.read_at(offset, rsize)
+            except OSError as exc:  # a directory, a device that refuses reads
+                raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
             cut = pipe.cut(chunk, at_eof=len(chunk) < rsize, flush=True)
             if not cut.consumed:
                 break
@@ -60,7 +63,10 @@ def preview(config: Config, path: str, log_id: str | None = None, *, limit: int 
             out.lines_dropped += cut.lines_dropped
             out.redactions += cut.redactions
             # Decoded exactly as upload decodes a queued batch.
-            batch = Batch(0, "log", path, log_cfg.id, 0, attrs, cut.fmt, cut.n_events, len(cut.payload), 0, cut.payload)
+            batch = Batch(
+                id=0, kind="log", source=path, log_id=log_cfg.id, ts=0, attrs=attrs, fmt=cut.fmt,
+                n_events=cut.n_events, n_bytes=len(cut.payload), sn=0, payload=cut.payload,
+            )  # fmt: skip
             out.events += ({"message": e.message, "attrs": e.attrs} for e in batch.events())
     if limit:
         del out.events[limit:]

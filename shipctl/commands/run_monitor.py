@@ -40,6 +40,7 @@ class MonitorResult:
     warnings: list[str] = field(default_factory=list)
     samples: int = 0
     output: MonitorOutput | None = field(default=None, repr=False)  # raw, until the history is applied
+    info: dict[str, Any] | None = None  # what the monitor wants an operator to see with --print (a script's config)
 
 
 @dataclass
@@ -80,6 +81,21 @@ def is_due(last_run: float | None, interval: float, now: float) -> bool:
     return now - last_run >= interval - slack
 
 
+def intervals(conn: Any, monitors: list[MonitorConfig]) -> dict[str, float]:
+    """Each monitor's interval: its ``sample_interval``, unless its factory has ``interval(conn, monitor_id,
+    options)`` returning its own (a script's period comes from its cached ``-c`` output)."""
+    out = {}
+    for m in monitors:
+        kind, options = plugins.monitor_options(m)
+        try:
+            hook = getattr(plugins.resolve(kind.factory), "interval", None)
+        except Exception:  # run_all reports a monitor that cannot be set up
+            hook = None
+        own = hook(conn, m.id, options) if hook is not None else None
+        out[m.id] = float(own) if own else m.sample_interval
+    return out
+
+
 def _prepare(mon: MonitorConfig) -> _Job:
     kind, options = plugins.monitor_options(mon)
     factory = plugins.resolve(kind.factory)
@@ -103,13 +119,18 @@ def _execute(job: _Job) -> None:
     )
 
 
-def run_all(monitors: list[MonitorConfig]) -> list[MonitorResult]:
-    """Run monitors concurrently; each has a deadline, so one hanging never holds the others."""
+def run_all(monitors: list[MonitorConfig], conn: Any = None) -> list[MonitorResult]:
+    """Run monitors concurrently; each has a deadline, so one hanging never holds the others. With ``conn``, a
+    monitor with ``restore_state(conn)`` reads what it keeps in the state file first, here in the main thread
+    (the connection must not be used from the workers)."""
     jobs: list[_Job] = []
     failed: dict[int, MonitorResult] = {}
     for i, mon in enumerate(monitors):
         try:
-            jobs.append(_prepare(mon))
+            job = _prepare(mon)
+            if conn is not None and (restore := getattr(job.monitor, "restore_state", None)) is not None:
+                restore(conn)
+            jobs.append(job)
         except ConfigError:
             raise
         except Exception as exc:  # a plugin failing to construct is that monitor's error only
@@ -148,6 +169,7 @@ def _apply(r: MonitorResult, derived: list[Derived | None] | None = None) -> Non
     if out is None:
         return
     r.samples = len(out.samples)
+    r.info = getattr(out, "info", None)
     r.events = to_events(r.module, r.id, out, derived=derived)
     r.output = None
 
@@ -197,24 +219,27 @@ def run_monitors(
             raise UsageError(f"no monitor with id {t!r} in {ctx.config.file} (configured: {known})")
     chosen = [configured[t] for t in targets] if targets else list(configured.values())
     result = RunMonitorResult(queued=queue)
+    every = intervals(ctx.state.conn, chosen)
     if due_only:
         last = monstate.last_runs(ctx.state.conn)
         due = []
         for m in chosen:
-            if is_due(last.get(m.id), m.sample_interval, sched):
+            if is_due(last.get(m.id), every[m.id], sched):
                 due.append(m)
             else:
                 result.not_due.append(m.id)
         chosen = due
     if not chosen:
         return result
-    result.results = run_all(chosen)
+    result.results = run_all(chosen, ctx.state.conn)
     attrs = ctx.config.server_attributes
     with ctx.state.write() as conn:
         for r in result.results:
             if r.output is not None:
+                if queue and (save := getattr(r.output, "save_state", None)) is not None:
+                    save(conn)  # what the monitor keeps in the state file commits with its events
                 ts = now if now is not None else r.started
-                _apply(r, _history(conn, r, configured[r.id].sample_interval, ts, store=queue))
+                _apply(r, _history(conn, r, every[r.id], ts, store=queue))
             if queue:
                 _queue(conn, attrs, r)
                 started = sched if due_only else (now if now is not None else r.started)

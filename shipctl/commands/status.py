@@ -11,6 +11,7 @@ from typing import Any
 from shipctl.config import Config
 from shipctl.monitors.implicit import effective_monitors
 from shipctl.state import State, report, resolve_state_path
+from shipctl.state import scripts as scriptstate
 from shipctl.state.queue import queue_stats
 
 
@@ -70,6 +71,7 @@ class StatusResult:
     queue_sources: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
     monitors: list[MonitorStatus] = field(default_factory=list)
+    scripts: list[dict[str, Any]] = field(default_factory=list)  # script monitors: last exit, stderr, bad lines
     notices: list[dict[str, Any]] = field(default_factory=list)
     runs: list[dict[str, Any]] = field(default_factory=list)
     metric: str | None = None  # asked for with --metric
@@ -103,6 +105,8 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
         result.uploads = report.uploads(state)
         monitors = effective_monitors(config)
         intervals = {m.id: m.sample_interval for m in monitors}
+        result.scripts = scriptstate.rows(state.conn, {m.id for m in monitors if m.type == "script"})
+        intervals.update({s["monitor"]: s["period"] for s in result.scripts if s["period"]})  # from the script
         for row in report.monitors(state):
             interval = intervals.get(row["id"])
             result.monitors.append(

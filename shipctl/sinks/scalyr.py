@@ -80,8 +80,8 @@ class ScalyrOptions:
 _T = 10_000  # ts = prefix * _T + k; the 4-digit k of every event comes from this table
 _SD = [b'%04d","sd":1,"attrs":{"message":"' % k for k in range(_T)]
 _CLOSE = b'"}}'
-# Bytes that may stand in a JSON string as they are (valid UTF-8 is ensured before this is used).
-_SAFE = bytes(b for b in range(0x20, 0x100) if b not in b'"\\') + b"\n"
+# Bytes that need no escaping in a JSON string, but for quote and backslash (valid UTF-8 is ensured first).
+_PLAIN = bytes(range(0x20, 0x100)) + b"\n"
 _CTRL = {c: (b"\\u%04x" % c) for c in range(0x20)} | {9: b"\\t", 13: b"\\r", 12: b"\\f", 8: b"\\b"}
 
 
@@ -90,12 +90,13 @@ def escape_lines(payload: bytes) -> bytes:
     becomes U+FFFD (as the other sinks decode it), quotes, backslashes and control characters are escaped."""
     if not payload.isascii():
         payload = payload.decode("utf-8", "replace").encode()
-    bad = payload.translate(None, _SAFE)
-    if bad:
-        payload = payload.replace(b"\\", b"\\\\").replace(b'"', b'\\"')
-        ctrl = bad.translate(None, b'"\\')
-        for c in set(ctrl) if ctrl else ():
-            payload = payload.replace(bytes((c,)), _CTRL[c])
+    ctrl = payload.translate(None, _PLAIN)  # usually empty: nothing to allocate
+    if b"\\" in payload:
+        payload = payload.replace(b"\\", b"\\\\")
+    if b'"' in payload:
+        payload = payload.replace(b'"', b'\\"')
+    for c in set(ctrl) if ctrl else ():
+        payload = payload.replace(bytes((c,)), _CTRL[c])
     return payload
 
 
@@ -255,12 +256,12 @@ def _json_chunk(batch: Batch, start: int, floor: int, open_: bytes, si: bytes, e
     def event(j: int, seq: bytes) -> bytes:
         return b'%b%b",%b,"attrs":%b}' % (open_, ts_list[j], seq, attrs_list[j])
 
-    def head(j: int) -> list[bytes]:
+    def head(j: int) -> list[bytes]:  # the first event of a run: no comma before it, si/sn instead of sd
         return [event(j, b'"si":"%b","sn":%d' % (si, first_sn + j))]
 
-    parts = [event(j, b'"sd":1') for j in range(len(ts_list))]
-    if parts:
-        parts[0] = head(0)[0]
+    parts = [b"," + event(j, b'"sd":1') for j in range(1, len(ts_list))]
+    if ts_list:
+        parts[0:0] = head(0)
     return _Chunk(batch, first_sn, parts, 1, b"", head, prev)
 
 
@@ -363,8 +364,9 @@ class ScalyrSink:
             open_ = b'{"thread":"%b","ts":"' % tid
             decls = [("threads", tid, tdecl)]
             event_extra = extra
-        if batch.fmt == FMT_RAW and batch.kind == "log":
-            chunk = _raw_chunk(batch, start, max(batch.ts + start, self._last_ts + 1), open_, self.si)
+        ts0 = max(batch.ts + start, self._last_ts + 1)
+        if batch.fmt == FMT_RAW and batch.kind == "log" and ts0 >= _T:
+            chunk = _raw_chunk(batch, start, ts0, open_, self.si)
         else:
             chunk = _json_chunk(batch, start, self._last_ts, open_, self.si, event_extra)
         if chunk.n:
@@ -426,7 +428,7 @@ class ScalyrSink:
     def _encode(self, parts: list[bytes]) -> bytes:
         if self.options.compression == "none":
             return b"".join(parts)
-        z = zlib.compressobj(self.options.compression_level)
+        z = _deflater(self.options.compression_level)
         return b"".join([*(z.compress(p) for p in parts), z.flush()])
 
     def show(self, request: Request) -> str:
@@ -531,6 +533,26 @@ class ScalyrSink:
             except ValueError:
                 after = None  # an HTTP date; the usual backoff applies
         return SendResult(RETRY, text, status=status, request_bytes=size, retry_after=after)
+
+
+_isal: Any = None
+
+
+def _deflater(level: int) -> Any:
+    """A zlib-format compressor. Levels 1-3 use ISA-L when the ``isal`` package is installed: the same
+    stream, 2-4x faster than zlib here (and level 1 gives a smaller body than zlib's level 1)."""
+    global _isal
+    if 1 <= level <= 3:
+        if _isal is None:
+            try:
+                from isal import isal_zlib
+
+                _isal = isal_zlib
+            except ImportError:
+                _isal = False
+        if _isal:
+            return _isal.compressobj(level)
+    return zlib.compressobj(level)
 
 
 def _reason(exc: BaseException) -> str:

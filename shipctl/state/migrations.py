@@ -179,3 +179,64 @@ def m002_metric_history(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS.append(m002_metric_history)
+
+
+def m003_scripts(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        -- The JSON a generic script printed for -c, re-used while the file keeps its size and mtime. Keyed by the
+        -- arguments too: the same file run with other arguments may declare other metrics.
+        CREATE TABLE script_configs (
+            path TEXT NOT NULL,
+            argv TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            config TEXT NOT NULL,
+            fetched REAL NOT NULL,
+            PRIMARY KEY (path, argv)
+        );
+
+        -- Per script monitor, what its last run said: shown by status so a failing script is never silent.
+        CREATE TABLE scripts (
+            monitor TEXT PRIMARY KEY,
+            command TEXT NOT NULL,
+            path TEXT NOT NULL,
+            period REAL,
+            last_run REAL NOT NULL,
+            last_step TEXT NOT NULL,
+            last_exit INTEGER,
+            killed INTEGER NOT NULL DEFAULT 0,
+            stderr_tail TEXT NOT NULL DEFAULT '',
+            bad_lines INTEGER NOT NULL DEFAULT 0,
+            bad_lines_total INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        );
+        """,
+    )
+
+
+MIGRATIONS.append(m003_scripts)
+
+
+def m004_plugin_kv(conn: sqlite3.Connection) -> None:
+    _script(
+        conn,
+        """
+        -- Python plugins: per plugin (monitor id) a key/value store with expiry (space 'kv'), and the previous
+        -- counter samples of rate transforms (space 'rate'). value is a string, or a JSON array for a set.
+        CREATE TABLE plugin_kv (
+            plugin TEXT NOT NULL,
+            space TEXT NOT NULL,
+            key TEXT NOT NULL,
+            value TEXT NOT NULL,
+            expires REAL,
+            is_set INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (plugin, space, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX plugin_kv_expires ON plugin_kv (plugin, expires) WHERE expires IS NOT NULL;
+        """,
+    )
+
+
+MIGRATIONS.append(m004_plugin_kv)

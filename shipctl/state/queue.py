@@ -65,6 +65,10 @@ def oldest_batches(conn: sqlite3.Connection, *, max_bytes: int, max_batches: int
 
 
 def delete_batches(conn: sqlite3.Connection, ids: list[int]) -> None:
+    # SQLite here is built with secure_delete on: every freed page would be zeroed through the WAL, a
+    # second write of everything uploaded (measured: 40x slower deletes). The freed pages hold lines
+    # from log files that are on disk anyway, in a 0600 file, and the next batches reuse them.
+    conn.execute("PRAGMA secure_delete = FAST")
     conn.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in ids])
 
 

@@ -11,11 +11,12 @@ a UTF-8 character boundary and, when the log has redaction rules, never inside a
 secret is not split in two halves that no rule recognises. A group never grows past ``max_line_size``:
 it ends before the unit that would make it longer, and that unit is looked at afresh.
 
-Speed. Without rules the complete lines are queued as read (bytes.rfind/split/count only). With rules,
-each pattern first runs once over the whole chunk's text with re.MULTILINE: where it finds nothing, it
-finds nothing in any line or group of the chunk, and only the lines near its hits are looked at one by
-one. Patterns whose meaning is not preserved over a whole text (\\A, \\Z, negative lookaround, atomic
-groups, possessive quantifiers) always run line by line.
+Speed. Without rules the complete lines are queued as read: rfind, find and count over the chunk, no
+Python work per line. With rules, each pattern first runs once over the whole chunk's text with
+re.MULTILINE: where it finds nothing, it finds nothing in any line or group of the chunk, and only the
+lines near its hits are looked at one by one. Patterns whose meaning is not preserved over a whole text
+(\\A, \\Z, negative lookaround, atomic groups, possessive quantifiers) always run line by line. Events are
+queued as raw lines unless a group or a sample rate needs the JSON form.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ import json
 import operator
 import random
 import re
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import accumulate
+from functools import partial
+from itertools import accumulate, compress
+from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-defined]
 
 from shipctl.config import LineGrouper, LogConfig, RedactionRule
 from shipctl.model import FMT_JSON, FMT_RAW
@@ -115,6 +118,7 @@ class _Units:
         self._variants: dict[tuple[bool, bool], str] = {}
         self._starts: list[int] | None = None
         self._offsets: list[int] | None = None
+        self._asked = 0
         if terms is None:
             self.region = region  # bytes of the chunk the units cover
             self.n = data.count(b"\n", 0, region) + partial
@@ -175,6 +179,10 @@ class _Units:
         if self._raw is None and self.terms is None and k == self.n - 1:
             return self._last_start()
         if self._offsets is None:
+            self._asked += 1
+            if self._asked < 4:  # usually only the stop point is asked for
+                lines = k if self.terms is None else self.terms[:k].count(LINE)
+                return sum(map(len, self.raw[:k])) + lines
             ends = [LINE] * self.n if self.terms is None else self.terms
             sizes = map(operator.add, map(len, self.raw), map(LINE.__eq__, ends))
             self._offsets = list(accumulate(sizes, initial=0))
@@ -220,7 +228,7 @@ class _Units:
         found: set[int] = set()
         if not self.n:
             return found
-        limit = self.n // 4 + 16  # past this, looking at each unit is as cheap as mapping the hits
+        limit = self.n // 16 + 16  # past this, looking at each unit costs little more than mapping the hits
         shift = w.line_start
         starts: list[int] = []
         for count, m in enumerate(w.pattern.finditer(self._text(w))):
@@ -356,31 +364,41 @@ class Pipeline:
         out = Cut(consumed=u.offset(stop), lines=u.lines(0, stop))
         msgs, event_of, units_of = self._messages(u, groups, stop)
         dropped, rates = self._sample(u, msgs, event_of)
-        changed = self._redact(u, msgs, event_of, dropped, out)
-        for e in sorted(dropped):
-            i, j = units_of(e)
-            out.lines_dropped += u.lines(i, j)
-            out.bytes_dropped += u.size(i, j)
+        if dropped:
+            if groups or u.terms is not None:
+                for e in dropped:
+                    i, j = units_of(e)
+                    out.lines_dropped += u.lines(i, j)
+                    out.bytes_dropped += u.size(i, j)
+            else:  # one line per event, each with its newline but a partial last one
+                out.lines_dropped = len(dropped)
+                out.bytes_dropped = sum(map(len, map(u.raw.__getitem__, dropped))) + len(dropped)
+                out.bytes_dropped -= u.partial and u.n - 1 in dropped
+            keep = bytearray(b"\x01") * len(msgs)
+            for e in dropped:
+                keep[e] = 0
+            kept_at: list[int] | None = list(compress(range(len(msgs)), keep))
+            msgs = list(compress(msgs, keep))
+        else:
+            kept_at = None  # event e is msgs[e]
+        changed = self._redact(u, msgs, event_of, kept_at, out)
         if not (groups or dropped or rates or changed) and u.terms is None:
             # Nothing to change: the lines go out exactly as read.
             out.payload = u.data[: out.consumed] + (b"\n" if u.partial and stop == u.n else b"")
             out.n_events = stop
             return out
-        kept = [m for e, m in enumerate(msgs) if e not in dropped] if dropped else msgs
-        out.n_events = len(kept)
-        if not kept:
+        out.n_events = len(msgs)
+        if not msgs:
             return out
-        joined = "\n".join(kept)
-        if not rates and joined.count("\n") == len(kept) - 1:
-            out.payload = (joined + "\n").encode()
-            return out
+        if not (rates or groups):
+            joined = "\n".join(msgs)
+            if joined.count("\n") == len(msgs) - 1:  # unless a replacement wrote a newline
+                out.payload = (joined + "\n").encode()
+                return out
         out.fmt = FMT_JSON
-        events = [
-            {"m": m, "a": {"sample_rate": rates[e]}} if e in rates else {"m": m}
-            for e, m in enumerate(msgs)
-            if e not in dropped
-        ]
-        out.payload = json.dumps(events, ensure_ascii=False, separators=(",", ":")).encode()
+        if rates and kept_at is not None:
+            rates = {bisect_left(kept_at, e): rate for e, rate in rates.items()}
+        out.payload = _json_events(msgs, rates)
         return out
 
     def _group(self, u: _Units, final: bool) -> tuple[list[tuple[int, int]], int]:
@@ -492,54 +510,68 @@ class Pipeline:
         hits = u.hits(wide)
         return hits if hits is None or event_of is _same else {event_of(k) for k in hits}
 
-    def _sample(
-        self, u: _Units, msgs: list[str], event_of: Callable[[int], int]
-    ) -> tuple[set[int], dict[int, float]]:
+    def _sample(self, u: _Units, msgs: list[str], event_of: Callable[[int], int]) -> tuple[set[int], dict[int, float]]:
+        """Events dropped, and the rate of those kept by a rule with a rate below 1. The first rule that
+        matches an event decides; each rule runs on the events not decided yet that it may match."""
         dropped: set[int] = set()
         rates: dict[int, float] = {}
-        rules = []
+        decided: set[int] = set()
+        n = len(msgs)
         for rule, wide in zip(self.sampling, self._wide_sample, strict=True):
             hits = self._events_hit(u, wide, event_of)
-            if hits is None or hits:
-                rules.append((rule.match_expression, rule.sampling_rate, hits))
-        if not rules:
-            return dropped, rates
-        todo: range | list[int]
-        if any(h is None for _, _, h in rules):
-            todo = range(len(msgs))
-        else:
-            todo = sorted(set().union(*(h for _, _, h in rules if h is not None)))
-        n = len(msgs)
-        for e in todo:
-            if e >= n:
-                continue
-            msg = msgs[e]
-            for pat, rate, hits in rules:
-                if (hits is None or e in hits) and pat.search(msg):
-                    if rate <= 0 or (rate < 1 and self.rng.random() >= rate):
-                        dropped.add(e)
-                    elif rate < 1:
+            pat, rate = rule.match_expression, rule.sampling_rate
+            if hits is None:
+                matched = list(compress(range(n), map(pat.search, msgs)))
+            else:
+                matched = [e for e in sorted(hits) if e < n and pat.search(msgs[e])]
+            if decided:
+                matched = [e for e in matched if e not in decided]
+            decided.update(matched)
+            if rate <= 0:
+                dropped.update(matched)
+            elif rate < 1:
+                for e in matched:
+                    if self.rng.random() < rate:
                         rates[e] = rate
-                    break
+                    else:
+                        dropped.add(e)
         return dropped, rates
 
     def _redact(
-        self, u: _Units, msgs: list[str], event_of: Callable[[int], int], dropped: set[int], out: Cut
+        self, u: _Units, msgs: list[str], event_of: Callable[[int], int], kept_at: list[int] | None, out: Cut
     ) -> set[int]:
+        """Apply the rules in order to the kept events ``msgs`` (event kept_at[k] is msgs[k]); each rule
+        runs on the events it may match and on those an earlier rule changed."""
         changed: set[int] = set()
         n = len(msgs)
         for redact, wide in zip(self.redactors, self._wide_redact, strict=True):
             hits = self._events_hit(u, wide, event_of)
-            todo = range(n) if hits is None else sorted((hits | changed) - dropped)
-            for e in todo:
-                if e >= n or e in dropped:
-                    continue
-                new, count = redact(msgs[e])
-                if count:
-                    msgs[e] = new
-                    changed.add(e)
-                    out.redactions += count
+            if hits is None:
+                results = list(map(redact, msgs))
+                counts = list(map(operator.itemgetter(1), results))
+                msgs[:] = map(operator.itemgetter(0), results)
+                out.redactions += sum(counts)
+                changed.update(compress(range(n), counts))
+                continue
+            if kept_at is not None and hits:
+                hits = {k for e in hits if (k := bisect_left(kept_at, e)) < n and kept_at[k] == e}
+            for k in sorted(hits | changed):
+                if k < n:
+                    new, count = redact(msgs[k])
+                    if count:
+                        msgs[k] = new
+                        changed.add(k)
+                        out.redactions += count
         return changed
+
+
+def _json_events(msgs: list[str], rates: dict[int, float]) -> bytes:
+    """The JSON array of {"m": message, "a": attrs?} objects, without a dict per event (map over a C
+    function: no Python call per event)."""
+    items = list(map(_enc, msgs))
+    for k, rate in rates.items():
+        items[k] += ',"a":{"sample_rate":' + json.dumps(rate) + "}"
+    return ('[{"m":' + '},{"m":'.join(items) + "}]").encode()
 
 
 def _same(k: int) -> int:
@@ -550,23 +582,77 @@ def _alone(e: int) -> tuple[int, int]:
     return e, e + 1
 
 
-_HASH_REF = re.compile(r"\\H(\d+)")
+# An escaped backslash, or \Hn: group n replaced by md5_hex(group + hash_salt).
+_HASH_REF = re.compile(r"\\(?:\\|H(\d+))")
+
+
+@dataclass(frozen=True)
+class _Hash:
+    group: int
+
+
+@dataclass(frozen=True)
+class _Expand:
+    template: str  # expanded by re on each match (where re's template reader is not at hand)
+
+
+_Part = str | int | _Hash | _Expand  # literal text, a group's text, a group's salted hash
+
+
+def _template(pattern: re.Pattern[str], template: str) -> list[_Part]:
+    """The replacement as literal text and group references, read once: re would read the template again
+    for every line, in Python, which costs more than the search itself."""
+    parts: list[_Part] = []
+    last = 0
+    for m in _HASH_REF.finditer(template):
+        if m.group(1) is not None:
+            parts += _parse_template(pattern, template[last : m.start()])
+            parts.append(_Hash(int(m.group(1))))
+            last = m.end()
+    parts += _parse_template(pattern, template[last:])
+    return [p for p in parts if p != "" and p is not None]
+
+
+def _parse_template(pattern: re.Pattern[str], template: str) -> list[_Part]:
+    try:
+        parsed = re._parser.parse_template(template, pattern)  # type: ignore[attr-defined]
+    except Exception:  # a Python whose private reader differs: let re expand it each time
+        return [_Expand(template)] if "\\" in template else [template]
+    if isinstance(parsed, tuple):  # 3.11: (group slots, literals with None in those slots)
+        groups, literals = parsed
+        out: list[_Part] = list(literals)
+        for index, group in groups:
+            out[index] = group
+        return out
+    return list(parsed)  # 3.12+: literal, group, literal, ...
 
 
 def _redactor(rule: RedactionRule) -> Callable[[str], tuple[str, int]]:
-    pattern, template, salt = rule.match_expression, rule.replacement, rule.hash_salt
-    if not _HASH_REF.search(template):
-        return lambda text: pattern.subn(template, text)
-    parts = _HASH_REF.split(template)  # literal, group number, literal, group number, ...
+    """``pattern.subn`` with the replacement already read (a C-level partial: no Python call per line)."""
+    pattern, salt = rule.match_expression, rule.hash_salt
+    parts = _template(pattern, rule.replacement)
+    if all(type(p) is str for p in parts):
+        text = "".join(parts)  # type: ignore[arg-type]
+        if "\\" not in text:
+            return partial(pattern.subn, text)  # re's own fast path for literal text
+        return partial(pattern.subn, lambda _m: text)
+    if all(type(p) in (str, int) for p in parts):
+        # Literal text and groups only: one str.format per match.
+        fmt = "".join(p.replace("{", "{{").replace("}", "}}") if type(p) is str else f"{{{p}}}" for p in parts)  # type: ignore[union-attr]
+        return partial(pattern.subn, lambda m: fmt.format(m.group(0), *m.groups("")))
 
     def replace(m: re.Match[str]) -> str:
         out = []
-        for k, part in enumerate(parts):
-            if k % 2:
-                value = m.group(int(part)) or ""
+        for p in parts:
+            if type(p) is str:
+                out.append(p)
+            elif type(p) is int:
+                out.append(m.group(p) or "")
+            elif isinstance(p, _Hash):
+                value = m.group(p.group) or ""
                 out.append(hashlib.md5((value + salt).encode(), usedforsecurity=False).hexdigest())
-            elif part:
-                out.append(m.expand(part))
+            else:
+                out.append(m.expand(p.template))  # type: ignore[union-attr]
         return "".join(out)
 
-    return lambda text: pattern.subn(replace, text)
+    return partial(pattern.subn, replace)

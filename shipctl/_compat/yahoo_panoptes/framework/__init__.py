@@ -1,0 +1,1 @@
+"""Panoptes framework names used by polling plugins."""

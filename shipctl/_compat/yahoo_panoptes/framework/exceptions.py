@@ -1,0 +1,7 @@
+"""Panoptes' exception base."""
+
+from __future__ import annotations
+
+
+class PanoptesBaseException(Exception):
+    pass

@@ -1,0 +1,1 @@
+"""Panoptes plugin base classes and context."""

@@ -1,0 +1,1 @@
+"""Panoptes utilities used by plugins: the key/value and secrets stores."""

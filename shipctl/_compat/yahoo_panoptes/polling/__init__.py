@@ -1,0 +1,1 @@
+"""Panoptes polling plugins."""
