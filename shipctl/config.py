@@ -328,22 +328,27 @@ def _check_glob(pattern: str, where: Where) -> None:
         i += 1
 
 
-_HASH_REF = re.compile(r"\\H(\d+)")
+_HASH_REF = re.compile(r"\\(?:\\|H(\d+))")  # an escaped backslash, or \Hn (group n, hashed)
 
 
 def _check_replacement(rule: RedactionRule, where: Where) -> None:
     """Group references (\\1, \\g<name>, and \\H1 for a salted hash) must exist in match_expression; else
     every matching line would fail at tail time instead of the config failing now."""
-    pattern, parts = rule.match_expression, _HASH_REF.split(rule.replacement)
-    for k, part in enumerate(parts):
-        if k % 2:
-            if int(part) > pattern.groups:
-                raise where.error(f"\\H{part}: match_expression has no group {part} (it has {pattern.groups})")
-        elif part:
-            try:
-                pattern.sub(part, "")  # parses the template even without a match
-            except (re.error, IndexError) as exc:
-                raise where.error(f"invalid replacement {schema.describe(rule.replacement)}: {exc}") from None
+    pattern, template = rule.match_expression, rule.replacement
+    literal, pos = [], 0
+    for m in _HASH_REF.finditer(template):
+        if m.group(1) is None:
+            continue  # an escaped backslash is left for re to read
+        if int(m.group(1)) > pattern.groups:
+            raise where.error(f"\\H{m.group(1)}: match_expression has no group {m.group(1)} (it has {pattern.groups})")
+        literal.append(template[pos : m.start()])
+        pos = m.end()
+    literal.append(template[pos:])
+    for part in literal:
+        try:
+            pattern.sub(part, "")  # parses the template even without a match
+        except (re.error, IndexError) as exc:
+            raise where.error(f"invalid replacement {schema.describe(template)}: {exc}") from None
 
 
 def _load_groupers(value: Any, where: Where) -> tuple[LineGrouper, ...]:

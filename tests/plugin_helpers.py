@@ -41,13 +41,13 @@ def tutorial_files(directory: Path, stage: str, descriptor: str = "tutorial_plug
 
 
 def run_at(
-    env: Env, now: float, monkeypatch: pytest.MonkeyPatch, *targets: str, due_only: bool = False
+    env: Env, now: float, monkeypatch: pytest.MonkeyPatch, *targets: str, due_only: bool = False, queue: bool = True
 ) -> rm.RunMonitorResult:
-    """One run at a simulated time, through the function ``shipctl run`` uses; the plugins' clock (kv expiry,
-    rates) is set to the same time."""
+    """One run at a simulated time, through the function ``shipctl run`` uses (``queue=False`` is --print); the
+    plugins' clock (kv expiry, rates) is set to the same time."""
     monkeypatch.setattr(plugin_monitor, "clock", lambda: now)
     with session(str(env.config), "run-monitor") as ctx:
-        return rm.run_monitors(ctx, list(targets), due_only=due_only, now=now)
+        return rm.run_monitors(ctx, list(targets), due_only=due_only, queue=queue, now=now)
 
 
 def metric_events(env: Env, source: str | None = None) -> list[dict[str, Any]]:

@@ -63,8 +63,13 @@ def test_replacement_templates_read_once_expand_as_re_does(parts: list[str], tex
     pattern, template = re.compile(r"(?P<w>\w+)=(\d*)"), "".join(parts)
 
     def reference(m: re.Match[str]) -> str:
-        # \H1: the salted md5 of group 1; an escaped backslash stays; the rest is re's own template.
-        return m.expand(re.sub(r"\\\\|\\H1", lambda h: h[0] if h[0] == "\\\\" else md5(m[1] + "salt"), template))
+        # \H1 is the salted md5 of group 1 (not after an escaped backslash); re expands the text between.
+        out, last = [], 0
+        for h in re.finditer(r"\\\\|\\H1", template):
+            if h[0] == "\\H1":
+                out += [m.expand(template[last : h.start()]), md5(m[1] + "salt")]
+                last = h.end()
+        return "".join([*out, m.expand(template[last:])])
 
     redact = Pipeline(LogConfig(path="/x", redaction_rules=(rule(pattern.pattern, template, "salt"),))).redactors[0]
     assert redact(text) == pattern.subn(reference, text)

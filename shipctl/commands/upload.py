@@ -52,16 +52,19 @@ def upload(
     sink = as_request_sink(plugins.build_sink(sink_cfg, ctx.state.session))
     sink.bind(ctx.config.server_attributes)
     run = _Run(ctx, sink, sink_cfg.id, UploadResult(sink=sink_cfg.id))
-    if dry_run:
-        run.dry_run(max_batches)
-    else:
-        run.trim()  # even while backing off: that is when the queue grows
-        st = upstate.load(ctx.state.conn, sink_cfg.id)
-        if not force and st.next_attempt and st.next_attempt > time.time():
-            run.result.backing_off_until = st.next_attempt
-            run.result.failed = st.last_message
+    try:
+        if dry_run:
+            run.dry_run(max_batches)
         else:
-            run.send(budget, max_batches)
+            run.trim()  # even while backing off: that is when the queue grows
+            st = upstate.load(ctx.state.conn, sink_cfg.id)
+            if not force and st.next_attempt and st.next_attempt > time.time():
+                run.result.backing_off_until = st.next_attempt
+                run.result.failed = st.last_message
+            else:
+                run.send(budget, max_batches)
+    finally:
+        sink.close()
     result = run.result
     result.stopped = result.stopped or budget.stopped
     result.remaining_batches = queue_stats(ctx.state.conn).batches

@@ -89,7 +89,8 @@ class PluginMonitor:
 
     def restore_state(self, conn: sqlite3.Connection) -> None:
         self.snapshot = Snapshot(kvsql.load(conn, self.spec.monitor_id, clock()))
-        self.state_path = Path(kvsql.database_file(conn)) if kvsql.database_file(conn) else None
+        path = kvsql.database_file(conn)
+        self.state_path = Path(path) if path else None
 
     # --- one run -------------------------------------------------------------------------------------------
     def sample(self) -> PluginOutput:
@@ -143,7 +144,11 @@ class PluginMonitor:
                         return
                     i = todo.get()
                     started.add(i)
-                run = self._run_one(entry, chosen[i], logger)
+                try:
+                    run = self._run_one(entry, chosen[i], logger)
+                except Exception as exc:  # shipctl's side failed (a lock file that cannot be made, say)
+                    log.exception("plugin %s: resource %s failed", spec.monitor_id, chosen[i].resource_id)
+                    run = ResourceRun(chosen[i], errors=[f"resource {chosen[i].resource_id}: {loader.describe(exc)}"])
                 with guard:
                     runs[i] = run
                     if len(runs) == len(chosen):

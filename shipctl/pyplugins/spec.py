@@ -41,7 +41,8 @@ class PluginOptions:
     config: Mapping[str, Any] | None = None
     secrets: Mapping[str, str] | None = field(None, secret=True)
     output: str = field("events", check=one_of("events", "panoptes"))
-    timeout: float = field(60.0, check=positive)
+    timeout: float = field(60.0, check=positive, doc="seconds for all resources of one run")
+    # Resources run on this many threads; 1 for a plugin whose module-level state is not thread-safe.
     concurrency: int = field(4, check=positive)
 
     def finish(self, mon: MonitorConfig) -> PluginSpec:

@@ -98,6 +98,10 @@ class RequestSink(Protocol):
         """After TOO_LARGE: halve the request size limit; return the new limit, or 0 at the minimum."""
         ...
 
+    def close(self) -> None:
+        """End of the run: release connections."""
+        ...
+
 
 class _Adapter:
     """A plain Sink seen as a RequestSink: whole batches, up to ``request_bytes`` each send()."""
@@ -138,6 +142,9 @@ class _Adapter:
 
     def shrink(self) -> int:
         return 0
+
+    def close(self) -> None:
+        pass
 
 
 def as_request_sink(sink: Any) -> RequestSink:

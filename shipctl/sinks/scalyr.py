@@ -101,168 +101,106 @@ def escape_lines(payload: bytes) -> bytes:
 
 
 class _Chunk:
-    """Consecutive events of one batch, encoded as byte pieces (``per`` pieces per event, then ``closing``)
-    so that splitting at an event and joining are list operations. ``head(j)`` re-encodes the first pieces
-    of event j as the first event of a run (with ``si``/``sn`` instead of ``sd``). ``unit``, when set, is
-    the size of every event but the first without its last piece (the plain-lines case), which makes sizes
-    arithmetic on the line lengths."""
+    """Consecutive events of one batch, encoded as byte pieces so that cutting at an event boundary and
+    joining are list operations."""
 
-    __slots__ = ("batch", "closing", "first_sn", "head", "last_ts", "n", "parts", "per", "size", "unit")
-
-    def __init__(
-        self,
-        batch: Batch,
-        first_sn: int,
-        parts: list[bytes],
-        per: int,
-        closing: bytes,
-        head: Callable[[int], list[bytes]],
-        last_ts: int,
-        *,
-        size: int | None = None,
-        unit: int = 0,
-    ) -> None:
-        self.batch = batch
-        self.first_sn = first_sn
-        self.parts = parts
-        self.per = per
-        self.closing = closing
-        self.head = head
-        self.n = (len(parts) - (1 if closing else 0)) // per
-        self.size = sum(map(len, parts)) if size is None else size
-        self.last_ts = last_ts
-        self.unit = unit
+    batch: Batch
+    first_sn: int
+    n: int
+    size: int
+    last_ts: int
+    parts: list[bytes]
 
     @property
     def span(self) -> Span:
         last = self.first_sn + self.n - 1
         return Span(self.batch.id, self.first_sn, last, last == self.batch.sn + self.batch.n_events - 1)
 
-    def _first_extra(self) -> int:
-        return len(self.parts[0]) + len(self.parts[1]) - self.unit
-
-    def end(self, j: int) -> int:
-        """Size of the first ``j`` events (without the closing)."""
-        if self.unit:
-            return sum(map(len, self.parts[2 : 3 * j : 3])) + j * self.unit + self._first_extra()
-        return sum(map(len, self.parts[: self.per * j]))
-
     def fit(self, room: int) -> int:
-        """How many leading events fit in ``room`` bytes (with the closing)."""
-        target = room - len(self.closing)
-        if self.unit:
-            cum = list(accumulate(map(len, self.parts[2 : 3 * self.n : 3])))
-            unit, extra = self.unit, self._first_extra()
-            return bisect_right(range(1, self.n + 1), target, key=lambda j: cum[j - 1] + j * unit + extra)
-        ends = list(accumulate(map(len, self.parts[: self.per * self.n])))[self.per - 1 :: self.per]
-        return bisect_right(ends, target)
+        """How many leading events fit in ``room`` bytes."""
+        raise NotImplementedError
 
     def split(self, j: int) -> tuple[_Chunk, _Chunk]:
-        per = self.per
-        cut = self.end(j)
-        left_parts = self.parts[: per * j]
-        if self.closing:
-            left_parts.append(self.closing)
-        rep = self.head(j)
-        old = sum(map(len, self.parts[per * j : per * j + len(rep)]))
-        right_parts = rep + self.parts[per * j + len(rep) :]
-        left = _Chunk(
-            self.batch, self.first_sn, left_parts, per, self.closing, self.head, 0,
-            size=cut + len(self.closing), unit=self.unit,
-        )  # fmt: skip
-        right = _Chunk(
-            self.batch, self.first_sn + j, right_parts, per, self.closing, _shift(self.head, j), self.last_ts,
-            size=self.size - cut - old + sum(map(len, rep)), unit=self.unit,
-        )  # fmt: skip
-        return left, right
+        raise NotImplementedError
 
 
-def _shift(head: Callable[[int], list[bytes]], j: int) -> Callable[[int], list[bytes]]:
-    return lambda k: head(k + j)
+class _RawChunk(_Chunk):
+    """Plain lines whose ts share all but their last 4 digits. Two pieces per event: ``_SD[k]`` (the last
+    ts digits, ``sd`` and the opening of ``attrs``) from a shared table, then the escaped line followed by
+    the glue that closes the event and opens the next up to its first ts digits. The lines and their glue
+    come from one ``replace`` and one ``split`` of the batch: nothing is formatted per line in Python."""
+
+    def __init__(self, batch: Batch, first_sn: int, ts0: int, parts: list[bytes], glue: bytes, open_: bytes,
+                 si: bytes, size: int) -> None:  # fmt: skip
+        self.batch, self.first_sn, self.ts0, self.parts = batch, first_sn, ts0, parts
+        self.glue, self.open, self.si, self.size = glue, open_, si, size
+        self.n = len(parts) // 2
+        self.last_ts = ts0 + self.n - 1
+
+    def head(self, j: int) -> bytes:
+        """Event j's first piece when it starts a run: the opening, all ts digits, si and sn."""
+        v = self.ts0 + j
+        return b'%b%d%04d","si":"%b","sn":%d,"attrs":{"message":"' % (
+            self.open, v // _T, v % _T, self.si, self.first_sn + j
+        )
+
+    def _size(self, j: int, cum: list[int]) -> int:
+        """Size of the first j events as a chunk of their own (the last one closed, not glued)."""
+        size = len(self.parts[0]) + (j - 1) * len(_SD[0]) + cum[j - 1]
+        return size if j == self.n else size - len(self.glue) + len(_CLOSE)
+
+    def fit(self, room: int) -> int:
+        cum = list(accumulate(map(len, self.parts[1::2])))
+        return bisect_right(range(1, self.n + 1), room, key=lambda j: self._size(j, cum))
+
+    def split(self, j: int) -> tuple[_Chunk, _Chunk]:
+        left_parts = self.parts[: 2 * j]
+        left_parts[-1] = left_parts[-1][: -len(self.glue)] + _CLOSE
+        left_size = sum(map(len, left_parts))
+        right_parts = self.parts[2 * j :]
+        old = len(right_parts[0])
+        right_parts[0] = self.head(j)
+        right_size = self.size - left_size + len(_CLOSE) - len(self.glue) + len(right_parts[0]) - old
+        # (the left's last glue moved back into the size of the right part, minus what the left closed)
+        right_size = self.size - (left_size - len(_CLOSE) + len(self.glue)) - old + len(right_parts[0])
+        a = _RawChunk(self.batch, self.first_sn, self.ts0, left_parts, self.glue, self.open, self.si, left_size)
+        b = _RawChunk(self.batch, self.first_sn + j, self.ts0 + j, right_parts, self.glue, self.open, self.si,
+                      right_size)  # fmt: skip
+        return a, b
 
 
-def _raw_chunk(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> _Chunk:
-    """Plain lines: event i is ``glue + _SD[k] + line`` where glue closes the previous event and opens this
-    one up to the first ts digits. ts = ts0 + i; its last 4 digits come from the table, so no per-line
-    formatting happens in Python (the glue changes only every 10,000 ts values)."""
-    escaped = escape_lines(batch.payload)
-    lines = escaped.split(b"\n")
+def _raw_chunks(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> list[_Chunk]:
+    """The plain lines of ``batch`` from event ``start``, ts from ``ts0`` up: one chunk per run of ts
+    values that share all but their last 4 digits (a batch of up to 10,000 lines is moved up to 10 us
+    later rather than cut in two)."""
+    lines = escape_lines(batch.payload).split(b"\n")
     lines.pop()  # the payload ends with "\n"
     if start:
         del lines[:start]
-        line_bytes = sum(map(len, lines))
-    else:
-        line_bytes = len(escaped) - len(lines)
     n = len(lines)
-    first_sn = batch.sn + start
-    if not n:
-        return _Chunk(batch, first_sn, [], 3, b"", lambda j: [], ts0)
-    parts: list[bytes] = [b""] * (3 * n + 1)
-    parts[2 : 3 * n : 3] = lines
-    glue = _CLOSE + b"," + open_
-    glues = set()
-    size = line_bytes + n * len(_SD[0]) + len(_CLOSE)
+    if n <= _T and ts0 % _T + n > _T:
+        ts0 += _T - ts0 % _T
+    out: list[_Chunk] = []
     i = 0
     while i < n:
         v = ts0 + i
         k = v % _T
-        end = min(n, i + _T - k)
-        cnt = end - i
-        g = glue + b"%d" % (v // _T)
-        glues.add(len(g))
-        size += cnt * len(g)
-        parts[3 * i : 3 * end : 3] = [g] * cnt
-        parts[3 * i + 1 : 3 * end + 1 : 3] = _SD[k : k + cnt]
-        i = end
-    parts[-1] = _CLOSE
-
-    def head(j: int) -> list[bytes]:
-        v = ts0 + j
-        return [
-            open_ + b"%d" % (v // _T),
-            b'%04d","si":"%b","sn":%d,"attrs":{"message":"' % (v % _T, si, first_sn + j),
-        ]
-
-    first = head(0)
-    size += len(first[0]) + len(first[1]) - len(parts[0]) - len(parts[1])
-    parts[0:2] = first
-    # Event sizes are arithmetic when every glue has the same length (ts keeps its digit count).
-    unit = len(glue) + len(b"%d" % (ts0 // _T)) + len(_SD[0]) if len(glues) == 1 else 0
-    return _Chunk(batch, first_sn, parts, 3, _CLOSE, head, ts0 + n - 1, size=size, unit=unit)
-
-
-def _json_chunk(batch: Batch, start: int, floor: int, open_: bytes, si: bytes, extra: dict[str, Any] | None) -> _Chunk:
-    """Grouped or sampled lines and monitor output: one JSON object per event (the slow path)."""
-    if batch.fmt == FMT_RAW:
-        evs: list[dict[str, Any]] = [{"m": m} for m in batch.messages()]
-    else:
-        evs = json.loads(batch.payload)
-    ts_list: list[bytes] = []
-    attrs_list: list[bytes] = []
-    prev = floor
-    for i in range(start, len(evs)):
-        e = evs[i]
-        ts = max(int(e.get("t") or batch.ts + i), prev + 1)
-        prev = ts
-        attrs: dict[str, Any] = {"message": e.get("m", "")}
-        if extra:
-            attrs.update(extra)
-        if e.get("a"):
-            attrs.update(e["a"])
-        ts_list.append(b"%d" % ts)
-        attrs_list.append(json.dumps(attrs, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"))
-    first_sn = batch.sn + start
-
-    def event(j: int, seq: bytes) -> bytes:
-        return b'%b%b",%b,"attrs":%b}' % (open_, ts_list[j], seq, attrs_list[j])
-
-    def head(j: int) -> list[bytes]:  # the first event of a run: no comma before it, si/sn instead of sd
-        return [event(j, b'"si":"%b","sn":%d' % (si, first_sn + j))]
-
-    parts = [b"," + event(j, b'"sd":1') for j in range(1, len(ts_list))]
-    if ts_list:
-        parts[0:0] = head(0)
-    return _Chunk(batch, first_sn, parts, 1, b"", head, prev)
+        cnt = min(n - i, _T - k)
+        glue = b"%b,%b%d" % (_CLOSE, open_, v // _T)
+        seg = lines[i : i + cnt] if (i or cnt < n) else lines
+        body = b"\n".join(seg) if len(seg) > 1 else seg[0]
+        xs = (body + b"\n").replace(b"\n", glue + b"\n").split(b"\n")
+        xs.pop()
+        xs[-1] = xs[-1][: -len(glue)] + _CLOSE
+        parts: list[bytes] = [b""] * (2 * cnt)
+        parts[1::2] = xs
+        parts[2::2] = _SD[k + 1 : k + cnt]
+        chunk = _RawChunk(batch, batch.sn + start + i, v, parts, glue, open_, si, 0)
+        parts[0] = chunk.head(0)
+        chunk.size = sum(map(len, parts))
+        out.append(chunk)
+        i += cnt
+    return out
 
 
 class _Builder:
@@ -286,7 +224,7 @@ class _Builder:
             table.setdefault(key, d)
         if self.pieces:
             self.pieces.append(b",")
-        self.pieces.extend(chunk.parts)
+        self.pieces.append(b"".join(chunk.parts))  # while the chunk's pieces are still in the CPU cache
         self.spans.append(chunk.span)
         self.events += chunk.n
 
@@ -419,6 +357,11 @@ class ScalyrSink:
             return 0
         self.request_limit = new
         return new
+
+    def close(self) -> None:
+        if self._http is not None:
+            self._http.close()
+            self._http = None
 
     # --- sending -------------------------------------------------------------------------------------
     def _body(self, request: Request, token: str) -> list[bytes]:

@@ -237,8 +237,8 @@ class _Units:
             a = bisect_right(starts, max(0, m.start() - shift), 0, self.n) - 1
             b = bisect_right(starts, max(0, m.end() - shift), a, self.n) - 1
             found.update(range(a, b + 1))
-            if len(found) > limit or count > 2 * limit:
-                return None
+            if len(found) > limit or count > 2 * limit or (count >= 64 and a < 16 * count):
+                return None  # dense from the start: do not map the rest
         return found
 
 
