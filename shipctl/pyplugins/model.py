@@ -126,6 +126,8 @@ def normalize(result: Any, resource: Resource, interval: float) -> tuple[list[Me
     """Checked copies of the groups in ``result``, and a message per group that was not usable (skipped)."""
     if result is None:
         return [], []
+    if float(interval).is_integer():
+        interval = int(interval)  # Panoptes' intervals are whole seconds; keep the JSON the same
     if isinstance(result, str | bytes | Mapping) and not _is_group_dict(result):
         return [], [f"returned {type(result).__name__}, expected a list of metrics groups"]
     single = _is_group_dict(result) or isinstance(result, MetricsGroup) or hasattr(result, "group_type")

@@ -176,7 +176,8 @@ def build(opts: PluginOptions, mon: MonitorConfig) -> PluginSpec:
             config[k] = _plain(v)
     main = config.setdefault("main", {})
     if isinstance(main, dict):
-        main["execute_frequency"] = f"{freq:g}"  # a string, as configparser gives it to Panoptes plugins
+        # A string, as configparser gives it to Panoptes plugins (which int() it).
+        main["execute_frequency"] = str(int(freq)) if freq.is_integer() else str(freq)
         if filter_text:
             main["resource_filter"] = filter_text
     if raw_transforms:

@@ -18,11 +18,12 @@ the first post, so a run with nothing to send never loads it.
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import zlib
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any
@@ -127,80 +128,156 @@ class _Chunk:
 class _RawChunk(_Chunk):
     """Plain lines whose ts share all but their last 4 digits. Two pieces per event: ``_SD[k]`` (the last
     ts digits, ``sd`` and the opening of ``attrs``) from a shared table, then the escaped line followed by
-    the glue that closes the event and opens the next up to its first ts digits. The lines and their glue
-    come from one ``replace`` and one ``split`` of the batch: nothing is formatted per line in Python."""
+    the glue that closes the event and opens the next one up to its first ts digits. Lines and glue come
+    from one ``replace`` and one ``split`` of the whole batch: nothing is formatted per line in Python."""
 
-    def __init__(self, batch: Batch, first_sn: int, ts0: int, parts: list[bytes], glue: bytes, open_: bytes,
-                 si: bytes, size: int) -> None:  # fmt: skip
+    def __init__(
+        self, batch: Batch, first_sn: int, ts0: int, parts: list[bytes], glue: bytes, open_: bytes, si: bytes
+    ) -> None:
         self.batch, self.first_sn, self.ts0, self.parts = batch, first_sn, ts0, parts
-        self.glue, self.open, self.si, self.size = glue, open_, si, size
+        self.glue, self.open, self.si = glue, open_, si
         self.n = len(parts) // 2
+        self.size = 0
         self.last_ts = ts0 + self.n - 1
 
     def head(self, j: int) -> bytes:
-        """Event j's first piece when it starts a run: the opening, all ts digits, si and sn."""
+        """Event j's first piece when it starts a run: the opening, all its ts digits, si and sn."""
         v = self.ts0 + j
         return b'%b%d%04d","si":"%b","sn":%d,"attrs":{"message":"' % (
-            self.open, v // _T, v % _T, self.si, self.first_sn + j
+            self.open,
+            v // _T,
+            v % _T,
+            self.si,
+            self.first_sn + j,
         )
-
-    def _size(self, j: int, cum: list[int]) -> int:
-        """Size of the first j events as a chunk of their own (the last one closed, not glued)."""
-        size = len(self.parts[0]) + (j - 1) * len(_SD[0]) + cum[j - 1]
-        return size if j == self.n else size - len(self.glue) + len(_CLOSE)
 
     def fit(self, room: int) -> int:
         cum = list(accumulate(map(len, self.parts[1::2])))
-        return bisect_right(range(1, self.n + 1), room, key=lambda j: self._size(j, cum))
+        first, unit, n = len(self.parts[0]), len(_SD[0]), self.n
+        closed = len(_CLOSE) - len(self.glue)  # a cut event is closed instead of glued to the next
+
+        def size(j: int) -> int:  # the first j events as a chunk of their own
+            return first + (j - 1) * unit + cum[j - 1] + (closed if j < n else 0)
+
+        return bisect_right(range(1, n + 1), room, key=size)
 
     def split(self, j: int) -> tuple[_Chunk, _Chunk]:
-        left_parts = self.parts[: 2 * j]
-        left_parts[-1] = left_parts[-1][: -len(self.glue)] + _CLOSE
-        left_size = sum(map(len, left_parts))
-        right_parts = self.parts[2 * j :]
-        old = len(right_parts[0])
-        right_parts[0] = self.head(j)
-        right_size = self.size - left_size + len(_CLOSE) - len(self.glue) + len(right_parts[0]) - old
-        # (the left's last glue moved back into the size of the right part, minus what the left closed)
-        right_size = self.size - (left_size - len(_CLOSE) + len(self.glue)) - old + len(right_parts[0])
-        a = _RawChunk(self.batch, self.first_sn, self.ts0, left_parts, self.glue, self.open, self.si, left_size)
-        b = _RawChunk(self.batch, self.first_sn + j, self.ts0 + j, right_parts, self.glue, self.open, self.si,
-                      right_size)  # fmt: skip
-        return a, b
+        left = _RawChunk(self.batch, self.first_sn, self.ts0, self.parts[: 2 * j], self.glue, self.open, self.si)
+        left.parts[-1] = left.parts[-1][: -len(self.glue)] + _CLOSE
+        left.size = sum(map(len, left.parts))
+        taken = left.size - len(_CLOSE) + len(self.glue)  # what those j events took in this chunk
+        right = _RawChunk(
+            self.batch, self.first_sn + j, self.ts0 + j, self.parts[2 * j :], self.glue, self.open, self.si
+        )
+        old = len(right.parts[0])
+        right.parts[0] = right.head(0)
+        right.size = self.size - taken - old + len(right.parts[0])
+        return left, right
 
 
 def _raw_chunks(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> list[_Chunk]:
-    """The plain lines of ``batch`` from event ``start``, ts from ``ts0`` up: one chunk per run of ts
+    """The plain lines of ``batch`` from event ``start`` on, ts from ``ts0`` up: one chunk per run of ts
     values that share all but their last 4 digits (a batch of up to 10,000 lines is moved up to 10 us
     later rather than cut in two)."""
-    lines = escape_lines(batch.payload).split(b"\n")
-    lines.pop()  # the payload ends with "\n"
+    escaped = escape_lines(batch.payload)
     if start:
-        del lines[:start]
-    n = len(lines)
+        rest = escaped.split(b"\n", start)
+        escaped = rest[start] if len(rest) > start else b""
+    n = escaped.count(b"\n")
+    if not n:
+        return []
     if n <= _T and ts0 % _T + n > _T:
         ts0 += _T - ts0 % _T
+    if ts0 % _T + n <= _T:
+        segments = [escaped]
+    else:  # more than 10,000 (short) lines
+        lines = escaped.split(b"\n")
+        cuts = [0, *range(_T - ts0 % _T, n, _T), n]
+        segments = [b"\n".join(lines[a:b]) + b"\n" for a, b in itertools.pairwise(cuts) if b > a]
     out: list[_Chunk] = []
     i = 0
-    while i < n:
+    for seg in segments:
         v = ts0 + i
         k = v % _T
-        cnt = min(n - i, _T - k)
         glue = b"%b,%b%d" % (_CLOSE, open_, v // _T)
-        seg = lines[i : i + cnt] if (i or cnt < n) else lines
-        body = b"\n".join(seg) if len(seg) > 1 else seg[0]
-        xs = (body + b"\n").replace(b"\n", glue + b"\n").split(b"\n")
+        xs = seg.replace(b"\n", glue + b"\n").split(b"\n")
         xs.pop()
         xs[-1] = xs[-1][: -len(glue)] + _CLOSE
+        cnt = len(xs)
         parts: list[bytes] = [b""] * (2 * cnt)
         parts[1::2] = xs
         parts[2::2] = _SD[k + 1 : k + cnt]
-        chunk = _RawChunk(batch, batch.sn + start + i, v, parts, glue, open_, si, 0)
+        chunk = _RawChunk(batch, batch.sn + start + i, v, parts, glue, open_, si)
         parts[0] = chunk.head(0)
-        chunk.size = sum(map(len, parts))
+        # Every line gained its glue instead of its newline; the last is closed; the first has a head.
+        chunk.size = len(seg) + cnt * (len(glue) - 1) - len(glue) + len(_CLOSE) + (cnt - 1) * len(_SD[0])
+        chunk.size += len(parts[0])
         out.append(chunk)
         i += cnt
     return out
+
+
+class _JsonChunk(_Chunk):
+    """One piece per event: a JSON object, after a comma but for the first."""
+
+    def __init__(
+        self,
+        batch: Batch,
+        first_sn: int,
+        ts: list[bytes],
+        attrs: list[bytes],
+        open_: bytes,
+        si: bytes,
+        parts: list[bytes] | None = None,
+    ) -> None:
+        self.batch, self.first_sn, self.ts, self.attrs, self.open, self.si = batch, first_sn, ts, attrs, open_, si
+        self.n = len(ts)
+        if parts is None:
+            parts = [self.head(0)] if ts else []
+            parts += [b"," + self.event(j, b'"sd":1') for j in range(1, self.n)]
+        self.parts = parts
+        self.size = sum(map(len, parts))
+        self.last_ts = int(ts[-1]) if ts else 0
+
+    def event(self, j: int, seq: bytes) -> bytes:
+        return b'%b%b",%b,"attrs":%b}' % (self.open, self.ts[j], seq, self.attrs[j])
+
+    def head(self, j: int) -> bytes:
+        return self.event(j, b'"si":"%b","sn":%d' % (self.si, self.first_sn + j))
+
+    def fit(self, room: int) -> int:
+        return bisect_right(list(accumulate(map(len, self.parts))), room)
+
+    def split(self, j: int) -> tuple[_Chunk, _Chunk]:
+        left = _JsonChunk(self.batch, self.first_sn, self.ts[:j], self.attrs[:j], self.open, self.si, self.parts[:j])
+        rest = self.parts[j:]
+        right = _JsonChunk(self.batch, self.first_sn + j, self.ts[j:], self.attrs[j:], self.open, self.si, rest)
+        rest[0] = right.head(0)
+        right.size = sum(map(len, rest))
+        return left, right
+
+
+def _json_chunk(batch: Batch, start: int, floor: int, open_: bytes, si: bytes, extra: dict[str, Any] | None) -> _Chunk:
+    """Grouped or sampled lines and monitor output: one JSON object per event (the slow path)."""
+    if batch.fmt == FMT_RAW:
+        evs: list[dict[str, Any]] = [{"m": m} for m in batch.messages()]
+    else:
+        evs = json.loads(batch.payload)
+    ts_list: list[bytes] = []
+    attrs_list: list[bytes] = []
+    prev = floor
+    for i in range(start, len(evs)):
+        e = evs[i]
+        ts = max(int(e.get("t") or batch.ts + i), prev + 1)
+        prev = ts
+        attrs: dict[str, Any] = {"message": e.get("m", "")}
+        if extra:
+            attrs.update(extra)
+        if e.get("a"):
+            attrs.update(e["a"])
+        ts_list.append(b"%d" % ts)
+        attrs_list.append(json.dumps(attrs, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace"))
+    return _JsonChunk(batch, batch.sn + start, ts_list, attrs_list, open_, si)
 
 
 class _Builder:
@@ -289,7 +366,7 @@ class ScalyrSink:
         server = self.server_attributes
         return {k: v for k, v in batch.attrs.items() if k not in server or server[k] != v}
 
-    def _chunk(self, batch: Batch, start: int) -> tuple[_Chunk, list[tuple[str, bytes, bytes]]]:
+    def _chunks(self, batch: Batch, start: int) -> tuple[list[_Chunk], list[tuple[str, bytes, bytes]]]:
         """Events of ``batch`` from index ``start``, and the thread/log declarations they refer to."""
         tid, tdecl = self._thread(batch.source)
         extra = self._extra(batch)
@@ -304,12 +381,13 @@ class ScalyrSink:
             event_extra = extra
         ts0 = max(batch.ts + start, self._last_ts + 1)
         if batch.fmt == FMT_RAW and batch.kind == "log" and ts0 >= _T:
-            chunk = _raw_chunk(batch, start, ts0, open_, self.si)
+            chunks = _raw_chunks(batch, start, ts0, open_, self.si)
         else:
-            chunk = _json_chunk(batch, start, self._last_ts, open_, self.si, event_extra)
-        if chunk.n:
-            self._last_ts = chunk.last_ts
-        return chunk, decls
+            chunks = [_json_chunk(batch, start, self._last_ts, open_, self.si, event_extra)]
+        chunks = [c for c in chunks if c.n]
+        if chunks:
+            self._last_ts = chunks[-1].last_ts
+        return chunks, decls
 
     def requests(self, batches: Iterable[Batch], acked_sn: int) -> Iterator[Request]:
         # Exact sizes: client_time has 10 digits until 2286.
@@ -321,29 +399,30 @@ class ScalyrSink:
             if last <= acked_sn:  # every event already confirmed: only the queue row is left to delete
                 b.spans.append(Span(batch.id, last, last, True))
                 continue
-            chunk, named = self._chunk(batch, max(0, acked_sn + 1 - batch.sn))
-            if not chunk.n:  # a payload with fewer events than its header says: nothing to send
+            chunks, named = self._chunks(batch, max(0, acked_sn + 1 - batch.sn))
+            if not chunks:  # a payload with fewer events than its header says: nothing to send
                 b.spans.append(Span(batch.id, last, last, True))
                 continue
-            while True:
-                decls = [(b.threads if t == "threads" else b.logs, key, d) for t, key, d in named]
-                room = limit - b.size - b.cost(decls) - (1 if b.pieces else 0)
-                if chunk.size <= room:
-                    b.add(chunk, decls)
-                    break
-                j = chunk.fit(room)
-                if j == 0 and b.events:
+            for chunk in chunks:
+                while True:
+                    decls = [(b.threads if t == "threads" else b.logs, key, d) for t, key, d in named]
+                    room = limit - b.size - b.cost(decls) - (1 if b.pieces else 0)
+                    if chunk.size <= room:
+                        b.add(chunk, decls)
+                        break
+                    j = chunk.fit(room)
+                    if j == 0 and b.events:
+                        yield self._finish(b)
+                        b = _Builder(base)
+                        continue
+                    j = max(j, 1)  # one event bigger than a whole request goes alone; the server may refuse it
+                    if j >= chunk.n:
+                        b.add(chunk, decls)
+                        break
+                    left, chunk = chunk.split(j)
+                    b.add(left, decls)
                     yield self._finish(b)
                     b = _Builder(base)
-                    continue
-                j = max(j, 1)  # one event bigger than a whole request goes alone; the server may refuse it
-                if j >= chunk.n:
-                    b.add(chunk, decls)
-                    break
-                left, chunk = chunk.split(j)
-                b.add(left, decls)
-                yield self._finish(b)
-                b = _Builder(base)
         if b.spans:
             yield self._finish(b)
 

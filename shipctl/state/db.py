@@ -76,6 +76,9 @@ class State:
             # NORMAL in WAL keeps every commit across a process crash; a power cut may lose the last few
             # commits, but offsets and batches roll back together, so nothing is lost or doubled.
             conn.execute("PRAGMA synchronous = NORMAL")
+            # Re-state the cache in KiB: the default was sized in pages of the default 4 KiB, so with
+            # 32 KiB pages it would hold 16 MiB of batches that pass through once (measured: +14 MiB RSS).
+            conn.execute("PRAGMA cache_size = -2000")
         except sqlite3.DatabaseError as exc:
             raise StateError(f"{path}: cannot open state file: {exc}") from None
         except OSError as exc:
