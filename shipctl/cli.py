@@ -81,6 +81,11 @@ def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
 
 def _finish(ctx: Any, command: str, started: float, code: int, summary: dict[str, Any]) -> None:
     ctx.state.record_run(command, started, code, summary)
+    if code or any(v for v in summary.values() if isinstance(v, int | float | list)):
+        # The tool's own log gets a line per run that did something; idle timer ticks stay silent.
+        from shipctl.commands.common import log
+
+        log.info("%s: exit %d %s", command, code, " ".join(f"{k}={v}" for k, v in summary.items()))
     if code:
         raise typer.Exit(code)
 

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as dt
 import os
 import re
-import socket
 import tomllib
 import types
 from collections.abc import Mapping
@@ -124,7 +123,7 @@ class Config:
     @property
     def server_attributes(self) -> dict[str, Any]:
         attrs = dict(self.agent.server_attributes)
-        attrs.setdefault("serverHost", socket.gethostname())
+        attrs.setdefault("serverHost", os.uname().nodename)
         return attrs
 
     def log(self, log_id: str) -> LogConfig:

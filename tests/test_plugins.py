@@ -10,6 +10,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +49,7 @@ def _as_documented(got: dict[str, Any], documented: dict[str, Any]) -> str:
     """The group with its creation timestamps replaced by the guide's (after checking they are Panoptes-shaped
     floats), serialised in order, so key order counts too."""
     for ts in (got["metrics_group_creation_timestamp"], got["resource"]["resource_creation_timestamp"]):
-        assert isinstance(ts, float) and abs(ts - __import__("time").time()) < 3600
+        assert isinstance(ts, float) and abs(ts - time.time()) < 3600
     assert round(got["metrics_group_creation_timestamp"], 3) == got["metrics_group_creation_timestamp"]
     got = json.loads(json.dumps(got))
     got["metrics_group_creation_timestamp"] = documented["metrics_group_creation_timestamp"]

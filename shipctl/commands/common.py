@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import logging.handlers
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,17 +44,39 @@ class Context:
     state: State
 
 
+class _LazyFileHandler(logging.Handler):
+    """A rotating log file opened on the first record: a quiet run neither imports logging.handlers nor
+    touches the file."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self._target: logging.Handler | None = None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._target is None:
+            import logging.handlers
+
+            try:
+                self._target = logging.handlers.RotatingFileHandler(self.path, maxBytes=1 << 20, backupCount=3)
+                self.path.chmod(0o600)
+            except OSError:
+                self._target = logging.NullHandler()
+            self._target.setFormatter(self.formatter)
+        self._target.emit(record)
+
+    def close(self) -> None:
+        if self._target is not None:
+            self._target.close()
+        super().close()
+
+
 def setup_logging(state_path: Path, log_file: str | None) -> None:
     """The tool's own log: a small rotating file beside the state file (warnings also go to stderr via
     the CLI). Configured once per process."""
     if log.handlers:
         return
-    path = Path(log_file) if log_file else state_path.with_name("shipctl.log")
-    try:
-        handler: logging.Handler = logging.handlers.RotatingFileHandler(path, maxBytes=1 << 20, backupCount=3)
-        path.chmod(0o600)
-    except OSError:
-        handler = logging.NullHandler()
+    handler = _LazyFileHandler(Path(log_file) if log_file else state_path.with_name("shipctl.log"))
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     log.addHandler(handler)
     log.setLevel(logging.INFO)

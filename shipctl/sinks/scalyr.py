@@ -24,7 +24,7 @@ import time
 import zlib
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 from typing import Any
 from urllib.parse import urlsplit
@@ -183,8 +183,8 @@ def _raw_chunks(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> 
     if start:
         rest = escaped.split(b"\n", start)
         escaped = rest[start] if len(rest) > start else b""
-    n = escaped.count(b"\n")
-    if not n:
+    n = batch.n_events - start  # a raw payload holds n_events lines; checked below, after the split
+    if n <= 0:
         return []
     if n <= _T and ts0 % _T + n > _T:
         ts0 += _T - ts0 % _T
@@ -192,6 +192,8 @@ def _raw_chunks(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> 
         segments = [escaped]
     else:  # more than 10,000 (short) lines
         lines = escaped.split(b"\n")
+        lines.pop()
+        n = len(lines)
         cuts = [0, *range(_T - ts0 % _T, n, _T), n]
         segments = [b"\n".join(lines[a:b]) + b"\n" for a, b in itertools.pairwise(cuts) if b > a]
     out: list[_Chunk] = []
@@ -202,8 +204,10 @@ def _raw_chunks(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> 
         glue = b"%b,%b%d" % (_CLOSE, open_, v // _T)
         xs = seg.replace(b"\n", glue + b"\n").split(b"\n")
         xs.pop()
-        xs[-1] = xs[-1][: -len(glue)] + _CLOSE
         cnt = len(xs)
+        if len(segments) == 1 and cnt != n:  # a payload that disagrees with its header: count again
+            return _raw_chunks(replace(batch, n_events=start + cnt), start, ts0, open_, si) if cnt else []
+        xs[-1] = xs[-1][: -len(glue)] + _CLOSE
         parts: list[bytes] = [b""] * (2 * cnt)
         parts[1::2] = xs
         parts[2::2] = _SD[k + 1 : k + cnt]

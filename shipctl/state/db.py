@@ -9,7 +9,6 @@ import json
 import os
 import sqlite3
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -125,7 +124,7 @@ class State:
                 conn.execute(f"PRAGMA user_version = {n + 1}")
             conn.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('session', ?), ('next_sn', '1')",
-                (uuid.uuid4().hex,),
+                (os.urandom(16).hex(),),
             )
 
     # --- small key/value helpers -------------------------------------------------------------------

@@ -21,7 +21,6 @@ queued as raw lines unless a group or a sample rate needs the JSON form.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import operator
 import random
@@ -627,6 +626,12 @@ def _parse_template(pattern: re.Pattern[str], template: str) -> list[_Part]:
     return list(parsed)  # 3.12+: literal, group, literal, ...
 
 
+def _md5_hex(data: bytes) -> str:
+    import hashlib  # only logs with \\H rules need it; importing it loads OpenSSL
+
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
 def _redactor(rule: RedactionRule) -> Callable[[str], tuple[str, int]]:
     """``pattern.subn`` with the replacement already read (a C-level partial: no Python call per line)."""
     pattern, salt = rule.match_expression, rule.hash_salt
@@ -650,7 +655,7 @@ def _redactor(rule: RedactionRule) -> Callable[[str], tuple[str, int]]:
                 out.append(m.group(p) or "")
             elif isinstance(p, _Hash):
                 value = m.group(p.group) or ""
-                out.append(hashlib.md5((value + salt).encode(), usedforsecurity=False).hexdigest())
+                out.append(_md5_hex((value + salt).encode()))
             else:
                 out.append(m.expand(p.template))  # type: ignore[union-attr]
         return "".join(out)
