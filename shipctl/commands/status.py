@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shipctl.commands import run_monitor
 from shipctl.config import Config
 from shipctl.monitors.implicit import effective_monitors
 from shipctl.state import State, report, resolve_state_path
@@ -104,9 +105,9 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
         result.queue_sources = report.queue_by_source(state)
         result.uploads = report.uploads(state)
         monitors = effective_monitors(config)
-        intervals = {m.id: m.sample_interval for m in monitors}
+        # A script's period (from its -c output) or a plugin's execute frequency overrides sample_interval.
+        intervals = run_monitor.intervals(state.conn, monitors)
         result.scripts = scriptstate.rows(state.conn, {m.id for m in monitors if m.type == "script"})
-        intervals.update({s["monitor"]: s["period"] for s in result.scripts if s["period"]})  # from the script
         for row in report.monitors(state):
             interval = intervals.get(row["id"])
             result.monitors.append(
@@ -128,7 +129,7 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
         for m in monitors:
             if m.id not in seen:
                 result.monitors.append(
-                    MonitorStatus(m.id, m.type, m.sample_interval, None, None, None, 0, 0, 0, None, None)
+                    MonitorStatus(m.id, m.type, intervals.get(m.id), None, None, None, 0, 0, 0, None, None)
                 )
         if metric:
             _metric(state, metric, result)
