@@ -33,15 +33,20 @@ def _rules(heavy: bool) -> str:
     if not heavy:
         return RULES
     # Every line has a client IP: the worst case, one substitution per line.
-    return RULES.replace("'Bearer [A-Za-z0-9._-]+', replacement = 'Bearer ***'",
-                         r"'(10\.\d+)\.\d+\.\d+', replacement = '\1.x.x'")
+    return RULES.replace(
+        "'Bearer [A-Za-z0-9._-]+', replacement = 'Bearer ***'", r"'(10\.\d+)\.\d+\.\d+', replacement = '\1.x.x'"
+    )
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess[str]]:
     """Wall seconds and peak RSS (KiB) of one child process."""
-    pid_cmd = [sys.executable, "-c", "import os,resource,subprocess,sys; p=subprocess.run(sys.argv[1:]);"
-               "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)",
-               *cmd]
+    pid_cmd = [
+        sys.executable,
+        "-c",
+        "import os,resource,subprocess,sys; p=subprocess.run(sys.argv[1:]);"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)",
+        *cmd,
+    ]
     t0 = time.perf_counter()
     proc = subprocess.run(pid_cmd, capture_output=True, text=True, env=env)
     wall = time.perf_counter() - t0
@@ -68,22 +73,26 @@ def main() -> None:
     try:
         cfg = tmp / "bench.toml"
         cfg.write_text(
-            f'[agent]\nmax_seconds = 0\ncompress_queue = {"true" if args.compress else "false"}\n'
+            f"[agent]\nmax_seconds = 0\ncompress_queue = {'true' if args.compress else 'false'}\n"
             f'[[logs]]\npath = "{log}"\n' + (_rules(args.heavy) if args.rules else "")
         )
         env = {**os.environ, "SHIPCTL_STATE": str(tmp / "state.db")}
         shipctl = [sys.executable, "-m", "shipctl"]
         wall, rss, _ = run([*shipctl, "tail-once", "-c", str(cfg)], env)
         label = (" with heavy rules" if args.heavy else " with rules") if args.rules else ""
-        print(f"tail-once {size / 1e6:.0f} MB{label}: {wall:.2f} s, "
-              f"{size / 1e6 / wall:.0f} MB/s, peak RSS {rss / 1024:.1f} MiB")
+        print(
+            f"tail-once {size / 1e6:.0f} MB{label}: {wall:.2f} s, "
+            f"{size / 1e6 / wall:.0f} MB/s, peak RSS {rss / 1024:.1f} MiB"
+        )
         walls, rsss = [], []
         for _ in range(5):
             w, r, _ = run([*shipctl, "tail-once", "-c", str(cfg)], env)
             walls.append(w)
             rsss.append(r)
-        print(f"no-op tail-once: best {min(walls):.3f} s, median {sorted(walls)[2]:.3f} s, "
-              f"peak RSS {max(rsss) / 1024:.1f} MiB")
+        print(
+            f"no-op tail-once: best {min(walls):.3f} s, median {sorted(walls)[2]:.3f} s, "
+            f"peak RSS {max(rsss) / 1024:.1f} MiB"
+        )
         db = tmp / "state.db"
         print(f"state file after run: {db.stat().st_size / 1e6:.0f} MB")
     finally:

@@ -1,6 +1,6 @@
 """Write a realistic access log of a given size (default 500 MB) for the benchmarks.
 
-    python benchmarks/gen_log.py benchmarks/data/access.log 500
+python benchmarks/gen_log.py benchmarks/data/access.log 500
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ def main(path: str, megabytes: int) -> None:
             for _ in range(10_000):
                 n += 1
                 lines.append(
-                    f'10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - '
-                    f'[22/Nov/2026:01:{n // 60000 % 60:02d}:{n // 1000 % 60:02d} +0000] '
+                    f"10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)} - - "
+                    f"[22/Nov/2026:01:{n // 60000 % 60:02d}:{n // 1000 % 60:02d} +0000] "
                     f'"GET {rng.choice(PATHS)} HTTP/1.1" {rng.choice((200, 200, 200, 304, 404, 500))} '
                     f'{rng.randrange(100000)} seq={n} "{rng.choice(AGENTS)}"\n'
                 )

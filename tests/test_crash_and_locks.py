@@ -76,7 +76,7 @@ def test_two_racing_tail_once_runs_never_duplicate(env: Env) -> None:
     codes = sorted([a.wait(), b.wait()])
     assert codes in ([0, 0], [0, 75]), codes
     if 75 in codes:
-        stderr = (a.stderr.read() if a.returncode == 75 else b.stderr.read())  # type: ignore[union-attr]
+        stderr = a.stderr.read() if a.returncode == 75 else b.stderr.read()  # type: ignore[union-attr]
         assert "another 'shipctl tail-once' is running" in stderr
     assert env.proc("tail-once").returncode == 0
     assert env.proc("upload").returncode == 0

@@ -18,7 +18,9 @@ def test_status_before_anything_ran(env: Env) -> None:
 def test_status_json_counts_files_queue_and_upload(env: Env) -> None:
     log = env.logs / "app.log"
     log.write_text(numbered(100) + "partial")
-    env.write_config(f'[[logs]]\nid = "app"\npath = "{log}"\n[[logs]]\nid = "none"\npath = "{env.logs}/nothing-*.log"\n')
+    env.write_config(
+        f'[[logs]]\nid = "app"\npath = "{log}"\n[[logs]]\nid = "none"\npath = "{env.logs}/nothing-*.log"\n'
+    )
     assert env.cli("tail-once").exit_code == 0
     data = json.loads(env.cli("status", "--json").stdout)
     app, none = data["logs"]
@@ -44,7 +46,9 @@ def test_status_table_keeps_long_paths_whole_outside_a_terminal(env: Env) -> Non
     deep.mkdir(parents=True)
     log = deep / "service-with-a-long-name.log"
     log.write_text("one\n")
-    env.write_config(f'[[logs]]\nid = "deep"\npath = "{env.logs}/**/*.log"\n[[logs]]\nid = "gone"\npath = "/nonexistent/x.log"\n')
+    env.write_config(
+        f'[[logs]]\nid = "deep"\npath = "{env.logs}/**/*.log"\n[[logs]]\nid = "gone"\npath = "/nonexistent/x.log"\n'
+    )
     assert env.cli("tail-once").exit_code == 0
     r = env.cli("status")
     assert r.exit_code == 0

@@ -11,6 +11,7 @@ import fnmatch
 import functools
 import glob
 import gzip
+
 try:  # the blake2 module alone: hashlib would also load OpenSSL (~4 ms and ~3 MiB on every run)
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover - a Python built without it
