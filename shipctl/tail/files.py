@@ -11,16 +11,16 @@ import fnmatch
 import functools
 import glob
 import gzip
-
-try:  # the blake2 module alone: hashlib would also load OpenSSL (~4 ms and ~3 MiB on every run)
-    from _blake2 import blake2b
-except ImportError:  # pragma: no cover - a Python built without it
-    from hashlib import blake2b
 import os
 import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+
+try:  # the blake2 module alone: hashlib would also load OpenSSL (~4 ms and ~3 MiB on every run)
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover - a Python built without it
+    from hashlib import blake2b
 
 FP_SIZE = 1024
 TAIL_SIZE = 256
