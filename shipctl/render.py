@@ -135,8 +135,9 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             f"Upload to {up['sink']}: last success {when(up['last_success'])}, last request "
             f"{size(up['last_request_bytes'])}, last reply {up['last_status'] or '-'}"
         )
-        if up["last_message"]:
-            line += f" ({up['last_message']})"
+        message = (up["last_message"] or "").removeprefix(f"{up['last_status']}: ")
+        if message and message != up["last_status"]:
+            line += f" ({message})"
         out.print(line, markup=False)  # the receiver's words may hold [brackets]
         out.print(
             f"  uploaded {up['events_uploaded']} events / {size(up['bytes_uploaded'])};"

@@ -184,8 +184,13 @@ class Receiver:
         if h.headers.get("Transfer-Encoding"):
             self._violation("chunked body; expected Content-Length")
             return h.reply(400, {"status": "error/client/badParam", "message": "chunked"})
-        raw = h.rfile.read(int(h.headers.get("Content-Length", 0)))
+        length = int(h.headers.get("Content-Length", 0))
+        raw = h.rfile.read(length)
         logged.wire_bytes = len(raw)
+        if len(raw) < length:  # the client went away mid-body (a kill): nothing to answer
+            logged.reply = "truncated"
+            h.close_connection = True
+            return None
         if (h.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             self._violation(f"Content-Type {h.headers.get('Content-Type')!r}")
         try:

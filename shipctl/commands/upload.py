@@ -114,7 +114,6 @@ class _Run:
                         return
                     ready.append((req, pool.submit(self.sink.seal, req)))
 
-            refill()
             while ready:
                 if budget.exhausted():
                     break

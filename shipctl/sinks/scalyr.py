@@ -467,7 +467,7 @@ class ScalyrSink:
             f"POST {self.url}",
             "Content-Type: application/json",
             f"Content-Encoding: {enc}; {request.size} bytes uncompressed, {wire} on the wire",
-            f"{request.events} events in {len(request.spans)} batch parts (sn {request.spans[0].first_sn}"
+            f"{request.events} events from {len(request.spans)} queued batches (sn {request.spans[0].first_sn}"
             f"..{request.last_sn}); the API key is masked",
             "",
         ]
