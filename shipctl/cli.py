@@ -342,7 +342,7 @@ def run_cmd(
                 _err(_tail_summary(res.tail))
             if res.monitors:
                 _err(f"run-monitor: {len(res.monitors.results)} ran, {len(res.monitors.not_due)} not due")
-        if up is not None and (verbose or up.failed or up.backing_off_until):
+        if up is not None and (verbose or up.failed or up.backing_off_until or up.dropped_batches):
             for line in _upload_lines(up):
                 _err(line)
         code = 0

@@ -95,7 +95,7 @@ class _Run:
     # --- the run -------------------------------------------------------------------------------------
     def send(self, budget: Budget, max_batches: int) -> None:
         """Post requests one at a time. Meanwhile the next ones are encoded (this thread) and compressed
-        (a worker; zlib releases the GIL), at most ``AHEAD`` of them: work thrown away if a reply stops the
+        (workers: zlib releases the GIL), at most ``AHEAD`` of them: work thrown away if a reply stops the
         run or shrinks the requests."""
         reqs = self._requests(max_batches)
         first = next(reqs, None)
@@ -104,7 +104,7 @@ class _Run:
         from collections import deque
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        with ThreadPoolExecutor(2, thread_name_prefix="shipctl-upload") as pool:
+        with ThreadPoolExecutor(1 + AHEAD, thread_name_prefix="shipctl-upload") as pool:
             ready: deque[tuple[Request, Future[None]]] = deque([(first, pool.submit(self.sink.seal, first))])
 
             def refill() -> None:

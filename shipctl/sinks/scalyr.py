@@ -12,20 +12,19 @@ stream (``si`` = the state file's session id) only ever grows: the service drops
 accepted, whatever run resends it.
 
 Encoding is per request, not per line in Python: a plain-lines batch is escaped as one bytes object and
-turned into events with list slicing and one ``join`` (see ``_raw_chunk``). ``requests`` is imported on
-the first post, so a run with nothing to send never loads it.
+turned into events with one ``replace``, one ``split``, list slicing and one ``join`` (see ``_raw_chunks``).
+``requests`` is imported on the first post, so a run with nothing to send never loads it.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import time
 import zlib
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, replace
-from itertools import accumulate
+from itertools import accumulate, pairwise
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -195,7 +194,7 @@ def _raw_chunks(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> 
         lines.pop()
         n = len(lines)
         cuts = [0, *range(_T - ts0 % _T, n, _T), n]
-        segments = [b"\n".join(lines[a:b]) + b"\n" for a, b in itertools.pairwise(cuts) if b > a]
+        segments = [b"\n".join(lines[a:b]) + b"\n" for a, b in pairwise(cuts) if b > a]
     out: list[_Chunk] = []
     i = 0
     for seg in segments:
@@ -488,6 +487,7 @@ class ScalyrSink:
         payload: _Payload = request.payload
         if payload.wire is None:
             payload.wire = self._encode(self._body(request, self.options.api_key))
+            payload.events = b""  # only the wire form is needed from here on
 
     def post(self, request: Request) -> SendResult:
         o = self.options
