@@ -57,8 +57,12 @@ def _check_suffix(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class SystemOptions:
-    network_interface_prefixes: tuple[str, ...] = field(("eth",), doc="interfaces reported: prefix + suffix")
-    network_interface_suffix: str = field("[0-9A-Z]+", check=_check_suffix, doc="regex after a prefix")
+    # Scalyr's default is "eth" only; systemd's predictable names (ens3, enp0s3, eno1, wlp2s0) are the
+    # common case today, so they are reported by default too.
+    network_interface_prefixes: tuple[str, ...] = field(
+        ("eth", "en", "wl", "bond"), doc="interfaces reported: prefix + suffix"
+    )
+    network_interface_suffix: str = field("[0-9A-Za-z]+", check=_check_suffix, doc="regex after a prefix")
     local_disks_only: bool = field(True, doc="df metrics for local file systems only (no NFS, CIFS, ...)")
     ignore_mounts: tuple[str, ...] = field(
         ("/sys/*", "/dev*", "/run*", "/var/lib/docker/*", "/snap/*"), doc="glob patterns of mount points to skip"
