@@ -150,6 +150,11 @@ def tail_once_cmd(
         )
 
 
+def _n(count: int, noun: str) -> str:
+    plural = noun + ("es" if noun.endswith(("ch", "s")) else "s")
+    return f"{count} {noun if count == 1 else plural}"
+
+
 def _upload_lines(res: Any) -> list[str]:
     lines = []
     if res.dropped_batches:
@@ -165,10 +170,11 @@ def _upload_lines(res: Any) -> list[str]:
             f"upload: backing off until {when(res.backing_off_until)} after failures"
             f" (last: {res.failed}); use --force to try now",
         ]
-    lines.append(
-        f"upload: {res.events} events in {res.batches} batches ({res.bytes} bytes, {res.requests} requests)"
-        f" to {res.sink}, {res.remaining_batches} batches left"
-    )
+    if res.batches or not res.failed:
+        lines.append(
+            f"upload: {_n(res.events, 'event')} in {_n(res.batches, 'batch')} ({res.bytes} bytes,"
+            f" {_n(res.requests, 'request')}) to {res.sink}, {_n(res.remaining_batches, 'batch')} left"
+        )
     if res.discarded_batches or res.discarded_events:
         lines.append(f"upload: receiver discarded {res.discarded_events} events ({res.discarded_batches} batches)")
     if res.request_limit:
@@ -267,10 +273,20 @@ def run_monitor_cmd(
 
     started = time.time()
     targets = targets or []
-    cfg = load_config(config)
+    cfg = load_config(config, require=False)  # an ad hoc run needs no config file
     configured = {m.id for m in rm.monitors_of(cfg)}
     adhoc = command is not None or bool(opt) or (len(targets) == 1 and targets[0] not in configured)
     if adhoc:
+        from shipctl import plugins
+
+        known_types = plugins.registry(with_entry_points=True).monitors
+        if len(targets) == 1 and targets[0] not in known_types and command is None and not opt:
+            ids = ", ".join(sorted(configured)) or "none"
+            raise ShipctlError(
+                f"no monitor with id {targets[0]!r} in {cfg.file} (configured: {ids}), and no monitor type of "
+                f"that name (types: {', '.join(sorted(known_types))})",
+                64,
+            )
         if len(targets) != 1:
             raise ShipctlError(
                 "an ad hoc run takes exactly one monitor type, e.g. run-monitor shell --command 'uname -r'", 64
@@ -287,15 +303,18 @@ def run_monitor_cmd(
     else:
         from shipctl import plugins
 
+        if not cfg.files:
+            load_config(config)  # no config file: the usual "not found" error
         plugins.validate(cfg.monitors, ())
         with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
             res = rm.run_monitors(ctx, targets, due_only=due, queue=not print_only)
-            ctx.state.record_run(
-                "run-monitor",
-                started,
-                EXIT_SOURCE_ERRORS if res.errors else 0,
-                {"monitors": len(res.results), "errors": len(res.errors)},
-            )
+            if not print_only:
+                ctx.state.record_run(
+                    "run-monitor",
+                    started,
+                    EXIT_SOURCE_ERRORS if res.errors else 0,
+                    {"monitors": len(res.results), "errors": len(res.errors)},
+                )
     if print_only:
         _print_events(res)
     elif json_out:
@@ -342,7 +361,8 @@ def run_cmd(
                 _err(_tail_summary(res.tail))
             if res.monitors:
                 _err(f"run-monitor: {len(res.monitors.results)} ran, {len(res.monitors.not_due)} not due")
-        if up is not None and (verbose or up.failed or up.backing_off_until or up.dropped_batches):
+        # A timer tick during backoff stays quiet (cron would mail every minute); status shows it.
+        if up is not None and (verbose or (up.failed and not up.backing_off_until) or up.dropped_batches):
             for line in _upload_lines(up):
                 _err(line)
         code = 0
@@ -380,7 +400,7 @@ def status_cmd(
     from shipctl.commands.status import status
     from shipctl.config import load_config
 
-    res = status(load_config(config), verbose=verbose, metric=metric)
+    res = status(load_config(config, env_optional=True), verbose=verbose, metric=metric)
     if json_out:
         _json(res.to_dict())
         return
@@ -395,7 +415,10 @@ def check_config_cmd(config: ConfigOpt = None) -> None:
     from shipctl.commands.check_config import check_config
     from shipctl.config import load_config
 
-    _json(check_config(load_config(config)))
+    resolved = check_config(load_config(config))
+    _json(resolved)
+    for warning in resolved["warnings"]:
+        _err(f"shipctl: warning: {warning}")
 
 
 @app.command("preview")

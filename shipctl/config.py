@@ -118,7 +118,9 @@ class Config:
     logs: tuple[LogConfig, ...]
     monitors: tuple[MonitorConfig, ...]
     sinks: tuple[SinkConfig, ...]
-    imported: Mapping[str, str]  # name -> value, for masking in check-config
+    imported: Mapping[str, str]  # name -> value
+    secret_values: tuple[str, ...] = ()  # imported values to mask wherever they appear
+    warnings: tuple[str, ...] = ()  # not errors, but likely mistakes (shown by check-config)
 
     @property
     def server_attributes(self) -> dict[str, Any]:
@@ -149,19 +151,26 @@ def config_path(explicit: str | os.PathLike[str] | None) -> tuple[Path, bool]:
     return DEFAULT_CONFIG, False
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None) -> Config:
+def load_config(
+    explicit: str | os.PathLike[str] | None = None, *, require: bool = True, env_optional: bool = False
+) -> Config:
+    """``require``: a missing default file is an error too (commands that only make sense with a config).
+    ``env_optional``: an imported variable that is not set reads as "" with a warning (``status`` must
+    work in a shell that lacks the API key)."""
     path, named = config_path(explicit)
     schema.set_secret_values(())
     if not path.exists():
         if named:
             raise ConfigError(f"{path}: config file not found")
+        if require:
+            raise ConfigError(f"{path}: config file not found (write one, or give --config / $SHIPCTL_CONFIG)")
         return _build("<defaults>", [], {}, {})
     main = _read_toml(path)
     files: list[tuple[Path, dict[str, Any]]] = [(path, main)]
     conf_d = path.parent / "conf.d"
     if conf_d.is_dir():
         files.extend((p, _read_toml(p)) for p in sorted(conf_d.glob("*.toml")))
-    return _merge(path, files)
+    return _merge(path, files, env_optional=env_optional)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -176,21 +185,30 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {exc.start})") from None
 
 
-def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]]) -> Config:
+def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]], *, env_optional: bool = False) -> Config:
     imported: dict[str, str] = {}
+    warnings: list[str] = []
     # Variables first, from every file, so any file may use any imported name.
     for path, data in files:
-        _import_vars(data.get("import_vars", []), Where(str(path), "import_vars"), imported)
-    schema.set_secret_values(imported.values())
+        _import_vars(
+            data.get("import_vars", []), Where(str(path), "import_vars"), imported, warnings if env_optional else None
+        )
+    # Secrets: variables named like one (API_KEY, DB_PASSWORD, ...) and any used under a secret key.
+    secret_vars = {name for name in imported if schema.is_secret_key(name)}
+    substituted = []
+    for path, raw in files:
+        substituted.append(_substitute(raw, imported, Where(str(path)), secret_vars, warnings))
+    secret_values = tuple(sorted({imported[n] for n in secret_vars if len(imported[n]) >= 4}, key=len, reverse=True))
+    schema.set_secret_values(secret_values)
 
     agent_table: dict[str, Any] = {}
     server_attrs: dict[str, Any] = {}
     logs: list[tuple[Any, Where, Path]] = []
     monitors: list[tuple[Any, Where, Path]] = []
     sinks: list[tuple[Any, Where, Path]] = []
-    for n, (path, raw) in enumerate(files):
+    for n, (path, _raw) in enumerate(files):
         where = Where(str(path))
-        data = _substitute(raw, imported, where)
+        data = substituted[n]
         allowed = TOP_KEYS if n == 0 else CONF_D_KEYS
         for key in data:
             if key in TOP_KEYS and key not in allowed:
@@ -218,7 +236,8 @@ def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]]) -> Config:
             for i, item in enumerate(items):
                 bucket.append((item, where.key(name).index(i), path.parent))
     agent_table["server_attributes"] = server_attrs
-    return _build(str(main_path), [str(p) for p, _ in files], agent_table, imported, logs, monitors, sinks)
+    config = _build(str(main_path), [str(p) for p, _ in files], agent_table, imported, logs, monitors, sinks)
+    return replace(config, secret_values=secret_values, warnings=tuple(warnings))
 
 
 def _build(
@@ -413,7 +432,7 @@ def _load_sink(item: Any, where: Where, base: Path) -> SinkConfig:
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
 
 
-def _import_vars(value: Any, where: Where, out: dict[str, str]) -> None:
+def _import_vars(value: Any, where: Where, out: dict[str, str], missing: list[str] | None = None) -> None:
     if not isinstance(value, list):
         raise where.error(f"expected a list of names or {{var, default}} tables, got {schema.describe(value)}")
     for i, entry in enumerate(value):
@@ -434,6 +453,9 @@ def _import_vars(value: Any, where: Where, out: dict[str, str]) -> None:
             raise name_where.error(f"expected an environment variable name, got {schema.describe(name)}")
         env = os.environ.get(name)
         if env is None:
+            if default is None and missing is not None:
+                missing.append(f"{ew}: environment variable {name} is not set; read as empty")
+                default = ""
             if default is None:
                 raise ew.error(
                     f'environment variable {name} is not set (set it, or write {{var = "{name}", default = "..."}})'
@@ -442,13 +464,30 @@ def _import_vars(value: Any, where: Where, out: dict[str, str]) -> None:
         out[name] = env
 
 
-def _substitute(value: Any, imported: Mapping[str, str], where: Where) -> Any:
+def _substitute(
+    value: Any, imported: Mapping[str, str], where: Where, secret_vars: set[str], warnings: list[str]
+) -> Any:
+    """Replace $NAME / ${NAME} of imported variables. A variable used under a secret key becomes a secret
+    (masked everywhere); a $NAME that was not imported stays as written, with a warning (likely a typo)."""
     if isinstance(value, str):
         if "$" not in value:
             return value
-        return _VAR.sub(lambda m: imported.get(m[1] or m[2], m[0]), value)
+
+        def sub(m: re.Match[str]) -> str:
+            name = m[1] or m[2]
+            if name not in imported:
+                warnings.append(f"{where}: ${name} is not in import_vars; left as written")
+                return m[0]
+            if where.secret:
+                secret_vars.add(name)
+            return imported[name]
+
+        return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: (v if k == "import_vars" else _substitute(v, imported, where)) for k, v in value.items()}
+        return {
+            k: (v if k == "import_vars" else _substitute(v, imported, where.key(k), secret_vars, warnings))
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_substitute(v, imported, where) for v in value]
+        return [_substitute(v, imported, where.index(i), secret_vars, warnings) for i, v in enumerate(value)]
     return value

@@ -23,7 +23,10 @@ def console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     tty = stream.isatty()
     # Outside a terminal (cron mail, pipes) rich would assume 80 columns and fold paths: go wide instead.
-    return Console(file=stream, width=None if tty else 1000, soft_wrap=not tty, highlight=False)
+    # No markup or emoji codes: ids, paths and messages are shown as written ("[x]", ":smile:" included).
+    return Console(
+        file=stream, width=None if tty else 1000, soft_wrap=not tty, highlight=False, markup=False, emoji=False
+    )
 
 
 def to_json(obj: Any) -> str:
@@ -138,22 +141,22 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         message = (up["last_message"] or "").removeprefix(f"{up['last_status']}: ")
         if message and message != up["last_status"]:
             line += f" ({message})"
-        out.print(line, markup=False)  # the receiver's words may hold [brackets]
+        out.print(line)
         out.print(
             f"  uploaded {up['events_uploaded']} events / {size(up['bytes_uploaded'])};"
             f" pending {q.get('events', 0)} events in {q.get('batches', 0)} batches;"
             f" discarded by receiver {up['events_discarded']} events",
-            markup=False,
         )
         if up["batches_dropped"]:
             out.print(
-                f"  [bold red]DROPPED {up['batches_dropped']} oldest batches unsent[/]: the queue went over"
-                " agent.max_queue_bytes (see the problems below)"
+                f"  DROPPED {up['batches_dropped']} oldest batches unsent: the queue went over"
+                " agent.max_queue_bytes (see the problems below)",
+                style="bold red",
             )
         if up["next_attempt"] and up["next_attempt"] > now:
             out.print(
-                f"  [bold red]backing off[/] after {up['consecutive_failures']} failures until "
-                f"{when(up['next_attempt'])}"
+                f"  backing off after {up['consecutive_failures']} failures until {when(up['next_attempt'])}",
+                style="bold red",
             )
     if result.monitors:
         mons = Table(title="Monitors", title_justify="left")
@@ -201,13 +204,11 @@ def status(result: StatusResult, *, verbose: bool) -> None:
     if result.notices:
         out.print("Recent problems:" if not verbose else "Problems (newest first):")
         for n in result.notices:
-            out.print(f"  {when(n['ts'])} {n['source']}: {n['message']}", markup=False)
+            out.print(f"  {when(n['ts'])} {n['source']}: {n['message']}")
     if verbose and result.runs:
         out.print("Recent runs (newest first):")
         for r in result.runs:
-            out.print(
-                f"  {when(r['started'])} {r['command']}: exit {r['exit_code']} {json.dumps(r['summary'])}", markup=False
-            )
+            out.print(f"  {when(r['started'])} {r['command']}: exit {r['exit_code']} {json.dumps(r['summary'])}")
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -232,9 +233,9 @@ def series_values(kind: str, points: list[list[float]]) -> list[float]:
 def _metric_history(out: Console, result: StatusResult) -> None:
     if not result.metric_history:
         known = ", ".join(result.known_metrics) or "none yet"
-        out.print(f"No history for metric {result.metric!r} (metrics with history: {known})", markup=False)
+        out.print(f"No history for metric {result.metric!r} (metrics with history: {known})")
         return
-    out.print(f"History of {result.metric}:", markup=False)
+    out.print(f"History of {result.metric}:")
     for series in result.metric_history:
         points = series["points"]
         values = series_values(series["kind"], points)
@@ -242,13 +243,12 @@ def _metric_history(out: Console, result: StatusResult) -> None:
         label = f"{series['monitor']} {dims}".strip()
         what = "rate/s" if series["kind"] == "counter" else "value"
         if not values:
-            out.print(f"  {label}: {len(points)} sample(s), not enough for a {what} yet", markup=False)
+            out.print(f"  {label}: {len(points)} sample(s), not enough for a {what} yet")
             continue
         span = points[-1][0] - points[0][0]
         out.print(
             f"  {label}: {sparkline(values)} last {what} {values[-1]:.6g}, min {min(values):.6g},"
             f" max {max(values):.6g} ({len(points)} samples over {ago(span)}, up to {when(points[-1][0])})",
-            markup=False,
         )
 
 

@@ -60,8 +60,9 @@ def mask(value: str) -> str:
 
 
 def is_secret_key(key: str) -> bool:
+    """api_key, dbPassword, SCALYR_API_KEY, WRITE_KEY, ...: names that hold secrets."""
     low = key.lower()
-    return any(s in low for s in SECRET_KEYS)
+    return any(s in low for s in SECRET_KEYS) or low.endswith(("_key", "-key"))
 
 
 def scrub(text: str) -> str:

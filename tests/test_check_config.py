@@ -113,25 +113,53 @@ def test_secret_keys_are_masked_whatever_their_value(env: Env) -> None:
 
 
 def test_short_imported_value_is_fully_masked(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SHIPCTL_TEST_PIN", "9876543")
+    monkeypatch.setenv("SHIPCTL_TEST_PASSWORD", "9876543")
     env.write_config(
-        'import_vars = ["SHIPCTL_TEST_PIN"]\n[[logs]]\npath = "a.log"\nattributes = { pin = "$SHIPCTL_TEST_PIN" }\n'
+        'import_vars = ["SHIPCTL_TEST_PASSWORD"]\n[[logs]]\npath = "a.log"\n'
+        'attributes = { pin = "$SHIPCTL_TEST_PASSWORD" }\n'
     )
     out = check(env)
-    assert out["import_vars"] == {"SHIPCTL_TEST_PIN": "****"}
+    assert out["import_vars"] == {"SHIPCTL_TEST_PASSWORD": "****"}
     assert out["logs"][0]["attributes"] == {"pin": "****"}
 
 
 def test_longer_secret_containing_a_shorter_one_is_masked_whole(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     short, long = "abcdefghijklmnop", "abcdefghijklmnop-and-the-rest-XY12"
-    monkeypatch.setenv("SHIPCTL_TEST_A", short)
-    monkeypatch.setenv("SHIPCTL_TEST_B", long)
+    monkeypatch.setenv("SHIPCTL_TEST_A_KEY", short)
+    monkeypatch.setenv("SHIPCTL_TEST_B_KEY", long)
     env.write_config("""
-        import_vars = ["SHIPCTL_TEST_A", "SHIPCTL_TEST_B"]
+        import_vars = ["SHIPCTL_TEST_A_KEY", "SHIPCTL_TEST_B_KEY"]
         [[logs]]
         path = "a.log"
-        attributes = { both = "$SHIPCTL_TEST_B" }
+        attributes = { both = "$SHIPCTL_TEST_B_KEY" }
     """)
     r = env.cli("check-config")
     assert r.exit_code == 0 and "and-the-rest" not in r.stdout
     assert json.loads(r.stdout)["logs"][0]["attributes"] == {"both": "****XY12"}
+
+
+def test_plain_imported_values_are_shown_and_secret_uses_are_masked(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SHIPCTL_TEST_ENV", "staging")
+    monkeypatch.setenv("SHIPCTL_TEST_SALT_SRC", "pepper-1234567890")  # innocent name, used as a secret
+    env.write_config("""
+        import_vars = ["SHIPCTL_TEST_ENV", "SHIPCTL_TEST_SALT_SRC"]
+        [agent]
+        server_attributes = { env = "$SHIPCTL_TEST_ENV", note = "$SHIPCTL_TEST_SALT_SRC" }
+        [[logs]]
+        path = "a.log"
+        redaction_rules = [{ match_expression = "x", hash_salt = "$SHIPCTL_TEST_SALT_SRC" }]
+    """)
+    r = env.cli("check-config")
+    assert r.exit_code == 0 and "pepper-1234567890" not in r.stdout
+    out = json.loads(r.stdout)
+    assert out["server_attributes"]["env"] == "staging"
+    assert out["import_vars"]["SHIPCTL_TEST_ENV"] == "staging"
+    assert out["server_attributes"]["note"] == "****7890"
+
+
+def test_a_variable_that_was_not_imported_is_a_warning(env: Env) -> None:
+    env.write_config('[agent]\nserver_attributes = { env = "$ENVIRONMNT" }\n[[logs]]\npath = "a.log"\n')
+    r = env.cli("check-config")
+    assert r.exit_code == 0
+    assert json.loads(r.stdout)["server_attributes"]["env"] == "$ENVIRONMNT"
+    assert f"shipctl: warning: {env.config}: agent.server_attributes.env: $ENVIRONMNT is not in import_vars" in r.stderr

@@ -180,6 +180,22 @@ def test_backoff_survives_runs_and_ends_after_success(env: Env, receiver: Receiv
     assert_exactly_once(r.messages(), range(15))
 
 
+def test_changing_the_sink_config_ends_the_backoff(env: Env, receiver: Receiver) -> None:
+    r = receiver
+    log = setup(env, r)
+    log.write_text(numbered(10))
+    assert env.cli("tail-once").exit_code == 0
+    r.fail_always("backoff")
+    assert env.cli("upload").exit_code == 69
+    r.fail_always(None)
+    sent = len(r.requests)
+    assert env.cli("upload").exit_code == 0 and len(r.requests) == sent  # same config: still backing off
+    setup(env, r, read_timeout=30)  # the operator edits the sink: try the new config at once
+    assert env.cli("upload").exit_code == 0 and len(r.requests) == sent + 1
+    assert upload_row(env)["consecutive_failures"] == 0
+    assert_exactly_once(r.messages(), range(10))
+
+
 def test_max_queue_bytes_drops_oldest_batches_loudly(env: Env, receiver: Receiver) -> None:
     r = receiver
     small = "max_line_size = 200\n"  # 4 KiB reads: many small batches

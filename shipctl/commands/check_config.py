@@ -15,9 +15,9 @@ from shipctl.state import resolve_state_path
 
 def check_config(config: Config) -> dict[str, Any]:
     plugins.validate(config.monitors, config.sinks)
-    # Every imported variable's value counts as a secret: the API key usually arrives that way. Longest
-    # first, so a value containing a shorter one is masked whole.
-    secrets = sorted({v for v in config.imported.values() if len(v) >= 4}, key=len, reverse=True)
+    # Imported values that are secrets (named like one, or used under a secret key), longest first so a
+    # value containing a shorter one is masked whole. Other imported values are shown: they are config.
+    secrets = list(config.secret_values)
     return {
         "files": list(config.files),
         "state": str(resolve_state_path(config.agent.state)),
@@ -29,13 +29,14 @@ def check_config(config: Config) -> dict[str, Any]:
             for m in config.monitors
         ],
         "sinks": [_plain({"type": s.type, "id": s.id, **s.options}, secrets) for s in config.sinks],
-        "import_vars": {k: mask(v) for k, v in config.imported.items()},
+        "import_vars": {k: mask(v) if v in secrets else v for k, v in config.imported.items()},
+        "warnings": list(config.warnings),
     }
 
 
 def _plain(value: Any, secrets: list[str], secret: bool = False) -> Any:
     """JSON-ready copy. Values under a secret key (at any depth) are masked whatever their type, and any
-    imported variable's value is masked wherever it appears, regular expressions included."""
+    secret imported value is masked wherever it appears, regular expressions included."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         hidden = secret_fields(type(value))
         return {

@@ -9,6 +9,7 @@ still pending), but the next request is encoded while the current one is on the 
 from __future__ import annotations
 
 import time
+import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,7 +59,15 @@ def upload(
         else:
             run.trim()  # even while backing off: that is when the queue grows
             st = upstate.load(ctx.state.conn, sink_cfg.id)
-            if not force and st.next_attempt and st.next_attempt > time.time():
+            # A changed sink config (new server, new key) is a fix worth trying at once, not after backoff.
+            key = f"sink_config:{sink_cfg.id}"
+            fingerprint = format(zlib.crc32(repr(sorted(sink_cfg.options.items())).encode()), "08x")
+            previous = ctx.state.meta(key)
+            if previous != fingerprint:
+                with ctx.state.write():
+                    ctx.state.set_meta(key, fingerprint)
+            changed = previous is not None and previous != fingerprint
+            if not force and not changed and st.next_attempt and st.next_attempt > time.time():
                 run.result.backing_off_until = st.next_attempt
                 run.result.failed = st.last_message
             else:

@@ -81,14 +81,23 @@ class FileSink:
 
     def _last_sn(self) -> int:
         """The highest sequence number of this session already in the file (0 if none)."""
-        try:
-            with open(self.path, "rb") as fh:
-                size = fh.seek(0, os.SEEK_END)
-                fh.seek(max(0, size - 65536))
-                tail = fh.read().split(b"\n")
-        except FileNotFoundError:
-            return 0
-        for line in reversed(tail):
+        window = 65536
+        while True:
+            try:
+                with open(self.path, "rb") as fh:
+                    size = fh.seek(0, os.SEEK_END)
+                    start = max(0, size - window)
+                    fh.seek(start)
+                    tail = fh.read().split(b"\n")
+            except FileNotFoundError:
+                return 0
+            # The first piece is cut mid-line unless the window starts the file; widen it until a whole
+            # line is in view (a line of escaped binary junk can be several hundred KB).
+            lines = tail[1:] if start else tail
+            if not start or any(line.strip() for line in lines[:-1]):
+                break
+            window *= 4
+        for line in reversed(lines):
             if not line.strip():
                 continue
             try:

@@ -517,7 +517,9 @@ class ScalyrSink:
             return self._fail(f"no reply from {self.host} within {o.read_timeout:g} s", "timeout")
         except requests.exceptions.RequestException as exc:
             return self._fail(f"request to {self.host} failed: {_reason(exc)}", "connection")
-        return self._reply(resp.status_code, resp.content, resp.headers.get("Retry-After"), request.size)
+        res = self._reply(resp.status_code, resp.content, resp.headers.get("Retry-After"), request.size)
+        # A reply may quote the request, token included (error pages, proxies): mask it wherever it went.
+        return replace(res, message=self._scrub(res.message), status=self._scrub(res.status))
 
     def _fail(self, message: str, status: str) -> SendResult:
         return SendResult(RETRY, self._scrub(message), status=status)
