@@ -443,6 +443,21 @@ def preview_cmd(
     )
 
 
+def _version_flag(value: bool) -> None:
+    if value:
+        print(f"shipctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_flag, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Daemonless log and metrics shipper: run from cron or a systemd timer; state in one SQLite file."""
+
+
 @app.command("version")
 def version_cmd() -> None:
     """Print the version."""

@@ -59,6 +59,12 @@ def ago(seconds: float | None) -> str:
     return f"{s // 86400}d"
 
 
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
+
+
 def size(n: int | None) -> str:
     if n is None:
         return "-"
@@ -93,21 +99,11 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             col, overflow="fold", justify="right" if col in ("lines", "redactions", "rotations") else "left"
         )
     for lg in result.logs:
-        if not lg.files:
-            logs.add_row(
-                lg.log_id,
-                lg.path,
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-                when(lg.last_checked),
-                lg.error or "no matching readable file",
-            )
-            continue
+        file_errors = {f.last_error for f in lg.files if f.last_error}
+        if not lg.files or (lg.error and not any(e in lg.error for e in file_errors)):
+            # No file yet, or a problem with a file that has no row (never readable): one row for the log.
+            dash = ["-"] * 7
+            logs.add_row(lg.log_id, lg.path, *dash, when(lg.last_checked), lg.error or "no matching readable file")
         for f in lg.files:
             path = f.path if f.reading == f.path else f"{f.path} (reading {f.reading})"
             dropped = f"{f.lines_dropped} lines" if f.lines_dropped else "0"
@@ -128,7 +124,9 @@ def status(result: StatusResult, *, verbose: bool) -> None:
     out.print(logs)
 
     q = result.queue
-    if result.exists:
+    if result.exists and not q.get("batches"):
+        out.print("Queue: empty")
+    elif result.exists:
         out.print(
             f"Queue: {q.get('batches', 0)} batches, {q.get('events', 0)} events, {size(q.get('bytes', 0))}"
             f" ({size(q.get('stored_bytes', 0))} stored), oldest {ago(q.get('oldest_age'))} old"
@@ -179,7 +177,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                 m.id,
                 m.type,
                 when(m.last_run),
-                f"{m.last_duration:.2f}s" if m.last_duration else "-",
+                duration(m.last_duration),
                 m.outcome or "-",
                 str(m.runs),
                 str(m.samples),

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+from typer.testing import CliRunner
+
+from shipctl.cli import app
 from tests.conftest import Env, numbered
 
 
@@ -66,3 +70,38 @@ def test_status_verbose_lists_problems_and_runs(env: Env) -> None:
     v = env.cli("status", "-v")
     assert "monitor:broken" in v.stdout and "/nonexistent/tool" in v.stdout
     assert "run-monitor: exit 65" in v.stdout
+
+
+def test_names_with_brackets_and_colons_are_shown_as_written(env: Env) -> None:
+    log = env.logs / "y:smile:.log"
+    log.write_text("hi\n")
+    env.write_config(f"""
+        [agent]
+        implicit_metric_monitor = false
+        implicit_agent_process_metrics_monitor = false
+        [[logs]]
+        id = "secret:smile: w[bold]x"
+        path = "{log}"
+        [[monitors]]
+        type = "shell"
+        id = "m[/]"
+        command = "echo ok"
+    """)
+    assert env.cli("run").exit_code == 0
+    r = env.cli("status")
+    assert r.exit_code == 0, r.stderr
+    assert "secret:smile: w[bold]x" in r.stdout and str(log) in r.stdout and "m[/]" in r.stdout
+
+
+def test_a_missing_default_config_is_an_error(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shipctl.config
+
+    monkeypatch.setattr(shipctl.config, "DEFAULT_CONFIG", env.tmp / "etc" / "shipctl.toml")
+    for cmd in ("run", "tail-once", "upload", "check-config"):
+        r = CliRunner().invoke(app, [cmd])
+        assert r.exit_code == 78, (cmd, r.stdout, r.stderr)
+        assert "shipctl.toml: config file not found (write one, or give --config / $SHIPCTL_CONFIG)" in r.stderr
+    assert not env.state.exists()
+    # An ad hoc monitor needs no config at all.
+    r = CliRunner().invoke(app, ["run-monitor", "shell", "--command", "echo 42", "--print"])
+    assert r.exit_code == 0 and '"value": 42' in r.stdout

@@ -130,17 +130,23 @@ class _LogTailer:
             try:
                 self._follow(path, records.get(path), fres, skip_history=skip_history)
             except OSError as exc:
-                fres.error = f"{exc.strerror or exc} ({exc.filename or path})"
+                where = f" ({exc.filename})" if exc.filename and exc.filename != path else ""
+                fres.error = f"{(exc.strerror or str(exc)).lower()}{where}"
                 self._error(path, records.get(path), fres.error)
         if not self.budget.exhausted():
             self._late_writes(out)
+        failed = [f for f in out.files if f.error]
         error = None if paths else "no matching readable file"
+        if failed:  # shown on the log's row in status even for files never read (so no record of their own)
+            error = f"{failed[0].path}: {failed[0].error}" + (
+                f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+            )
         with self.state.write() as wconn:
             filestate.touch_log(wconn, self.log.id, len(paths), error)
         return out
 
     def _error(self, path: str, rec: FileRecord | None, message: str) -> None:
-        self.result.errors.append(f"{path}: {message}")
+        self.result.errors.append(f"log {self.log.id}: {path}: {message}")
         log.warning("log %s: %s: %s", self.log.id, path, message)
         with self.state.write() as conn:
             self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
