@@ -14,7 +14,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from shipctl.commands.status import StatusResult
 
@@ -81,8 +80,8 @@ def status(result: StatusResult, *, verbose: bool) -> None:
     out.print(f"Config:     {result.config_file}")
     now = result.now
 
-    logs = Table(title="Logs", title_justify="left", expand=False)
-    for col in (
+    # A narrow terminal gets the columns that matter most; a wide one or a pipe gets them all.
+    columns = [
         "log",
         "path",
         "copied",
@@ -94,32 +93,39 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         "rotations",
         "last checked",
         "problem",
-    ):
-        logs.add_column(
-            col, overflow="fold", justify="right" if col in ("lines", "redactions", "rotations") else "left"
-        )
+    ]
+    keep = set(columns) if out.width >= 150 else {"log", "path", "copied", "lines", "pending", "problem"}
+    logs = Table(title="Logs", title_justify="left", expand=False)
+    for col in columns:
+        if col in keep:
+            right = col in ("lines", "redactions", "rotations")
+            logs.add_column(col, overflow="fold", justify="right" if right else "left")
+
+    def row(values: list[str]) -> None:
+        logs.add_row(*(v for col, v in zip(columns, values, strict=True) if col in keep))
+
     for lg in result.logs:
         file_errors = {f.last_error for f in lg.files if f.last_error}
         if not lg.files or (lg.error and not any(e in lg.error for e in file_errors)):
             # No file yet, or a problem with a file that has no row (never readable): one row for the log.
-            dash = ["-"] * 7
-            logs.add_row(lg.log_id, lg.path, *dash, when(lg.last_checked), lg.error or "no matching readable file")
+            row([lg.log_id, lg.path, *["-"] * 7, when(lg.last_checked), lg.error or "no matching readable file"])
         for f in lg.files:
             path = f.path if f.reading == f.path else f"{f.path} (reading {f.reading})"
-            dropped = f"{f.lines_dropped} lines" if f.lines_dropped else "0"
             problem = f.last_error or ("file gone" if f.state == "gone" else "")
-            logs.add_row(
-                lg.log_id,
-                path,
-                size(f.bytes_copied),
-                str(f.lines_copied),
-                size(f.bytes_pending),
-                size(f.bytes_skipped),
-                dropped,
-                str(f.redactions),
-                str(f.rotations),
-                when(f.last_checked),
-                problem,
+            row(
+                [
+                    lg.log_id,
+                    path,
+                    size(f.bytes_copied),
+                    str(f.lines_copied),
+                    size(f.bytes_pending),
+                    size(f.bytes_skipped),
+                    f"{f.lines_dropped} lines" if f.lines_dropped else "0",
+                    str(f.redactions),
+                    str(f.rotations),
+                    when(f.last_checked),
+                    problem,
+                ]
             )
     out.print(logs)
 
@@ -158,7 +164,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             )
     if result.monitors:
         mons = Table(title="Monitors", title_justify="left")
-        for col in (
+        mcols = [
             "monitor",
             "type",
             "last run",
@@ -169,22 +175,29 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             "errors",
             "next due",
             "last error",
-        ):
-            mons.add_column(col, overflow="fold")
+        ]
+        mkeep = (
+            set(mcols) if out.width >= 150 else {"monitor", "last run", "outcome", "errors", "next due", "last error"}
+        )
+        for col in mcols:
+            if col in mkeep:
+                mons.add_column(col, overflow="fold")
         for m in result.monitors:
             due = "-" if m.next_due is None else ("now" if m.next_due <= now else f"in {ago(m.next_due - now)}")
-            mons.add_row(
+            last = when(m.last_run) if out.width >= 150 else (f"{ago(now - m.last_run)} ago" if m.last_run else "never")
+            values = [
                 m.id,
                 m.type,
-                when(m.last_run),
+                last,
                 duration(m.last_duration),
                 m.outcome or "-",
                 str(m.runs),
                 str(m.samples),
                 str(m.errors),
                 due,
-                Text(m.last_error or ""),  # a script's or server's words may hold [brackets]: not markup
-            )
+                m.last_error or "",
+            ]
+            mons.add_row(*(v for col, v in zip(mcols, values, strict=True) if col in mkeep))
         out.print(mons)
     if result.scripts:
         scripts = Table(title="Scripts", title_justify="left")
@@ -195,7 +208,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             tail = " | ".join(x for x in sc["stderr_tail"].splitlines()[-3:] if x.strip())
             bad = f"{sc['bad_lines']}/{sc['bad_lines_total']}"
             cells = (sc["monitor"], sc["command"], sc["last_step"] or "-", code, bad, tail)
-            scripts.add_row(*(Text(c) for c in cells))  # a script's words may hold [brackets]: not markup
+            scripts.add_row(*cells)
         out.print(scripts)
     if result.metric:
         _metric_history(out, result)
