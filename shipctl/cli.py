@@ -437,9 +437,10 @@ def preview_cmd(
     res = preview(load_config(config), file, log, limit=limit)
     for e in res.events:
         print(json.dumps(e, ensure_ascii=False))
+    stopped = " (stopped at --limit: counts cover the part read)" if limit and len(res.events) >= limit else ""
     _err(
         f"preview: {res.lines} lines -> {len(res.events)} events, {res.lines_dropped} dropped by sampling,"
-        f" {res.redactions} redactions (log {res.log_id})"
+        f" {res.redactions} redactions (log {res.log_id}){stopped}"
     )
 
 
