@@ -34,6 +34,10 @@ def check_config(config: Config) -> dict[str, Any]:
     }
 
 
+_URL_PASSWORD = re.compile(r"^([a-zA-Z][\w+.-]*://[^/@:\s]*:)([^/@\s]+)@")  # a URL value, not a regex about one
+_SECRET_HEADERS = ("authorization", "proxy-authorization", "cookie", "x-api-key")
+
+
 def _plain(value: Any, secrets: list[str], secret: bool = False) -> Any:
     """JSON-ready copy. Values under a secret key (at any depth) are masked whatever their type, and any
     secret imported value is masked wherever it appears, regular expressions included."""
@@ -44,7 +48,12 @@ def _plain(value: Any, secrets: list[str], secret: bool = False) -> Any:
             for f in dataclasses.fields(value)
         }
     if isinstance(value, dict | types.MappingProxyType):
-        return {k: _plain(v, secrets, secret or is_secret_key(str(k))) for k, v in value.items()}
+        # A request header given as {header, value} (url monitor): an Authorization or Cookie value is a secret.
+        hidden = str(value.get("header", "")).lower() in _SECRET_HEADERS or is_secret_key(str(value.get("header", "")))
+        return {
+            k: _plain(v, secrets, secret or is_secret_key(str(k)) or (hidden and k == "value"))
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_plain(v, secrets, secret) for v in value]
     if isinstance(value, re.Pattern):
@@ -54,6 +63,7 @@ def _plain(value: Any, secrets: list[str], secret: bool = False) -> Any:
     if secret and value is not None and value != "" and not isinstance(value, bool):
         return mask(str(value))
     if isinstance(value, str):
+        value = _URL_PASSWORD.sub(lambda m: m[1] + mask(m[2]) + "@", value)  # http://user:PASSWORD@host
         for s in secrets:
             if s in value:
                 value = value.replace(s, mask(s))
