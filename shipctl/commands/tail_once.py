@@ -25,12 +25,11 @@ from shipctl.tail.files import (
     FP_SIZE,
     TAIL_SIZE,
     Identity,
+    SiblingIndex,
     Source,
     digest,
     generation_key,
     holds,
-    looks_rotated,
-    rotated_siblings,
     seen_offset,
 )
 from shipctl.tail.pipeline import Pipeline, read_size
@@ -106,6 +105,8 @@ class _LogTailer:
         self.compress = ctx.config.agent.compress_queue
         self.attrs = {**ctx.config.server_attributes, **log_cfg.attributes}
         self.now = time.time()
+        self.index = SiblingIndex(log_cfg.rotated_patterns)
+        self.checked: list[int] = []  # files found unchanged: only their last_checked moves
         self.paths: list[str] = []
         self.records: dict[str, FileRecord] = {}
         self._dirs: dict[str, int] = {}  # directory -> mtime, stat once per run
@@ -143,6 +144,7 @@ class _LogTailer:
             )
         with self.state.write() as wconn:
             filestate.touch_log(wconn, self.log.id, len(paths), error)
+            filestate.mark_checked(wconn, self.checked, self.now)
         return out
 
     def _error(self, path: str, rec: FileRecord | None, message: str) -> None:
@@ -235,7 +237,7 @@ class _LogTailer:
         cands: list[str] = []
         for r in list(self.records.values()):
             if r.state in _LIVE:
-                cands += rotated_siblings(r.path, self.log.rotated_patterns)
+                cands += self.index.siblings(r.path)
         cands = list(dict.fromkeys(cands))
         for rec in pending:
             if self.budget.exhausted():
@@ -350,7 +352,7 @@ class _LogTailer:
             size = src.size()
             tail = src.read_at(max(0, size - self.rsize), self.rsize)
             offset = size - len(tail) + tail.rfind(b"\n") + 1
-        elif any(looks_rotated(path, o.path, self.log.rotated_patterns) for o in others):
+        elif self.index.is_generation_of_any(path, {o.path for o in others}):
             # A rotated generation of a followed file, under a name the glob matches: skip what was read.
             offset = seen_offset(src, filestate.seen(self.state.conn, self.log.id))
         fp_len, fp_hash = src.fingerprint()
@@ -405,7 +407,7 @@ class _LogTailer:
         if not rec.fp_len or (self._dir_mtime(rec.path) < since_ns and not _has_dir(self.log.rotated_patterns)):
             return False  # nothing was renamed, created or removed beside the file since the last run
         ident = _ident(rec)
-        for cand in rotated_siblings(rec.path, self.log.rotated_patterns):
+        for cand in self.index.siblings(rec.path):
             src = _open(cand)
             if src is None:
                 continue
@@ -430,9 +432,9 @@ class _LogTailer:
         cands: list[str] = []
         if rec.real_path != rec.path:
             cands.append(rec.real_path)  # a symlink's old target, or where a rotated file was last read
-        cands += rotated_siblings(rec.path, self.log.rotated_patterns)
+        cands += self.index.siblings(rec.path)
         if rec.real_path != rec.path:
-            cands += rotated_siblings(rec.real_path, self.log.rotated_patterns)
+            cands += self.index.siblings(rec.real_path)
         for p in self.paths:  # moved to another name the glob matches
             with contextlib.suppress(OSError):
                 st = os.stat(p)
@@ -480,9 +482,9 @@ class _LogTailer:
         # mtimes come from a coarse clock that may lag time.time() by a tick: allow a margin (the seen
         # table, not the mtime, is what keeps a generation from being read twice).
         since_ns = int((rec.gen_since - 1.0) * 1e9)
-        cands = rotated_siblings(rec.path, self.log.rotated_patterns)
+        cands = self.index.siblings(rec.path)
         if known_at != rec.path:
-            cands += rotated_siblings(known_at, self.log.rotated_patterns)
+            cands += self.index.siblings(known_at)
         gens = []
         for cand in dict.fromkeys(cands):
             src = _open(cand)
@@ -511,6 +513,7 @@ class _LogTailer:
         while True:
             if self.budget.exhausted():
                 return False
+            before = (rec.pending_since, rec.size, rec.mtime_ns, rec.state, rec.last_error)
             chunk = src.read_at(rec.offset, self.rsize)
             now = time.time()
             at_eof = len(chunk) < self.rsize
@@ -528,6 +531,13 @@ class _LogTailer:
                     rec.pending_since = now
                 elif not chunk:
                     rec.pending_since = None
+                if (
+                    not final
+                    and rec.id is not None
+                    and before == (rec.pending_since, rec.size, rec.mtime_ns, rec.state, rec.last_error)
+                ):
+                    self.checked.append(rec.id)  # unchanged: one UPDATE for all such files at the end
+                    return True
                 with self.state.write() as wconn:
                     if final:
                         filestate.mark_seen(wconn, self.log.id, rec.fp_len, rec.fp_hash, rec.offset, rec.tail_hash)

@@ -102,6 +102,10 @@ def log_initialized(conn: sqlite3.Connection, log_id: str) -> bool:
     return conn.execute("SELECT 1 FROM logs WHERE log_id = ?", (log_id,)).fetchone() is not None
 
 
+def mark_checked(conn: sqlite3.Connection, ids: list[int], when: float) -> None:
+    conn.executemany("UPDATE files SET last_checked = ? WHERE id = ?", [(when, i) for i in ids])
+
+
 def touch_log(conn: sqlite3.Connection, log_id: str, matched: int, error: str | None) -> None:
     now = time.time()
     conn.execute(

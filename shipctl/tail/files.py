@@ -180,6 +180,57 @@ def rotated_siblings(path: str, extra_patterns: tuple[str, ...] = ()) -> list[st
     return out
 
 
+# A rotated name back to the names it may be a generation of (the inverse of DEFAULT_ROTATED and the
+# stem variants in _matchers): "app.log.3.gz" -> "app.log", "app-20261122.log" -> "app.log", ...
+_BASES = (
+    (re.compile(r"(.+)\.\d+(?:\.gz)?"), r"\1"),
+    (re.compile(r"(.+)-\d{8}(?:\.gz)?"), r"\1"),
+    (re.compile(r"(.+)\.\d{4}-\d{2}-\d{2}(?:\.gz)?"), r"\1"),
+    (re.compile(r"(.+)-\d{8}(\.[^.]+)(?:\.gz)?"), r"\1\2"),
+    (re.compile(r"(.+)\.\d+(\.[^.]+)(?:\.gz)?"), r"\1\2"),
+)
+
+
+def rotation_bases(name: str) -> set[str]:
+    """The file names ``name`` would be a rotated generation of under the default patterns."""
+    return {m.expand(template) for regex, template in _BASES if (m := regex.fullmatch(name))}
+
+
+class SiblingIndex:
+    """Rotated siblings by one directory listing per directory (per run), instead of a listing and a regex
+    per name for every followed file: a glob over thousands of files in one directory stays linear."""
+
+    def __init__(self, extra_patterns: tuple[str, ...] = ()) -> None:
+        self.extra = tuple(extra_patterns)
+        self._dirs: dict[str, dict[str, list[str]]] = {}
+
+    def _index(self, directory: str) -> dict[str, list[str]]:
+        index = self._dirs.get(directory)
+        if index is None:
+            index = {}
+            try:
+                names = sorted(os.listdir(directory))
+            except OSError:
+                names = []
+            for n in names:
+                for base in rotation_bases(n):
+                    index.setdefault(base, []).append(os.path.join(directory, n))
+            self._dirs[directory] = index
+        return index
+
+    def siblings(self, path: str) -> list[str]:
+        if self.extra:  # configured patterns are globs of any shape: match them the long way
+            return rotated_siblings(path, self.extra)
+        return list(self._index(os.path.dirname(path)).get(os.path.basename(path), []))
+
+    def is_generation_of_any(self, candidate: str, paths: set[str]) -> bool:
+        """Whether ``candidate`` is named like a rotated generation of one of ``paths``."""
+        if self.extra:
+            return any(looks_rotated(candidate, p, self.extra) for p in paths)
+        directory = os.path.dirname(candidate)
+        return any(os.path.join(directory, b) in paths for b in rotation_bases(os.path.basename(candidate)))
+
+
 def looks_rotated(candidate: str, path: str, extra_patterns: tuple[str, ...] = ()) -> bool:
     """Whether ``candidate`` is named like a rotated generation of ``path``."""
     c, p = Path(candidate), Path(path)
