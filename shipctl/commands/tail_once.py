@@ -175,6 +175,9 @@ class _LogTailer:
                 and _key(cur) == (rec.dev, rec.ino)
                 and holds(cur, _ident(rec))
                 and not self._replaced_alike(rec, cur)
+                # Empty when last seen, nothing to recognise it by: a copytruncate since then shows only as
+                # a new rotated generation, to be read before the file at the path.
+                and not (rec.fp_len == 0 and self._unseen_generations(rec, {_key(cur)}, rec.real_path, cur))
             ):
                 rec.real_path = _real(path)
                 rec.gen_since = self.now
@@ -204,11 +207,13 @@ class _LogTailer:
                 self._switch(rec, cur, fres, offset=rec.offset, rotated=False)
                 self._read(rec, cur, fres, final=False)
                 return
+            elif rec.fp_len == 0 and self._unseen_generations(rec, set(exclude), known_at, cur):
+                pass  # empty when last seen: what it received since is in the generations read below
             else:
                 self._lost(path, rec, cur)
                 if cur is None:
                     return
-        for gen_path, start in self._unseen_generations(rec, exclude, known_at):
+        for gen_path, start in self._unseen_generations(rec, exclude, known_at, cur):
             if self.budget.exhausted():
                 return
             gen = _open(gen_path)
@@ -473,10 +478,11 @@ class _LogTailer:
                     src.close()
 
     def _unseen_generations(
-        self, rec: FileRecord, exclude: set[tuple[int, int]], known_at: str
+        self, rec: FileRecord, exclude: set[tuple[int, int]], known_at: str, cur: Source | None = None
     ) -> list[tuple[str, int]]:
         """Rotated generations changed since the record last followed the live file and not read to their
-        end by any run, oldest first, each with the offset to start at."""
+        end by any run, oldest first, each with the offset to start at. A generation whose bytes the file
+        at the path (``cur``) starts with is a plain copy (logrotate ``copy``), read there instead."""
         seen = filestate.seen(self.state.conn, self.log.id)
         late = [r for r in self.records.values() if r.state == "late"]
         # mtimes come from a coarse clock that may lag time.time() by a tick: allow a margin (the seen
@@ -501,6 +507,8 @@ class _LogTailer:
                     start = seen_offset(src, seen) if src.fingerprint()[0] else 0
                 if not src.read_at(start, 1):
                     continue  # empty, or everything already read
+                if cur is not None and not src.gz and _continues(cur, src):
+                    continue
                 exclude.add(_key(src))
                 gens.append((generation_key(cand, rec.path, src.mtime_ns), cand, start))
         return [(g[1], g[2]) for g in sorted(gens)]
@@ -606,6 +614,14 @@ def _has_dir(patterns: tuple[str, ...]) -> bool:
 def _real(path: str) -> str:
     """Where a symlinked log path points (its old target is where to look once it points elsewhere)."""
     return os.path.realpath(path) if os.path.islink(path) else path
+
+
+def _continues(cur: Source, gen: Source) -> bool:
+    """Whether ``cur`` starts with all of ``gen`` (same first bytes, same bytes before gen's end)."""
+    size = gen.size()
+    fp_len, fp_hash = gen.fingerprint()
+    tail_len, tail_hash = gen.tail(size)
+    return size > 0 and holds(cur, Identity(fp_len, fp_hash, size, tail_len, tail_hash))
 
 
 def _ident(rec: FileRecord) -> Identity:

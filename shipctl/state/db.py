@@ -99,13 +99,21 @@ class State:
     def write(self) -> Iterator[sqlite3.Connection]:
         """One write transaction. IMMEDIATE takes the write lock up front, so a read-then-write unit never
         fails half way with "database is locked" (the busy timeout applies to BEGIN instead)."""
-        self.conn.execute("BEGIN IMMEDIATE")
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:  # SQLite may already have rolled back (disk full, I/O error)
+                    self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            # Disk full, read-only file system, a lock held past the busy timeout: nothing was committed,
+            # so nothing is lost or doubled; say so in one line.
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise StateError(f"{self.path}: cannot write the state file: {exc}; nothing was committed") from None
 
     def migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
