@@ -53,10 +53,14 @@ WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for a concurrent run
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary on stderr.")]
 MaxSecondsOpt = Annotated[
-    float | None, typer.Option("--max-seconds", help="Stop cleanly after this long (default agent.max_seconds).")
+    float | None,
+    typer.Option("--max-seconds", min=0, help="Stop cleanly after this long (default agent.max_seconds; 0: no limit)."),
 ]
 MaxBytesOpt = Annotated[
-    int | None, typer.Option("--max-bytes", help="Stop cleanly after reading this much (default agent.max_bytes).")
+    int | None,
+    typer.Option(
+        "--max-bytes", min=0, help="Stop cleanly after reading this much (default agent.max_bytes; 0: no limit)."
+    ),
 ]
 
 
@@ -188,7 +192,7 @@ def _upload_lines(res: Any) -> list[str]:
 def upload_cmd(
     config: ConfigOpt = None,
     max_seconds: MaxSecondsOpt = None,
-    max_batches: Annotated[int, typer.Option("--max-batches", help="Send at most this many batches.")] = 0,
+    max_batches: Annotated[int, typer.Option("--max-batches", min=0, help="Send at most this many batches.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Ignore the backoff after failures.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")] = False,
     wait: WaitOpt = False,

@@ -31,9 +31,13 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> Ru
     fired = time.time()  # the schedule counts from the timer tick, not from when tail-once finished
     result = RunResult()
     path = ctx.state.path
+    # One run should fit its max_seconds (one timer interval): a backlog gets 60% of it for reading, and
+    # upload what is left, never under 20%, so neither starves the other.
+    limit = budget.max_seconds
+    tail_budget = Budget(max_seconds=limit * 0.6, max_bytes=budget.max_bytes) if limit else budget
     try:
         with lock(path, "tail-once"):
-            result.tail = tail_once(ctx, budget, progress=progress)
+            result.tail = tail_once(ctx, tail_budget, progress=progress)
     except LockHeld as exc:
         result.skipped.append(f"tail-once: {exc}")
     if monitors_of(ctx.config):
@@ -45,8 +49,7 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> Ru
     if not ctx.config.sinks:
         result.skipped.append("upload: no [[sinks]] configured; batches stay queued")
     else:
-        # Upload gets its own time allowance: a tail step that used its budget must not starve it.
-        up_budget = Budget(max_seconds=budget.max_seconds)
+        up_budget = Budget(max_seconds=max(limit - (time.monotonic() - t0), limit * 0.2) if limit else 0.0)
         try:
             with lock(path, "upload"):
                 result.upload = upload(ctx, up_budget)
