@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -39,21 +38,18 @@ def _rules(heavy: bool) -> str:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess[str]]:
-    """Wall seconds and peak RSS (KiB) of one child process."""
-    pid_cmd = [
-        sys.executable,
-        "-c",
-        "import os,resource,subprocess,sys; p=subprocess.run(sys.argv[1:]);"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(p.returncode)",
-        *cmd,
-    ]
-    t0 = time.perf_counter()
-    proc = subprocess.run(pid_cmd, capture_output=True, text=True, env=env)
-    wall = time.perf_counter() - t0
-    rss = int(proc.stderr.strip().splitlines()[-1])
+    """Wall seconds and peak RSS (KiB) of one child process, both measured by a small wrapper process so
+    neither the wrapper's start-up nor an earlier child's peak is counted."""
+    wrapper = (
+        "import resource, subprocess, sys, time; t = time.perf_counter(); p = subprocess.run(sys.argv[1:]);"
+        "w = time.perf_counter() - t;"
+        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, w, file=sys.stderr); sys.exit(p.returncode)"
+    )
+    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
     if proc.returncode:
         raise SystemExit(f"{cmd} failed: {proc.stderr}")
-    return wall, rss, proc
+    rss, wall = proc.stderr.strip().splitlines()[-1].split()
+    return float(wall), int(rss), proc
 
 
 def main() -> None:
@@ -77,7 +73,8 @@ def main() -> None:
             f'[[logs]]\npath = "{log}"\n' + (_rules(args.heavy) if args.rules else "")
         )
         env = {**os.environ, "SHIPCTL_STATE": str(tmp / "state.db")}
-        shipctl = [sys.executable, "-m", "shipctl"]
+        script = Path(sys.executable).parent / "shipctl"  # the console script, as cron runs it
+        shipctl = [str(script)] if script.exists() else [sys.executable, "-m", "shipctl"]
         wall, rss, _ = run([*shipctl, "tail-once", "-c", str(cfg)], env)
         label = (" with heavy rules" if args.heavy else " with rules") if args.rules else ""
         print(
