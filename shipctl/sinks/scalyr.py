@@ -18,6 +18,7 @@ turned into events with one ``replace``, one ``split``, list slicing and one ``j
 
 from __future__ import annotations
 
+import abc
 import json
 import time
 import zlib
@@ -100,7 +101,7 @@ def escape_lines(payload: bytes) -> bytes:
     return payload
 
 
-class _Chunk:
+class _Chunk(abc.ABC):
     """Consecutive events of one batch, encoded as byte pieces so that cutting at an event boundary and
     joining are list operations."""
 
@@ -116,12 +117,13 @@ class _Chunk:
         last = self.first_sn + self.n - 1
         return Span(self.batch.id, self.first_sn, last, last == self.batch.sn + self.batch.n_events - 1)
 
+    @abc.abstractmethod
     def fit(self, room: int) -> int:
         """How many leading events fit in ``room`` bytes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def split(self, j: int) -> tuple[_Chunk, _Chunk]:
-        raise NotImplementedError
+        """The first ``j`` events and the rest, as two chunks."""
 
 
 class _RawChunk(_Chunk):

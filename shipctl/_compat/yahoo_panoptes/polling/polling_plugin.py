@@ -24,4 +24,3 @@ class PanoptesPollingPlugin(PanoptesBasePlugin, metaclass=abc.ABCMeta):
     @abc.abstractmethod
     def run(self, context: Any) -> Any:
         """Return a PanoptesMetricsGroupSet for ``context.data`` (the resource)."""
-        raise NotImplementedError()

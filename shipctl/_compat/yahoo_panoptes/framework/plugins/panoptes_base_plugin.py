@@ -17,4 +17,5 @@ class PanoptesPluginRuntimeError(PanoptesBaseException):
 
 class PanoptesBasePlugin:
     def run(self, context: Any) -> Any:
-        raise NotImplementedError()
+        """Overridden by every plugin; the base does nothing (Panoptes raises here)."""
+        return None
