@@ -68,3 +68,15 @@ def test_state_file_is_private(env: Env) -> None:
 def test_version(env: Env) -> None:
     r = env.cli("version")
     assert r.exit_code == 0 and r.stdout.startswith("shipctl ")
+
+
+def test_file_sink_cuts_off_a_line_torn_by_a_crash(env: Env) -> None:
+    log = env.logs / "app.log"
+    env.write_config(f'[[logs]]\npath = "{log}"\n')
+    log.write_text(numbered(3))
+    env.ship()
+    with env.sink.open("a") as fh:
+        fh.write('{"ts":1,"kind":"log","message":"line 0000')  # an upload killed mid-write
+    append(log, numbered(2, start=3))
+    env.ship()
+    assert_exactly_once(env.messages(), range(5))  # every line parses: the fragment is gone

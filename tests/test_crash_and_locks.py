@@ -114,3 +114,28 @@ def test_different_command_kinds_run_side_by_side(env: Env) -> None:
     with lock(env.state, "upload"):
         r = env.proc("tail-once")
     assert r.returncode == 0, r.stderr
+
+
+def test_run_uploads_alongside_tail_once_and_survives_kill_9(env: Env) -> None:
+    """`shipctl run` sends batches while tail-once is still reading; killed at any moment, nothing is lost
+    and the file sink holds each line once."""
+    log = env.logs / "big.log"
+    log.write_text(numbered(N_LINES, width=20))
+    env.write_config(
+        "[agent]\nbatch_bytes = 4096\nmax_seconds = 0\nimplicit_metric_monitor = false\n"
+        f'implicit_agent_process_metrics_monitor = false\n[[logs]]\npath = "{log}"\n'
+    )
+    rng = random.Random(99)
+    appended = N_LINES
+    for _ in range(10):
+        proc = env.popen("run")
+        if _wait_for_lock_holder(env, proc.pid, "upload"):
+            time.sleep(rng.uniform(0.0, 0.3))
+        proc.kill()
+        proc.wait()
+        append(log, numbered(20_000, start=appended, width=20))
+        appended += 20_000
+    final = env.proc("run")
+    assert final.returncode == 0, final.stderr
+    assert_exactly_once(env.messages(), range(appended))
+    assert env.proc("status", "--json").returncode == 0

@@ -113,11 +113,10 @@ class FileSink:
         try:
             directory = os.path.dirname(self.path) or "."
             os.makedirs(directory, exist_ok=True)
+            self._drop_torn_tail()
             last = self._last_sn()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
-                if fh.tell() > 0:
-                    self._mend_torn_line(fh)
                 size = 0
                 for sn, line in encode_lines(batches, self.session):
                     if sn > last:
@@ -130,12 +129,27 @@ class FileSink:
             return SendResult(RETRY, f"{self.path}: {exc.strerror or exc}", status="error")
         return SendResult(OK, status="success", request_bytes=size)
 
-    def _mend_torn_line(self, fh: object) -> None:
-        # A crash mid-write can leave a last line without "\n"; start ours on a fresh line.
-        with open(self.path, "rb") as rfh:
-            rfh.seek(-1, os.SEEK_END)
-            if rfh.read(1) != b"\n":
-                fh.write("\n")  # type: ignore[attr-defined]
+    def _drop_torn_tail(self) -> None:
+        """A crash mid-write can leave a last line without its "\n". Its events were never confirmed, so
+        they are still queued and about to be written whole: cut the fragment off, leaving whole lines."""
+        try:
+            with open(self.path, "r+b") as fh:
+                size = fh.seek(0, os.SEEK_END)
+                end, pos = size, size
+                while pos > 0:
+                    step = min(pos, 65536)
+                    pos -= step
+                    fh.seek(pos)
+                    cut = fh.read(step).rfind(b"\n")
+                    if cut >= 0:
+                        end = pos + cut + 1
+                        break
+                else:
+                    end = 0
+                if end < size:
+                    fh.truncate(end)
+        except FileNotFoundError:
+            pass
 
     def describe(self, batches: list[Batch]) -> str:
         return f"append {sum(b.n_events for b in batches)} events as JSON lines to {self.path}"
