@@ -280,29 +280,7 @@ class _LogTailer:
                 start = seen_offset(src, seen)
                 if not start or not src.read_at(start, 1):
                     continue  # never read (not a late write), or nothing new
-                fp_len, fp_hash = src.fingerprint()
-                tail_len, tail_hash = src.tail(start)
-                rec = FileRecord(
-                    log_id=self.log.id,
-                    path=cand,
-                    real_path=cand,
-                    dev=src.dev,
-                    ino=src.ino,
-                    fp_len=fp_len,
-                    fp_hash=fp_hash,
-                    offset=start,
-                    tail_len=tail_len,
-                    tail_hash=tail_hash,
-                    size=start if src.gz else src.size(),
-                    mtime_ns=src.mtime_ns,
-                    first_seen=self.now,
-                    last_checked=self.now,
-                    gen_since=self.now,
-                    state="late",
-                )
-                with self.state.write() as wconn:
-                    filestate.save(wconn, rec)
-                self.records[cand] = rec
+                rec = self._new_record(cand, cand, src, start, state="late")
                 fres = FileResult(cand)
                 out.files.append(fres)
                 self._read(rec, src, fres, final=True)
@@ -360,12 +338,18 @@ class _LogTailer:
         elif self.index.is_generation_of_any(path, {o.path for o in others}):
             # A rotated generation of a followed file, under a name the glob matches: skip what was read.
             offset = seen_offset(src, filestate.seen(self.state.conn, self.log.id))
+        return self._new_record(path, _real(path), src, offset, skipped=offset if skip_history else 0)
+
+    def _new_record(
+        self, path: str, real_path: str, src: Source, offset: int, *, state: str = "active", skipped: int = 0
+    ) -> FileRecord:
+        """A record for ``src`` at ``offset``, saved before any of its bytes are queued."""
         fp_len, fp_hash = src.fingerprint()
         tail_len, tail_hash = src.tail(offset)
         rec = FileRecord(
             log_id=self.log.id,
             path=path,
-            real_path=_real(path),
+            real_path=real_path,
             dev=src.dev,
             ino=src.ino,
             fp_len=fp_len,
@@ -373,12 +357,13 @@ class _LogTailer:
             offset=offset,
             tail_len=tail_len,
             tail_hash=tail_hash,
-            size=src.size(),
+            size=offset if src.gz else src.size(),
             mtime_ns=src.mtime_ns,
             first_seen=self.now,
             last_checked=self.now,
             gen_since=self.now,
-            bytes_skipped=offset if skip_history else 0,
+            state=state,
+            bytes_skipped=skipped,
         )
         with self.state.write() as conn:
             filestate.save(conn, rec)
