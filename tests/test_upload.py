@@ -247,6 +247,17 @@ def test_dry_run_shows_the_request_masks_the_key_and_changes_nothing(env: Env, r
     assert env.state.read_bytes() == snapshot
 
 
+def test_dry_run_shows_the_start_of_a_large_request(env: Env, receiver: Receiver) -> None:
+    log = setup(env, receiver)
+    log.write_text(numbered(20_000))  # ~1.4 MB of lines: one request of about 2 MB of JSON
+    assert env.cli("tail-once").exit_code == 0
+    res = env.cli("upload", "--dry-run")
+    assert res.exit_code == 0
+    assert '"token":"****' in res.stdout and "line 000000 " in res.stdout
+    assert len(res.stdout) < 80_000 and "more characters of this body not shown" in res.stdout
+    assert receiver.requests == [] and queued(env) > 0
+
+
 def test_api_key_is_never_printed(env: Env, receiver: Receiver) -> None:
     r = receiver
     log = setup(env, r)

@@ -39,6 +39,9 @@ MIN_REQUEST_BYTES = 64 * 1024  # requestTooLarge halves the limit down to this, 
 READ_WINDOW = 4 << 20  # queued payload read from the state file at a time
 
 
+SHOW_CHARS = 64 * 1024  # of a request body, for upload --dry-run
+
+
 def _level(value: int) -> str | None:
     return None if 0 <= value <= 9 else "expected a deflate level from 0 to 9"
 
@@ -472,7 +475,10 @@ class ScalyrSink:
             f"..{request.last_sn}); the API key is masked",
             "",
         ]
-        return "\n".join(head) + b"".join(parts).decode("utf-8", "replace")
+        body = b"".join(parts).decode("utf-8", "replace")
+        if len(body) > SHOW_CHARS:  # a full request is ~6 MB: show its start, which holds every field
+            body = body[:SHOW_CHARS] + f"\n... ({len(body) - SHOW_CHARS} more characters of this body not shown)"
+        return "\n".join(head) + body
 
     def _client(self) -> Any:
         if self._http is None:
