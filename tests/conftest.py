@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from shipctl.cli import app
+from tests.receiver import KEY, Receiver
 
 
 @pytest.fixture(autouse=True)
@@ -96,6 +97,15 @@ class Env:
 
 def _takes_config(args: tuple[str, ...]) -> bool:
     return bool(args) and args[0] not in ("version", "--help") and "-c" not in args and "--config" not in args
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
+    """A loopback addEvents receiver, with the API key the test configs import."""
+    monkeypatch.setenv("SCALYR_API_KEY", KEY)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    with Receiver() as r:
+        yield r
 
 
 @pytest.fixture

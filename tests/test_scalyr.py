@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from shipctl.state import State
 from shipctl.state.queue import insert_batch
 from tests.conftest import Env, assert_exactly_once, numbered
 from tests.receiver import KEY, Receiver, config_text
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    monkeypatch.setenv("SCALYR_API_KEY", KEY)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with Receiver() as r:
-        yield r
 
 
 def configure(env: Env, url: str, logs: str = "", agent: str = "", **sink: object) -> Path:

@@ -24,14 +24,6 @@ from tests.conftest import Env, append, assert_exactly_once, numbered
 from tests.receiver import FAULTS, KEY, Receiver, config_text
 
 
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
-    monkeypatch.setenv("SCALYR_API_KEY", KEY)
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-    with Receiver() as r:
-        yield r
-
-
 def setup(env: Env, r: Receiver, agent: str = "", log_opts: str = "", **sink: object) -> Path:
     log = env.logs / "app.log"
     env.write_config(config_text(r.url, f'{agent}\n[[logs]]\npath = "{log}"\n{log_opts}', **sink), sink=False)
