@@ -49,6 +49,24 @@ def _ensure_dir(directory: Path) -> None:
         raise StateError(f"{directory}: cannot create state directory: a file is in the way")
 
 
+def _create_private(path: Path) -> None:
+    """Create the state file 0600 from its first byte, whatever the umask — only when it does not exist.
+
+    Never open (and so never close) a descriptor of our own on an existing state file: POSIX record locks
+    belong to the process, so closing *any* descriptor on the file drops every lock SQLite holds on it
+    through a live connection (``run``'s upload thread opens a second state while the first is in use).
+    Another process would then believe it is the last one and delete the WAL under us. ``O_EXCL`` means the
+    descriptor we close is one on a file nobody else can have opened yet.
+    """
+    if os.path.lexists(path):
+        return
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return  # another process created it between the check and the open: theirs has the right mode
+    os.close(fd)
+
+
 class State:
     """A connection in autocommit mode; writers open explicit ``BEGIN IMMEDIATE`` transactions."""
 
@@ -60,9 +78,7 @@ class State:
     def open(cls, path: Path) -> State:
         _ensure_dir(path.parent)
         try:
-            # Create the file ourselves so it is 0600 from the first byte, whatever the umask.
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            os.close(fd)
+            _create_private(path)
             conn = sqlite3.connect(path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
