@@ -161,17 +161,19 @@ def _n(count: int, noun: str) -> str:
 
 def _upload_lines(res: Any) -> list[str]:
     lines = []
+    if res.skipped:
+        return [f"upload: skipped {res.skipped}"]
     if res.dropped_batches:
         lines.append(
             f"upload: QUEUE OVER agent.max_queue_bytes: dropped the {res.dropped_batches} oldest batches"
-            f" ({res.dropped_events} events) unsent"
+            f" ({res.dropped_events} events) unsent to {res.sink}"
         )
     if res.backing_off_until:
         from shipctl.render import when
 
         return [
             *lines,
-            f"upload: backing off until {when(res.backing_off_until)} after failures"
+            f"upload: {res.sink}: backing off until {when(res.backing_off_until)} after failures"
             f" (last: {res.failed}); use --force to try now",
         ]
     if res.batches or not res.failed:
@@ -180,11 +182,15 @@ def _upload_lines(res: Any) -> list[str]:
             f" {_n(res.requests, 'request')}) to {res.sink}, {_n(res.remaining_batches, 'batch')} left"
         )
     if res.discarded_batches or res.discarded_events:
-        lines.append(f"upload: receiver discarded {res.discarded_events} events ({res.discarded_batches} batches)")
+        lines.append(
+            f"upload: {res.sink}: receiver discarded {res.discarded_events} events ({res.discarded_batches} batches)"
+        )
     if res.request_limit:
-        lines.append(f"upload: receiver said requestTooLarge; requests are now at most {res.request_limit} bytes")
+        lines.append(
+            f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most {res.request_limit} bytes"
+        )
     if res.failed:
-        lines.append(f"upload: failed: {res.failed}; batches kept for the next run")
+        lines.append(f"upload: {res.sink}: failed: {res.failed}; batches kept for the next run")
     return lines
 
 
@@ -195,38 +201,53 @@ def upload_cmd(
     max_batches: Annotated[int, typer.Option("--max-batches", min=0, help="Send at most this many batches.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Ignore the backoff after failures.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")] = False,
+    sink: Annotated[
+        list[str] | None, typer.Option("--sink", help="Deliver to this sink id only (repeatable; default: all).")
+    ] = None,
     wait: WaitOpt = False,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Send queued batches to the configured sink; a batch is removed only once delivered."""
+    """Deliver the queue to every configured sink (each from its own cursor); a batch leaves the queue once
+    every sink that takes it has it."""
     from shipctl.commands.common import session
     from shipctl.commands.upload import upload
 
     started = time.time()
-    with session(config, "upload", wait=wait) as ctx:
-        res = upload(ctx, _budget(ctx.config, max_seconds, 0), max_batches=max_batches, force=force, dry_run=dry_run)
+    with session(config, None) as ctx:
+        run = upload(
+            ctx,
+            _budget(ctx.config, max_seconds, 0),
+            only=sink,
+            max_batches=max_batches,
+            force=force,
+            dry_run=dry_run,
+            wait=wait,
+        )
         if dry_run:
-            for line in res.dry_run:
-                print(line)
+            for res in run.sinks:
+                for line in res.dry_run:
+                    print(line)
             return
         if json_out:
-            _json(res)
-        lines = _upload_lines(res)
-        if verbose or res.failed or res.backing_off_until or res.dropped_batches or res.discarded_events:
-            for line in lines:
-                _err(line)
-        code = EXIT_UPLOAD_FAILED if res.failed and not res.backing_off_until else 0
+            _json(run)
+        code = 0
+        for res in run.sinks:
+            if verbose or res.failed or res.backing_off_until or res.dropped_batches or res.discarded_events:
+                for line in _upload_lines(res):
+                    _err(line)
+            if res.failed and not res.backing_off_until:
+                code = EXIT_UPLOAD_FAILED
         _finish(
             ctx,
             "upload",
             started,
             code,
             {
-                "events": res.events,
-                "batches": res.batches,
-                "failed": res.failed,
-                "backoff": bool(res.backing_off_until),
+                "events": sum(r.events for r in run.sinks),
+                "batches": sum(r.batches for r in run.sinks),
+                "failed": [r.sink for r in run.sinks if r.failed and not r.backing_off_until],
+                "backoff": [r.sink for r in run.sinks if r.backing_off_until],
             },
         )
 
@@ -366,14 +387,13 @@ def run_cmd(
             if res.monitors:
                 _err(f"run-monitor: {len(res.monitors.results)} ran, {len(res.monitors.not_due)} not due")
         # A timer tick during backoff stays quiet (cron would mail every minute); status shows it.
-        if up is not None and (verbose or (up.failed and not up.backing_off_until) or up.dropped_batches):
-            for line in _upload_lines(up):
-                _err(line)
-        code = 0
-        if errors:
-            code = EXIT_SOURCE_ERRORS
-        if up is not None and up.failed and not up.backing_off_until:
-            code = EXIT_UPLOAD_FAILED
+        code = EXIT_SOURCE_ERRORS if errors else 0
+        for r in up.sinks if up is not None else []:
+            if verbose or (r.failed and not r.backing_off_until) or r.dropped_batches:
+                for line in _upload_lines(r):
+                    _err(line)
+            if r.failed and not r.backing_off_until:
+                code = EXIT_UPLOAD_FAILED
         if len(res.skipped) == 3:
             code = 75
         _finish(
@@ -384,7 +404,7 @@ def run_cmd(
             {
                 "lines": res.tail.lines if res.tail else None,
                 "monitors": len(res.monitors.results) if res.monitors else 0,
-                "uploaded_events": up.events if up else None,
+                "uploaded_events": sum(r.events for r in up.sinks) if up else None,
                 "errors": len(errors),
                 "skipped": res.skipped,
             },

@@ -20,6 +20,7 @@ from typing import Any
 
 from shipctl import schema
 from shipctl.errors import ConfigError
+from shipctl.model import KINDS
 from shipctl.schema import Where, field, is_secret_key, non_negative, one_of, positive
 from shipctl.schema import mask as mask  # re-exported: callers mask secrets through config
 
@@ -108,6 +109,8 @@ class SinkConfig:
     id: str
     options: Mapping[str, Any]
     where: Where
+    kinds: tuple[str, ...] = ()  # empty: every kind the sink type can carry
+    sources: tuple[str, ...] = ()  # globs over log ids and monitor ids; empty: all
 
 
 @dataclass(frozen=True)
@@ -259,8 +262,6 @@ def _build(
     log_objs = _unique_ids([_load_log(item, where, d) for item, where, d in logs], "logs", logs)
     mon_objs = _unique_ids([_load_monitor(item, where) for item, where, _ in monitors], "monitors", monitors)
     sink_objs = _unique_ids([_load_sink(item, where, d) for item, where, d in sinks], "sinks", sinks)
-    if len(sink_objs) > 1:
-        raise sinks[1][1].error("only one [[sinks]] entry is supported; remove the others")
     return Config(
         file=main,
         files=tuple(files),
@@ -423,10 +424,21 @@ def _load_sink(item: Any, where: Where, base: Path) -> SinkConfig:
     sid = item.get("id", stype)
     if not isinstance(sid, str) or not sid:
         raise where.key("id").error(f"expected a non-empty string, got {schema.describe(sid)}")
-    options = {k: v for k, v in item.items() if k not in ("type", "id")}
+    kinds = _str_list(item.get("kinds", []), where.key("kinds"))
+    for i, k in enumerate(kinds):
+        if k not in KINDS:
+            raise where.key("kinds").index(i).error(f"expected one of {', '.join(map(repr, KINDS))}, got {k!r}")
+    sources = _str_list(item.get("sources", []), where.key("sources"))
+    options = {k: v for k, v in item.items() if k not in ("type", "id", "kinds", "sources")}
     if isinstance(options.get("path"), str):
         options["path"] = _abs(options["path"], base)
-    return SinkConfig(stype, sid, types.MappingProxyType(options), where)
+    return SinkConfig(stype, sid, types.MappingProxyType(options), where, tuple(kinds), tuple(sources))
+
+
+def _str_list(value: Any, where: Where) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise where.error(f"expected a list of non-empty strings, got {schema.describe(value)}")
+    return value
 
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")

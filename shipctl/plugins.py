@@ -14,6 +14,7 @@ from typing import Any
 from shipctl import schema
 from shipctl.config import MonitorConfig, SinkConfig
 from shipctl.errors import ConfigError
+from shipctl.model import KINDS
 
 ENTRY_POINT_GROUP = "shipctl.plugins"
 
@@ -23,6 +24,7 @@ class Kind:
     name: str
     options: str  # "module:OptionsDataclass"
     factory: str  # "module:callable" -> the monitor or sink object
+    carries: tuple[str, ...] = KINDS  # sinks: the kinds of event it can deliver
 
 
 @dataclass
@@ -34,8 +36,8 @@ class Registry:
     def monitor(self, name: str, options: str, factory: str) -> None:
         self.monitors[name] = Kind(name, options, factory)
 
-    def sink(self, name: str, options: str, factory: str) -> None:
-        self.sinks[name] = Kind(name, options, factory)
+    def sink(self, name: str, options: str, factory: str, carries: tuple[str, ...] = KINDS) -> None:
+        self.sinks[name] = Kind(name, options, factory, carries)
 
     def python_plugin(self, name: str, ref: str) -> None:
         """A polling plugin (class with run(context), or function) that ``plugin = NAME`` selects."""
@@ -60,6 +62,13 @@ def register_builtins(reg: Registry) -> None:
     reg.sink("file", "shipctl.sinks.jsonl:FileSinkOptions", "shipctl.sinks.jsonl:FileSink")
     reg.sink("stdout", "shipctl.sinks.jsonl:StdoutSinkOptions", "shipctl.sinks.jsonl:StdoutSink")
     reg.sink("scalyr", "shipctl.sinks.scalyr:ScalyrOptions", "shipctl.sinks.scalyr:ScalyrSink")
+    reg.sink("influxdb", "shipctl.sinks.influxdb:InfluxOptions", "shipctl.sinks.influxdb:InfluxSink", ("metric",))
+    reg.sink(
+        "prometheus_remote_write",
+        "shipctl.sinks.prometheus:RemoteWriteOptions",
+        "shipctl.sinks.prometheus:RemoteWriteSink",
+        ("metric",),
+    )
 
 
 _registry: Registry | None = None
@@ -114,6 +123,60 @@ def validate(monitors: tuple[MonitorConfig, ...], sinks: tuple[SinkConfig, ...])
     for sink in sinks:
         kind = _kind("sinks", sink.type, sink.where)
         schema.load(resolve(kind.options), dict(sink.options), sink.where)
+        route(sink)
 
 
-__all__ = ["ConfigError", "Kind", "Registry", "build_sink", "monitor_options", "registry", "validate"]
+@dataclass
+class Route:
+    """Which queued batches a sink takes: by kind, and by source (a log id or a monitor id) against globs."""
+
+    sink_id: str
+    kinds: frozenset[str]
+    sources: tuple[str, ...]
+    _seen: dict[tuple[str, str], bool] = field(default_factory=dict, repr=False)
+
+    def takes(self, kind: str, source: str) -> bool:
+        hit = self._seen.get((kind, source))
+        if hit is None:
+            from fnmatch import fnmatchcase
+
+            hit = kind in self.kinds and (not self.sources or any(fnmatchcase(source, g) for g in self.sources))
+            self._seen[(kind, source)] = hit
+        return hit
+
+
+def route(sink: SinkConfig) -> Route:
+    """The sink's routing; ``kinds`` it names must be kinds its type can carry."""
+    carries = _kind("sinks", sink.type, sink.where).carries
+    for i, k in enumerate(sink.kinds):
+        if k not in carries:
+            raise (
+                sink.where.key("kinds")
+                .index(i)
+                .error(f"a {sink.type} sink carries only {', '.join(map(repr, carries))}, not {k!r}")
+            )
+    return Route(sink.id, frozenset(sink.kinds or carries), sink.sources)
+
+
+def unrouted(sinks: tuple[SinkConfig, ...], sources: list[tuple[str, str]]) -> list[str]:
+    """For check-config: the (kind, source) pairs that no sink takes, as messages."""
+    routes = [route(s) for s in sinks]
+    return [
+        f"{kind} events of {source!r} reach no sink (no [[sinks]] entry takes kind {kind!r} from that source)"
+        for kind, source in sources
+        if not any(r.takes(kind, source) for r in routes)
+    ]
+
+
+__all__ = [
+    "ConfigError",
+    "Kind",
+    "Registry",
+    "Route",
+    "build_sink",
+    "monitor_options",
+    "registry",
+    "route",
+    "unrouted",
+    "validate",
+]

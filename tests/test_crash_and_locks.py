@@ -111,7 +111,7 @@ def test_wait_flag_waits_for_the_lock(env: Env) -> None:
 
 def test_different_command_kinds_run_side_by_side(env: Env) -> None:
     _big_log(env)
-    with lock(env.state, "upload"):
+    with lock(env.state, "upload.file"):
         r = env.proc("tail-once")
     assert r.returncode == 0, r.stderr
 
@@ -129,7 +129,7 @@ def test_run_uploads_alongside_tail_once_and_survives_kill_9(env: Env) -> None:
     appended = N_LINES
     for _ in range(10):
         proc = env.popen("run")
-        if _wait_for_lock_holder(env, proc.pid, "upload"):
+        if _wait_for_lock_holder(env, proc.pid, "upload.file"):
             time.sleep(rng.uniform(0.0, 0.3))
         proc.kill()
         proc.wait()

@@ -9,7 +9,6 @@ second ``run`` at the same time exits at once.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,19 +16,16 @@ from dataclasses import dataclass, field
 from shipctl.commands.common import Budget, Context
 from shipctl.commands.run_monitor import RunMonitorResult, monitors_of, run_monitors
 from shipctl.commands.tail_once import Progress, TailResult, tail_once
-from shipctl.commands.upload import UploadResult, upload
-from shipctl.errors import LockHeld
+from shipctl.commands.upload import UploadRun, upload
+from shipctl.errors import ConfigError, LockHeld
 from shipctl.state import State, lock
-
-# How long the upload thread waits for new batches before it looks again.
-POLL_SECONDS = 0.05
 
 
 @dataclass
 class RunResult:
     tail: TailResult | None = None
     monitors: RunMonitorResult | None = None
-    upload: UploadResult | None = None
+    upload: UploadRun | None = None
     skipped: list[str] = field(default_factory=list)
     elapsed: float = 0.0
 
@@ -42,7 +38,7 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> Ru
     limit = budget.max_seconds
     uploader = _Uploader(ctx, limit) if ctx.config.sinks else None
     if uploader is None:
-        result.skipped.append("upload: no [[sinks]] configured; batches stay queued")
+        raise ConfigError(f"{ctx.config.file}: no [[sinks]] configured: run has nowhere to deliver to")
     else:
         uploader.start()
     try:
@@ -69,18 +65,18 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> Ru
 
 
 class _Uploader(threading.Thread):
-    """Upload passes until the readers are done and a pass has seen everything they queued."""
+    """Delivers to every sink while the readers queue, then once more after they are done."""
 
     def __init__(self, ctx: Context, limit: float) -> None:
         super().__init__(name="shipctl-upload", daemon=True)
         self.ctx = ctx
-        self.deadline = time.monotonic() + limit if limit else None
+        self.limit = limit
         self.readers_done = threading.Event()
-        self.result: UploadResult | None = None
+        self.result: UploadRun | None = None
         self.skipped: str | None = None
         self.error: BaseException | None = None
 
-    def finish(self) -> UploadResult | None:
+    def finish(self) -> UploadRun | None:
         self.readers_done.set()
         self.join()
         if self.error is not None:
@@ -89,40 +85,10 @@ class _Uploader(threading.Thread):
 
     def run(self) -> None:
         try:
-            with lock(self.ctx.state.path, "upload"), State.open(self.ctx.state.path) as state:
-                self._passes(Context(self.ctx.config, state))  # sqlite3 connections stay in their thread
+            with State.open(self.ctx.state.path) as state:  # sqlite3 connections stay in their thread
+                budget = Budget(max_seconds=self.limit)
+                self.result = upload(Context(self.ctx.config, state), budget, readers_done=self.readers_done)
         except LockHeld as exc:
             self.skipped = str(exc)
         except BaseException as exc:  # re-raised in the main thread by finish()
             self.error = exc
-
-    def _passes(self, ctx: Context) -> None:
-        while True:
-            last = self.readers_done.is_set()  # this pass then sees everything the readers queued
-            left = self.deadline - time.monotonic() if self.deadline is not None else 0.0
-            if self.deadline is not None and left <= 0:
-                break
-            res = upload(ctx, Budget(max_seconds=max(left, 0.001) if self.deadline is not None else 0.0))
-            self.result = res if self.result is None else _merge(self.result, res)
-            if last or res.failed or res.backing_off_until or res.stopped:
-                break
-            if not res.batches:
-                self.readers_done.wait(POLL_SECONDS)
-
-
-def _merge(a: UploadResult, b: UploadResult) -> UploadResult:
-    """Totals of two passes; the state at the end (failure, backoff, what is left) from the later one."""
-    summed = (
-        "batches",
-        "events",
-        "bytes",
-        "discarded_batches",
-        "discarded_events",
-        "dropped_batches",
-        "dropped_events",
-        "requests",
-        "elapsed",
-    )
-    return dataclasses.replace(
-        b, **{k: getattr(a, k) + getattr(b, k) for k in summed}, request_limit=b.request_limit or a.request_limit
-    )

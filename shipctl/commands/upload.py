@@ -1,13 +1,17 @@
-"""``shipctl upload``: send queued batches, oldest first; a batch leaves the queue only once the sink
-confirmed the request holding its last event. Failures back off across runs (state file), so a timer tick
-during backoff is a no-op.
+"""``shipctl upload``: deliver the journal to every configured sink, each through its own cursor.
 
-One request is in flight at a time (a later batch must never be accepted before an earlier one that is
-still pending), but the next request is encoded while the current one is on the wire.
+Each sink runs in its own thread with its own connection and its own lock (``upload.<id>``), so a sink that
+is down or slow never delays another, and two uploads of different sinks may run at once. Within a sink, one
+request is in flight at a time (a later batch must never be accepted before an earlier one that is still
+pending) while the next is encoded. The cursor moves once the request holding a batch's last event is
+confirmed; a batch leaves the journal once every sink that takes it is past it. Failures back off per sink
+across runs (state file), so a timer tick during backoff is a no-op for that sink.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 import time
 import zlib
 from dataclasses import dataclass, field
@@ -15,12 +19,15 @@ from typing import Any
 
 from shipctl import plugins
 from shipctl.commands.common import Budget, Context, log
-from shipctl.errors import ConfigError
-from shipctl.sinks.base import DISCARD, OK, TOO_LARGE, Request, RequestSink, SendResult, as_request_sink
+from shipctl.config import Config, SinkConfig
+from shipctl.errors import ConfigError, LockHeld, ShipctlError
+from shipctl.sinks.base import DISCARD, OK, TOO_LARGE, Request, SendResult, Sink
+from shipctl.state import State, lock
 from shipctl.state import upload as upstate
-from shipctl.state.queue import delete_batches, queue_stats, stored_bytes, stream_batches, trim
+from shipctl.state.queue import JournalReader, Trimmed, pending, release, stored_bytes, trim
 
 AHEAD = 2  # requests encoded ahead of the one on the wire
+POLL_SECONDS = 0.05  # in ``run``: how long a sink waits for new batches before it looks again
 
 
 @dataclass
@@ -35,85 +42,232 @@ class UploadResult:
     dropped_events: int = 0
     requests: int = 0
     request_limit: int | None = None  # set when a requestTooLarge reply made requests smaller this run
-    remaining_batches: int = 0
+    remaining_batches: int = 0  # what this sink has still to deliver
     backing_off_until: float | None = None  # set when the run did nothing because of backoff
     failed: str | None = None  # the last failure's message
     stopped: str | None = None
+    skipped: str | None = None  # another upload of this sink holds its lock
     dry_run: list[str] = field(default_factory=list)
     elapsed: float = 0.0
 
 
+@dataclass
+class UploadRun:
+    """One result per sink, in config order."""
+
+    sinks: list[UploadResult] = field(default_factory=list)
+    elapsed: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return any(r.failed for r in self.sinks)
+
+
+def lock_kind(sink_id: str) -> str:
+    """The lock of one sink's upload; ids are free text, file names are not."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", sink_id)
+    return f"upload.{safe}" if safe == sink_id else f"upload.{safe}-{zlib.crc32(sink_id.encode()):08x}"
+
+
+def select_sinks(config: Config, only: list[str] | None) -> list[SinkConfig]:
+    if not config.sinks:
+        raise ConfigError(f"{config.file}: no [[sinks]] configured: nowhere to upload to")
+    if not only:
+        return list(config.sinks)
+    known = {s.id: s for s in config.sinks}
+    for sid in only:
+        if sid not in known:
+            raise ShipctlError(f"no sink with id {sid!r} in {config.file} (configured: {', '.join(known)})", 64)
+    return [known[sid] for sid in only]
+
+
 def upload(
-    ctx: Context, budget: Budget, *, max_batches: int = 0, force: bool = False, dry_run: bool = False
-) -> UploadResult:
+    ctx: Context,
+    budget: Budget,
+    *,
+    only: list[str] | None = None,
+    max_batches: int = 0,
+    force: bool = False,
+    dry_run: bool = False,
+    wait: bool = False,
+    readers_done: threading.Event | None = None,
+) -> UploadRun:
+    """Deliver to the selected sinks (all by default) concurrently. ``readers_done`` (``run``): keep
+    delivering what the readers queue until it is set, then make one last pass."""
     t0 = time.monotonic()
-    if not ctx.config.sinks:
-        raise ConfigError(f"{ctx.config.file}: no [[sinks]] configured: nowhere to upload to")
-    sink_cfg = ctx.config.sinks[0]
-    sink = as_request_sink(plugins.build_sink(sink_cfg, ctx.state.session))
-    sink.bind(ctx.config.server_attributes)
-    run = _Run(ctx, sink, sink_cfg.id, UploadResult(sink=sink_cfg.id))
+    chosen = select_sinks(ctx.config, only)
+    plugins.validate((), ctx.config.sinks)  # a config mistake is exit 78 before anything is sent
+    routes = {s.id: plugins.route(s) for s in ctx.config.sinks}
+    out = UploadRun([UploadResult(sink=s.id) for s in chosen])
+    if dry_run:
+        for sink_cfg, res in zip(chosen, out.sinks, strict=True):
+            _Run(ctx, sink_cfg, routes, res).dry_run(max_batches)
+    else:
+        dropped = _trim(ctx, routes)  # even while backing off: that is when the queue grows
+        for res in out.sinks:
+            t = dropped.get(res.sink)
+            if t:
+                res.dropped_batches, res.dropped_events = t.batches, t.events
+        errors: list[BaseException] = []
+        workers = [
+            threading.Thread(
+                target=_deliver,
+                args=(
+                    ctx.config,
+                    ctx.state.path,
+                    sink_cfg,
+                    routes,
+                    res,
+                    budget,
+                    (max_batches, force, wait, readers_done),
+                ),
+                kwargs={"errors": errors},
+                name=f"shipctl-upload-{sink_cfg.id}",
+                daemon=True,
+            )
+            for sink_cfg, res in zip(chosen, out.sinks, strict=True)
+        ]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        if errors:
+            raise errors[0]
+        if all(r.skipped for r in out.sinks):
+            raise LockHeld("; ".join(r.skipped or "" for r in out.sinks))
+    for res, sink_cfg in zip(out.sinks, chosen, strict=True):
+        st = upstate.load(ctx.state.conn, sink_cfg.id)
+        res.remaining_batches = pending(ctx.state.conn, st.acked_sn, routes[sink_cfg.id].takes).batches
+        res.stopped = res.stopped or budget.stopped
+    out.elapsed = time.monotonic() - t0
+    return out
+
+
+def _deliver(
+    config: Config,
+    path: Any,
+    sink_cfg: SinkConfig,
+    routes: dict[str, plugins.Route],
+    res: UploadResult,
+    budget: Budget,
+    how: tuple[int, bool, bool, threading.Event | None],
+    *,
+    errors: list[BaseException],
+) -> None:
+    """One sink's thread: its lock, its own connection (sqlite3 connections stay in their thread), passes."""
+    t0 = time.monotonic()
+    max_batches, force, wait, readers_done = how
     try:
-        if dry_run:
-            run.dry_run(max_batches)
-        else:
-            run.trim()  # even while backing off: that is when the queue grows
-            st = upstate.load(ctx.state.conn, sink_cfg.id)
-            # A changed sink config (new server, new key) is a fix worth trying at once, not after backoff.
-            key = f"sink_config:{sink_cfg.id}"
-            fingerprint = format(zlib.crc32(repr(sorted(sink_cfg.options.items())).encode()), "08x")
-            previous = ctx.state.meta(key)
-            if previous != fingerprint:
-                with ctx.state.write():
-                    ctx.state.set_meta(key, fingerprint)
-            changed = previous is not None and previous != fingerprint
-            if not force and not changed and st.next_attempt and st.next_attempt > time.time():
-                run.result.backing_off_until = st.next_attempt
-                run.result.failed = st.last_message
-            else:
-                run.send(budget, max_batches)
-    finally:
-        sink.close()
-    result = run.result
-    result.stopped = result.stopped or budget.stopped
-    result.remaining_batches = queue_stats(ctx.state.conn).batches
-    result.elapsed = time.monotonic() - t0
-    return result
+        with lock(path, lock_kind(sink_cfg.id), wait=wait), State.open(path) as state:
+            run = _Run(Context(config, state), sink_cfg, routes, res)
+            try:
+                while True:
+                    last = readers_done is None or readers_done.is_set()  # this pass sees all they queued
+                    before = res.batches + res.discarded_batches
+                    if budget.exhausted():
+                        break
+                    run.one_pass(budget, max_batches, force)
+                    if last or res.failed or res.backing_off_until or res.stopped:
+                        break
+                    if res.batches + res.discarded_batches == before:
+                        readers_done.wait(POLL_SECONDS)  # type: ignore[union-attr]
+            finally:
+                run.sink.close()
+    except LockHeld:
+        res.skipped = f"another 'shipctl upload' is delivering to sink {sink_cfg.id!r} on {path}"
+    except ShipctlError as exc:
+        res.failed = str(exc)
+    except BaseException as exc:  # re-raised in the calling thread
+        errors.append(exc)
+    res.elapsed = time.monotonic() - t0
+
+
+def _trim(ctx: Context, routes: dict[str, plugins.Route]) -> dict[str, Trimmed]:
+    limit = ctx.config.agent.max_queue_bytes
+    if not limit or stored_bytes(ctx.state.conn) <= limit:
+        return {}
+    with ctx.state.write() as conn:
+        ids = list(routes)
+        cursors = upstate.cursors(conn, ids)
+        gone = trim(conn, limit, {s: (cursors[s], routes[s].takes) for s in ids})
+        total = gone.get("")
+        if not total or not total.batches:
+            return {}
+        for sid in ids:
+            t = gone.get(sid)
+            if t:
+                st = upstate.load(conn, sid)
+                st.batches_dropped += t.batches
+                st.events_dropped += t.events
+                upstate.save(conn, st)
+        ctx.state.notice(
+            "queue",
+            "error",
+            f"queue over agent.max_queue_bytes ({limit} bytes): dropped the {total.batches} oldest batches"
+            f" ({total.events} events, {total.bytes} bytes); undelivered to: "
+            + (", ".join(f"{s} ({t.events} events)" for s, t in gone.items() if s) or "no sink"),
+        )
+    log.error("upload: queue over max_queue_bytes, dropped %d oldest batches", total.batches)
+    return gone
 
 
 class _Run:
-    def __init__(self, ctx: Context, sink: RequestSink, sink_id: str, result: UploadResult) -> None:
+    """One sink's delivery over one connection."""
+
+    def __init__(self, ctx: Context, sink_cfg: SinkConfig, routes: dict[str, plugins.Route], res: UploadResult) -> None:
         self.ctx = ctx
         self.state = ctx.state
-        self.sink = sink
-        self.sink_id = sink_id
-        self.result = result
-        self.acked_key = upstate.acked_key(sink_id)
-        self.limit_key = upstate.limit_key(sink_id)
-        self.acked = int(self.state.meta(self.acked_key) or 0)
-        self.configured_limit = sink.request_limit
+        self.sink_cfg = sink_cfg
+        self.sink_id = sink_cfg.id
+        self.routes = routes
+        self.takes = routes[sink_cfg.id].takes
+        self.result = res
+        self.sink: Sink = plugins.build_sink(sink_cfg, ctx.state.session)
+        self.sink.bind(ctx.config.server_attributes)
+        self.limit_key = upstate.limit_key(self.sink_id)
+        self.acked = upstate.load(self.state.conn, self.sink_id).acked_sn
+        self.configured_limit = self.sink.request_limit
         saved = (self.state.meta(self.limit_key) or "").split(":")
         if len(saved) == 2 and saved[0] == str(self.configured_limit) and saved[1].isdigit():
-            sink.request_limit = min(int(saved[1]), self.configured_limit)  # a config change starts afresh
+            self.sink.request_limit = min(int(saved[1]), self.configured_limit)  # a config change starts afresh
 
-    def _requests(self, max_batches: int) -> Any:
+    def one_pass(self, budget: Budget, max_batches: int, force: bool) -> None:
+        st = upstate.load(self.state.conn, self.sink_id)
+        # A changed sink config (new server, new key) is a fix worth trying at once, not after backoff.
+        key = f"sink_config:{self.sink_id}"
+        fingerprint = format(zlib.crc32(repr(sorted(self.sink_cfg.options.items())).encode()), "08x")
+        previous = self.state.meta(key)
+        if previous != fingerprint:
+            with self.state.write():
+                self.state.set_meta(key, fingerprint)
+        changed = previous is not None and previous != fingerprint
+        if not force and not changed and st.next_attempt and st.next_attempt > time.time():
+            self.result.backing_off_until = st.next_attempt
+            self.result.failed = st.last_message
+            return
+        self.send(budget, max_batches)
+
+    def _reader(self, max_batches: int) -> JournalReader:
         limit = max_batches - self.result.batches - self.result.discarded_batches if max_batches else 0
-        batches = stream_batches(self.state.conn, window=self.sink.request_bytes, limit=limit)
-        return self.sink.requests(batches, self.acked)
+        return JournalReader(self.state.conn, self.acked, self.takes, window=self.sink.request_bytes, limit=limit)
 
     # --- the run -------------------------------------------------------------------------------------
     def send(self, budget: Budget, max_batches: int) -> None:
         """Post requests one at a time. Meanwhile the next ones are encoded (this thread) and compressed
         (workers: zlib releases the GIL), at most ``AHEAD`` of them: work thrown away if a reply stops the
-        run or shrinks the requests."""
-        reqs = self._requests(max_batches)
+        run or shrinks the requests. When every request of the pass is confirmed, the cursor moves past the
+        batches after them that are not routed to this sink."""
+        reader = self._reader(max_batches)
+        reqs = self.sink.requests(reader, self.acked)
         first = next(reqs, None)
         if first is None:
+            self._advance(reader.passed)
             return
         from collections import deque
         from concurrent.futures import Future, ThreadPoolExecutor
 
-        with ThreadPoolExecutor(1 + AHEAD, thread_name_prefix="shipctl-upload") as pool:
+        finished = False
+        with ThreadPoolExecutor(1 + AHEAD, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
             ready: deque[tuple[Request, Future[None]]] = deque([(first, pool.submit(self.sink.seal, first))])
 
             def refill() -> None:
@@ -123,7 +277,10 @@ class _Run:
                         return
                     ready.append((req, pool.submit(self.sink.seal, req)))
 
-            while ready:
+            while True:
+                if not ready:
+                    finished = True
+                    break
                 if budget.exhausted():
                     break
                 if max_batches and self.result.batches + self.result.discarded_batches >= max_batches:
@@ -141,13 +298,31 @@ class _Run:
                     # Smaller requests from the same point; what was encoded at the old size is dropped.
                     ready.clear()
                     reqs.close()
-                    reqs = self._requests(max_batches)
+                    reader = self._reader(max_batches)
+                    reqs = self.sink.requests(reader, self.acked)
                     refill()
         reqs.close()
+        if finished:
+            self._advance(reader.passed)
+
+    def _advance(self, passed: int) -> None:
+        """Move the cursor over batches this sink does not take (nothing of its own is pending before)."""
+        if passed <= self.acked:
+            return
+        with self.state.write() as conn:
+            st = upstate.load(conn, self.sink_id)
+            st.acked_sn = self.acked = max(st.acked_sn, passed)
+            upstate.save(conn, st)
+            self._release(conn)
+
+    def _release(self, conn: Any) -> None:
+        ids = list(self.routes)
+        cursors = upstate.cursors(conn, ids)
+        release(conn, {s: (cursors[s], self.routes[s].takes) for s in ids})
 
     def _record(self, req: Request, res: SendResult) -> bool:
-        """Book one reply in one transaction: delete what was delivered, move the acked sequence number,
-        update counters and backoff. Returns whether the run goes on."""
+        """Book one reply in one transaction: move the cursor, release what every sink is done with, update
+        counters and backoff. Returns whether the run goes on."""
         r = self.result
         now = time.time()
         go_on = True
@@ -158,24 +333,22 @@ class _Run:
             st.last_message = res.message
             st.last_request_bytes = res.request_bytes or req.size
             if res.outcome in (OK, DISCARD):
-                done = [s.batch_id for s in req.spans if s.complete]
-                delete_batches(conn, done)
-                self.acked = max(self.acked, req.last_sn)
-                self.state.set_meta(self.acked_key, str(self.acked))
+                done = sum(1 for s in req.spans if s.complete)
+                self.acked = st.acked_sn = max(st.acked_sn, req.last_sn)
                 st.consecutive_failures = 0
                 st.next_attempt = None
                 if res.outcome == OK:
                     st.last_success = now
                     st.bytes_uploaded += res.request_bytes or req.size
                     st.events_uploaded += req.events
-                    st.batches_uploaded += len(done)
-                    r.batches += len(done)
+                    st.batches_uploaded += done
+                    r.batches += done
                     r.events += req.events
                     r.bytes += res.request_bytes or req.size
                 else:
                     st.events_discarded += req.events
-                    st.batches_discarded += len(done)
-                    r.discarded_batches += len(done)
+                    st.batches_discarded += done
+                    r.discarded_batches += done
                     r.discarded_events += req.events
                     self.state.notice(
                         f"sink:{self.sink_id}",
@@ -183,6 +356,8 @@ class _Run:
                         f"receiver discarded {req.events} events (sn {req.spans[0].first_sn}..{req.last_sn}):"
                         f" {res.message}",
                     )
+                upstate.save(conn, st)
+                self._release(conn)
             elif res.outcome == TOO_LARGE and (new := self.sink.shrink()):
                 r.request_limit = new
                 self.state.set_meta(self.limit_key, f"{self.configured_limit}:{new}")
@@ -191,6 +366,7 @@ class _Run:
                     "warning",
                     f"request of {req.size} bytes refused as too large ({res.message}); requests now at most {new}",
                 )
+                upstate.save(conn, st)
             else:
                 st.consecutive_failures += 1
                 st.next_attempt = now + upstate.backoff_seconds(st.consecutive_failures, res.retry_after)
@@ -201,44 +377,23 @@ class _Run:
                 self.state.notice(f"sink:{self.sink_id}", "error", message)
                 r.failed = message
                 go_on = False
-            upstate.save(conn, st)
+                upstate.save(conn, st)
         if not go_on:
             log.warning("upload to %s failed: %s", self.sink_id, r.failed)
         return go_on
 
-    # --- queue size and dry run ----------------------------------------------------------------------
-    def trim(self) -> None:
-        limit = self.ctx.config.agent.max_queue_bytes
-        if not limit or stored_bytes(self.state.conn) <= limit:
-            return
-        with self.state.write() as conn:
-            gone = trim(conn, limit)
-            if gone.batches:
-                st = upstate.load(conn, self.sink_id)
-                st.batches_dropped += gone.batches
-                upstate.save(conn, st)
-                self.state.notice(
-                    f"sink:{self.sink_id}",
-                    "error",
-                    f"queue over agent.max_queue_bytes ({limit} bytes): dropped the {gone.batches} oldest batches"
-                    f" ({gone.events} events, {gone.bytes} bytes) without sending them",
-                )
-        if gone.batches:
-            self.result.dropped_batches = gone.batches
-            self.result.dropped_events = gone.events
-            log.error("upload %s: queue over max_queue_bytes, dropped %d oldest batches", self.sink_id, gone.batches)
-
+    # --- dry run ---------------------------------------------------------------------------------------
     def dry_run(self, max_batches: int) -> None:
         """Show the first request as it would be sent (secrets masked); change nothing."""
-        reqs = self._requests(max_batches)
+        reqs = self.sink.requests(self._reader(max_batches), self.acked)
         first = next(reqs, None)
         reqs.close()
         out = self.result.dry_run
         if first is None:
-            out.append(f"nothing queued: no request would be sent to {self.sink_id}")
+            out.append(f"nothing queued for {self.sink_id}: no request would be sent")
             return
         out.append(self.sink.show(first))
-        q = queue_stats(self.state.conn)
+        q = pending(self.state.conn, self.acked, self.takes)
         rest = q.events - first.events
         if rest > 0:
             out.append(f"... and {rest} more queued events ({q.batches} batches in all) in the requests after it")

@@ -1,22 +1,17 @@
 """Destinations. A sink gets batches and says: delivered, retry later, or discarded by the receiver.
 Sinks never touch the state file; the upload command does.
 
-Two shapes of sink:
-
-- a plain ``Sink`` takes a list of whole batches per ``send()`` (the file and stdout sinks);
-- a ``RequestSink`` cuts the queued batches into requests itself (``requests()``), splitting a batch that
-  does not fit, and sends one at a time (``post()``). The upload command then encodes the next request
-  while the current one is in flight, and deletes a batch once the request holding its last event is
-  confirmed. ``as_request_sink()`` adapts a plain sink, so the upload command has one path.
+One interface, ``Sink``; ``BatchSink`` is a base class for sinks that send whole batches.
 """
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
-from shipctl.model import Batch
+from shipctl.model import KINDS, Batch
 
 OK = "ok"
 RETRY = "retry"
@@ -57,97 +52,86 @@ class Request:
         return self.spans[-1].last_sn
 
 
-class Sink(Protocol):
-    #: how much uncompressed payload to hand to one send() call
-    request_bytes: int
+class Sink(abc.ABC):
+    """The one interface the upload command drives. A sink cuts the batches routed to it into requests
+    (``requests()``), splitting a batch that does not fit, and sends one at a time (``post()``); the upload
+    command encodes the next request while the current one is in flight, and moves the sink's cursor once
+    the request holding a batch's last event is confirmed. Sinks never touch the state file."""
 
-    def send(self, batches: list[Batch]) -> SendResult: ...
-
-    def describe(self, batches: list[Batch]) -> str:
-        """What send() would do, for ``upload --dry-run``; secrets masked."""
-        ...
-
-
-@runtime_checkable
-class RequestSink(Protocol):
+    #: the kinds of event this sink can carry; a ``[[sinks]]`` entry without ``kinds`` takes all of them
+    carries: tuple[str, ...] = KINDS
     #: how much queued payload to read from the state file at a time
     request_bytes: int
     #: the current cap on one request's uncompressed size (halved after TOO_LARGE, kept in the state file)
     request_limit: int
 
-    def bind(self, server_attributes: Mapping[str, Any]) -> None:
+    def bind(self, server_attributes: Mapping[str, Any]) -> None:  # noqa: B027 - optional hook
         """Called once before use with the config's server attributes (serverHost, ...)."""
-        ...
 
+    @abc.abstractmethod
     def requests(self, batches: Iterable[Batch], acked_sn: int) -> Iterator[Request]:
         """Cut ``batches`` (oldest first) into requests; skip events with ``sn <= acked_sn`` (already
         confirmed by an earlier, partial request)."""
-        ...
 
-    def seal(self, request: Request) -> None:
+    def seal(self, request: Request) -> None:  # noqa: B027 - optional hook
         """Finish the request for the wire (compress it); runs in a worker thread, ahead of post()."""
-        ...
 
+    @abc.abstractmethod
     def post(self, request: Request) -> SendResult: ...
 
+    @abc.abstractmethod
     def show(self, request: Request) -> str:
         """The request as it would be sent, for ``upload --dry-run``; secrets masked."""
-        ...
 
     def shrink(self) -> int:
         """After TOO_LARGE: halve the request size limit; return the new limit, or 0 at the minimum."""
-        ...
+        return 0
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook
         """End of the run: release connections."""
-        ...
 
 
-class _Adapter:
-    """A plain Sink seen as a RequestSink: whole batches, up to ``request_bytes`` each send()."""
+class BatchSink(Sink):
+    """A sink that takes whole batches, up to ``request_bytes`` of them per ``send()`` (file, stdout, and
+    the metric sinks, whose requests are small next to a batch of log lines)."""
 
-    def __init__(self, sink: Sink) -> None:
-        self.sink = sink
-        self.request_bytes = sink.request_bytes
-        self.request_limit = sink.request_bytes
+    request_bytes: int
 
-    def bind(self, server_attributes: Mapping[str, Any]) -> None:
-        pass
+    @abc.abstractmethod
+    def send(self, batches: list[Batch], first_sn: int) -> SendResult:
+        """Deliver ``batches``; events with a sequence number below ``first_sn`` were delivered already."""
+
+    @abc.abstractmethod
+    def describe(self, batches: list[Batch]) -> str:
+        """What send() would do, for ``upload --dry-run``; secrets masked."""
+
+    @property
+    def request_limit(self) -> int:  # type: ignore[override]
+        return self.request_bytes
+
+    @request_limit.setter
+    def request_limit(self, value: int) -> None:
+        pass  # whole batches: a TOO_LARGE reply cannot be answered by cutting them smaller here
 
     def requests(self, batches: Iterable[Batch], acked_sn: int) -> Iterator[Request]:
         group: list[Batch] = []
         size = 0
         for b in batches:
             if group and size + b.n_bytes > self.request_bytes:
-                yield self._request(group, size)
+                yield self._request(group, size, acked_sn)
                 group, size = [], 0
             group.append(b)
             size += b.n_bytes
         if group:
-            yield self._request(group, size)
+            yield self._request(group, size, acked_sn)
 
     @staticmethod
-    def _request(group: list[Batch], size: int) -> Request:
-        spans = [Span(b.id, b.sn, b.sn + max(b.n_events, 1) - 1, True) for b in group]
-        return Request(spans, sum(b.n_events for b in group), size, group)
-
-    def seal(self, request: Request) -> None:
-        pass
+    def _request(group: list[Batch], size: int, acked_sn: int) -> Request:
+        spans = [Span(b.id, max(b.sn, acked_sn + 1), b.sn + max(b.n_events, 1) - 1, True) for b in group]
+        return Request(spans, sum(s.last_sn - s.first_sn + 1 for s in spans), size, group)
 
     def post(self, request: Request) -> SendResult:
-        return self.sink.send(request.payload)
+        return self.send(request.payload, request.spans[0].first_sn)
 
     def show(self, request: Request) -> str:
-        return self.sink.describe(request.payload)
-
-    def shrink(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
-
-def as_request_sink(sink: Any) -> RequestSink:
-    if isinstance(sink, RequestSink):
-        return sink
-    return _Adapter(sink)  # type: ignore[return-value]
+        return self.describe(request.payload)

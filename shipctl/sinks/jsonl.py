@@ -16,7 +16,7 @@ from json.encoder import encode_basestring_ascii as enc  # type: ignore[attr-def
 
 from shipctl.model import FMT_RAW, Batch
 from shipctl.schema import field, positive
-from shipctl.sinks.base import OK, RETRY, SendResult
+from shipctl.sinks.base import OK, RETRY, BatchSink, SendResult
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,18 @@ def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]
                 yield ev.sn, json.dumps(obj, separators=(",", ":")) + "\n"
 
 
-class StdoutSink:
+class StdoutSink(BatchSink):
     def __init__(self, options: StdoutSinkOptions, session: str) -> None:
         self.request_bytes = options.request_bytes
         self.session = session
 
-    def send(self, batches: list[Batch]) -> SendResult:
+    def send(self, batches: list[Batch], first_sn: int) -> SendResult:
         out = sys.stdout
         size = 0
-        for _sn, line in encode_lines(batches, self.session):
-            out.write(line)
-            size += len(line)
+        for sn, line in encode_lines(batches, self.session):
+            if sn >= first_sn:
+                out.write(line)
+                size += len(line)
         out.flush()
         return SendResult(OK, status="success", request_bytes=size)
 
@@ -72,7 +73,7 @@ class StdoutSink:
         return f"write {sum(b.n_events for b in batches)} events as JSON lines to standard output"
 
 
-class FileSink:
+class FileSink(BatchSink):
     def __init__(self, options: FileSinkOptions, session: str) -> None:
         self.path = options.path
         self.fsync = options.fsync
@@ -109,12 +110,12 @@ class FileSink:
             return 0
         return 0
 
-    def send(self, batches: list[Batch]) -> SendResult:
+    def send(self, batches: list[Batch], first_sn: int) -> SendResult:
         try:
             directory = os.path.dirname(self.path) or "."
             os.makedirs(directory, exist_ok=True)
             self._drop_torn_tail()
-            last = self._last_sn()
+            last = max(self._last_sn(), first_sn - 1)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
                 size = 0

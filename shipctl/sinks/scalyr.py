@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 from shipctl import __version__
 from shipctl.model import FMT_RAW, Batch
 from shipctl.schema import field, mask, one_of, positive, scrub
-from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Span
+from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
 
 DEFAULT_SERVER = "https://agent.scalyr.com"
 MIN_REQUEST_BYTES = 64 * 1024  # requestTooLarge halves the limit down to this, then backs off instead
@@ -322,7 +322,7 @@ class _Payload:
     wire: bytes | None = None  # the body as sent (compressed), once sealed
 
 
-class ScalyrSink:
+class ScalyrSink(Sink):
     def __init__(self, options: ScalyrOptions, session: str) -> None:
         self.options = options
         self.session = session

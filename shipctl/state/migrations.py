@@ -240,3 +240,31 @@ def m004_plugin_kv(conn: sqlite3.Connection) -> None:
 
 
 MIGRATIONS.append(m004_plugin_kv)
+
+
+def m005_journal(conn: sqlite3.Connection) -> None:
+    """The queue becomes a journal read by every sink through its own cursor.
+
+    A sink's cursor is the highest sequence number it is done with (delivered, discarded by its receiver, or
+    not routed to it). Until now that lived in ``meta`` as ``upload.<sink>.acked_sn`` for the one sink, and a
+    batch left the queue when that sink confirmed it, so everything still queued is undelivered (but for the
+    part of a split batch the cursor already covers): moving the value over keeps nothing re-sent and nothing
+    lost. Batches are read in sequence-number order, hence the index.
+    """
+    _script(
+        conn,
+        """
+        ALTER TABLE upload_state ADD COLUMN acked_sn INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE upload_state ADD COLUMN events_dropped INTEGER NOT NULL DEFAULT 0;
+        CREATE INDEX queue_sn ON queue (sn);
+        INSERT OR IGNORE INTO upload_state (sink)
+            SELECT substr(key, 8, length(key) - 16) FROM meta WHERE key LIKE 'upload.%.acked_sn';
+        UPDATE upload_state SET acked_sn = (
+            SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'upload.' || upload_state.sink || '.acked_sn'
+        ) WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'upload.' || upload_state.sink || '.acked_sn');
+        DELETE FROM meta WHERE key LIKE 'upload.%.acked_sn';
+        """,
+    )
+
+
+MIGRATIONS.append(m005_journal)

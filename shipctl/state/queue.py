@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from shipctl.model import Batch, PendingBatch, decode_payload, encode_payload
@@ -48,20 +48,102 @@ def _batch(row: tuple) -> Batch:  # type: ignore[type-arg]
     )
 
 
-def oldest_batches(conn: sqlite3.Connection, *, max_bytes: int, max_batches: int = 1000, after: int = 0) -> list[Batch]:
-    """The oldest batches (with id above ``after``), at least one, up to ``max_bytes`` of payload."""
-    out: list[Batch] = []
-    total = 0
-    rows = conn.execute(f"SELECT {_COLUMNS} FROM queue WHERE id > ? ORDER BY id LIMIT ?", (after, max_batches))
-    try:
-        for row in rows:
-            if out and total + row[9] > max_bytes:
-                break
-            out.append(_batch(row))
-            total += row[9]
-    finally:
-        rows.close()  # end the read at once: an open statement would pin the WAL snapshot
-    return out
+# A sink's routing decision for a batch: takes(kind, source) where source is the log id (logs) or the monitor
+# id (monitor output). Passed in from the commands: state/ knows nothing of the config.
+Takes = Callable[[str, str], bool]
+
+
+def takes_all(kind: str, source: str) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class Header:
+    """A queued batch without its payload: enough to route, count and delete it."""
+
+    id: int
+    kind: str
+    source: str
+    sn: int
+    n_events: int
+    n_bytes: int
+    stored: int
+    created: float
+
+    @property
+    def last_sn(self) -> int:
+        return self.sn + max(self.n_events, 1) - 1
+
+
+_HEADER = "id, kind, COALESCE(log_id, source), sn, n_events, n_bytes, LENGTH(payload), created"
+
+
+def headers_after(conn: sqlite3.Connection, acked: int, limit: int = 256) -> list[Header]:
+    """The oldest batches with an event above sequence number ``acked``, in sequence order. Sequence numbers
+    are taken in the transaction that queues a batch, so they never go back (row ids may be reused)."""
+    rows = conn.execute(
+        f"SELECT {_HEADER} FROM queue WHERE sn >= COALESCE((SELECT MAX(sn) FROM queue WHERE sn <= ?), 0)"
+        " ORDER BY sn LIMIT ?",
+        (acked + 1, limit + 1),
+    ).fetchall()
+    return [h for h in map(_make_row, rows) if h.last_sn > acked][:limit]
+
+
+def _make_row(row: tuple) -> Header:  # type: ignore[type-arg]
+    return Header(*row)
+
+
+def read_batches(conn: sqlite3.Connection, ids: list[int]) -> list[Batch]:
+    if not ids:
+        return []
+    rows = conn.execute(f"SELECT {_COLUMNS} FROM queue WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
+    by_id = {r[0]: _batch(r) for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+class JournalReader:
+    """One sink's pass over the journal from its cursor: the batches it takes, oldest first, read ``window``
+    bytes at a time (each batch is read from the file once per pass). ``passed`` is the last sequence number
+    of the last batch looked at, taken or not: once everything the pass yielded is confirmed, the cursor may
+    move there (batches not routed to the sink just move its cursor)."""
+
+    def __init__(self, conn: sqlite3.Connection, acked: int, takes: Takes, *, window: int, limit: int = 0) -> None:
+        self.conn = conn
+        self.passed = acked
+        self.takes = takes
+        self.window = window
+        self.limit = limit
+        self.taken = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        while not self.limit or self.taken < self.limit:
+            heads = headers_after(self.conn, self.passed, 64)
+            if not heads:
+                return
+            group: list[int] = []
+            size = 0
+            for h in heads:
+                if not self.takes(h.kind, h.source):
+                    if not group:
+                        self.passed = h.last_sn  # nothing of ours before it is pending in this group
+                        continue
+                    break  # yield the group first, so ``passed`` never runs ahead of what was yielded
+                if group and (size + h.n_bytes > self.window or (self.limit and self.taken + len(group) >= self.limit)):
+                    break
+                group.append(h.id)
+                size += h.n_bytes
+            if not group:
+                continue
+            batches = read_batches(self.conn, group)
+            self.taken += len(batches)
+            for b in batches:
+                self.passed = b.sn + max(b.n_events, 1) - 1
+                yield b
+
+
+def stream_batches(conn: sqlite3.Connection, *, window: int, limit: int = 0) -> Iterator[Batch]:
+    """Every queued batch oldest first (for ``status`` and dry runs)."""
+    yield from JournalReader(conn, 0, takes_all, window=window, limit=limit)
 
 
 def delete_batches(conn: sqlite3.Connection, ids: list[int]) -> None:
@@ -70,6 +152,22 @@ def delete_batches(conn: sqlite3.Connection, ids: list[int]) -> None:
     # from log files that are on disk anyway, in a 0600 file, and the next batches reuse them.
     conn.execute("PRAGMA secure_delete = FAST")
     conn.executemany("DELETE FROM queue WHERE id = ?", [(i,) for i in ids])
+
+
+def _done_by_all(h: Header, sinks: Mapping[str, tuple[int, Takes]]) -> bool:
+    return all(h.last_sn <= cursor or not takes(h.kind, h.source) for cursor, takes in sinks.values())
+
+
+def release(conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]]) -> int:
+    """Delete the batches every configured sink is done with (its cursor is past them, or it does not take
+    them). ``sinks``: sink id -> (cursor, takes). Call inside a write transaction; returns how many went."""
+    if not sinks:
+        return 0
+    upto = max(c for c, _ in sinks.values())
+    rows = conn.execute(f"SELECT {_HEADER} FROM queue WHERE sn <= ? ORDER BY sn", (upto,)).fetchall()
+    ids = [h.id for h in map(_make_row, rows) if _done_by_all(h, sinks)]
+    delete_batches(conn, ids)
+    return len(ids)
 
 
 @dataclass(frozen=True)
@@ -89,49 +187,61 @@ def queue_stats(conn: sqlite3.Connection) -> QueueStats:
     return QueueStats(*row)
 
 
-def stream_batches(conn: sqlite3.Connection, *, window: int, limit: int = 0) -> Iterator[Batch]:
-    """Queued batches oldest first, read ``window`` bytes at a time, at most ``limit`` (0: all). Batches
-    queued meanwhile are included; the cursor is the batch id, so each is seen once."""
-    after = 0
-    seen = 0
-    while not limit or seen < limit:
-        batches = oldest_batches(
-            conn, max_bytes=window, max_batches=min(64, limit - seen) if limit else 64, after=after
-        )
-        if not batches:
-            return
-        seen += len(batches)
-        after = batches[-1].id
-        yield from batches
-
-
-@dataclass(frozen=True)
+@dataclass
 class Trimmed:
     batches: int = 0
     events: int = 0
     bytes: int = 0
 
 
-def trim(conn: sqlite3.Connection, max_stored_bytes: int) -> Trimmed:
+def trim(conn: sqlite3.Connection, max_stored_bytes: int, sinks: Mapping[str, tuple[int, Takes]]) -> dict[str, Trimmed]:
     """Drop the oldest batches until the queue's stored size is at most ``max_stored_bytes``. Call inside a
-    write transaction. Sizes are what the blobs take in the file (after queue compression)."""
+    write transaction. Sizes are what the blobs take in the file (after queue compression). Returns, per sink
+    (and under "" for all), what was dropped that the sink takes and had not delivered yet."""
     total = conn.execute("SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM queue").fetchone()[0]
     if total <= max_stored_bytes:
-        return Trimmed()
+        return {}
+    out: dict[str, Trimmed] = {"": Trimmed()}
     ids: list[int] = []
-    events = size = 0
-    rows = conn.execute("SELECT id, n_events, LENGTH(payload) FROM queue ORDER BY id")
-    try:
-        for bid, n_events, stored in rows:
-            if total - size <= max_stored_bytes:
-                break
-            ids.append(bid)
-            events += n_events
-            size += stored
-    finally:
-        rows.close()
+    size = 0
+    rows = conn.execute(f"SELECT {_HEADER} FROM queue ORDER BY sn").fetchall()
+    for h in map(_make_row, rows):
+        if total - size <= max_stored_bytes:
+            break
+        ids.append(h.id)
+        size += h.stored
+        counts = [""] + [s for s, (cursor, takes) in sinks.items() if h.last_sn > cursor and takes(h.kind, h.source)]
+        for key in counts:
+            t = out.setdefault(key, Trimmed())
+            t.batches += 1
+            t.events += h.n_events
+            t.bytes += h.stored
     delete_batches(conn, ids)
-    return Trimmed(len(ids), events, size)
+    return out
+
+
+@dataclass
+class Pending:
+    batches: int = 0
+    events: int = 0
+    bytes: int = 0
+    oldest: float | None = None  # when the oldest undelivered batch was queued
+
+
+def pending(conn: sqlite3.Connection, acked: int, takes: Takes) -> Pending:
+    """What a sink has still to deliver from its cursor (headers only: no payload is read)."""
+    out = Pending()
+    rows = conn.execute(
+        f"SELECT {_HEADER} FROM queue WHERE sn >= COALESCE((SELECT MAX(sn) FROM queue WHERE sn <= ?), 0)",
+        (acked + 1,),
+    ).fetchall()
+    for h in map(_make_row, rows):
+        if h.last_sn > acked and takes(h.kind, h.source):
+            out.batches += 1
+            out.events += h.last_sn - max(h.sn, acked + 1) + 1
+            out.bytes += h.n_bytes
+            out.oldest = h.created if out.oldest is None else min(out.oldest, h.created)
+    return out
 
 
 def stored_bytes(conn: sqlite3.Connection) -> int:

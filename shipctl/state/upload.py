@@ -22,6 +22,8 @@ class UploadState:
     events_discarded: int = 0
     batches_discarded: int = 0
     batches_dropped: int = 0
+    acked_sn: int = 0  # the sink's cursor: every event up to this sequence number is done for it
+    events_dropped: int = 0
 
 
 _COLS = [
@@ -38,6 +40,8 @@ _COLS = [
     "events_discarded",
     "batches_discarded",
     "batches_dropped",
+    "acked_sn",
+    "events_dropped",
 ]
 
 
@@ -64,12 +68,13 @@ def backoff_seconds(failures: int, retry_after: float | None) -> float:
     return max(delay, retry_after or 0.0)
 
 
-# Small per-sink values kept in ``meta`` (no schema change needed):
-def acked_key(sink: str) -> str:
-    """The highest sequence number the sink confirmed: a batch split over several requests resumes after it."""
-    return f"upload.{sink}.acked_sn"
+def cursors(conn: sqlite3.Connection, sinks: list[str]) -> dict[str, int]:
+    """Each configured sink's cursor; a sink that never ran starts before the oldest batch still queued."""
+    found = dict(conn.execute("SELECT sink, acked_sn FROM upload_state").fetchall())
+    return {s: int(found.get(s) or 0) for s in sinks}
 
 
+# Small per-sink values kept in ``meta``:
 def limit_key(sink: str) -> str:
     """``configured:current`` request size limit, once a requestTooLarge reply made it smaller."""
     return f"upload.{sink}.request_limit"
