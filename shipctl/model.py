@@ -82,3 +82,42 @@ def decode_payload(codec: str, blob: bytes) -> bytes:
     if codec == "zlib":
         return zlib.decompress(blob)
     return blob
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A typed metric sample as the metric sinks see it."""
+
+    name: str
+    value: int | float | bool | str
+    type: str  # gauge, counter, text
+    dims: dict[str, Any]  # identify the series
+    fields: dict[str, Any]  # shown alongside, not part of the series
+    ts: int  # ns
+    sn: int
+    rate: float | None = None
+
+
+_CORE = frozenset(("monitor", "metric", "value", "metric_type", "difference", "rate"))
+
+
+def metrics(batch: Batch) -> Iterator[Metric]:
+    """The metric samples of a monitor batch. Batches queued before events were typed (release 0.1) carry
+    only the Scalyr-shaped attrs: there every attribute but the core ones counts as a dimension."""
+    if batch.fmt == FMT_RAW:
+        return
+    for i, e in enumerate(json.loads(batch.payload)):
+        if e.get("k", batch.kind) != "metric":
+            continue
+        ts, sn = e.get("t") or batch.ts + i, batch.sn + i
+        for x in e.get("xs") or ():  # a Panoptes metrics group: several samples in one event
+            yield Metric(x["n"], x["v"], x.get("t", "gauge"), x.get("d") or {}, {}, x.get("ts") or ts, sn)
+        x = e.get("x")
+        if x is not None:
+            yield Metric(x["n"], x["v"], x.get("t", "gauge"), x.get("d") or {}, x.get("f") or {}, ts, sn, x.get("r"))
+            continue
+        a = e.get("a") or {}
+        if "metric" in a and "value" in a:
+            dims = {k: v for k, v in a.items() if k not in _CORE}
+            kind = a.get("metric_type", "gauge")
+            yield Metric(a["metric"], a["value"], kind, dims, {}, ts, sn, a.get("rate"))

@@ -7,6 +7,7 @@ third parties through the ``shipctl.plugins`` entry-point group. Implementations
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,7 +114,10 @@ def monitor_options(mon: MonitorConfig) -> tuple[Kind, Any]:
 def build_sink(sink: SinkConfig, session: str) -> Any:
     kind = _kind("sinks", sink.type, sink.where)
     options = schema.load(resolve(kind.options), dict(sink.options), sink.where)
-    return resolve(kind.factory)(options, session)
+    obj = resolve(kind.factory)(options, session)
+    with contextlib.suppress(AttributeError):  # a third-party sink may refuse new attributes
+        obj.sink_id = sink.id
+    return obj
 
 
 def validate(monitors: tuple[MonitorConfig, ...], sinks: tuple[SinkConfig, ...]) -> None:

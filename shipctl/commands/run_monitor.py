@@ -257,19 +257,24 @@ def run_monitors(
 
 
 def _queue(conn: Any, attrs: dict[str, Any], r: MonitorResult) -> None:
-    if r.events:
-        insert_batch(
-            conn,
-            PendingBatch(
-                kind="metric",
-                source=r.id,
-                ts=time.time_ns(),
-                attrs=attrs,
-                fmt=FMT_JSON,
-                payload=json.dumps(r.events, separators=(",", ":")).encode(),
-                n_events=len(r.events),
-            ),
-        )
+    """Metrics and events go in batches of their own kind, so sinks can be routed by kind."""
+    kinds: dict[str, list[dict[str, Any]]] = {}
+    for e in r.events:
+        kinds.setdefault(e.get("k", "metric"), []).append(e)
+    for kind, events in kinds.items():
+        if events:
+            insert_batch(
+                conn,
+                PendingBatch(
+                    kind=kind,
+                    source=r.id,
+                    ts=time.time_ns(),
+                    attrs=attrs,
+                    fmt=FMT_JSON,
+                    payload=json.dumps(events, separators=(",", ":")).encode(),
+                    n_events=len(events),
+                ),
+            )
 
 
 def adhoc_config(mtype: str, options: dict[str, Any]) -> MonitorConfig:

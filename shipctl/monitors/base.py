@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 GAUGE = "gauge"
 COUNTER = "counter"
+TEXT = "text"  # a monitor's text output (a shell command's answer): a value, but no number to plot
 CORE_ATTRS = ("monitor", "metric", "value", "metric_type")
 
 
@@ -98,12 +99,25 @@ def to_events(
                 attrs["difference"] = d.difference
             if d.rate is not None:
                 attrs["rate"] = d.rate
+        # The typed sample, apart from the Scalyr-shaped message and attrs: what identifies the series
+        # (dimensions, and the monitor's own tags) is kept apart from fields shown alongside it.
+        typed: dict[str, Any] = {
+            "n": s.name,
+            "v": value,
+            "t": TEXT if isinstance(value, str) else (GAUGE if s.calc == "difference" else s.kind),
+            "d": {**{str(k): v for k, v in out.attrs.items()}, **s.dims},
+        }
+        if s.extra:
+            typed["f"] = s.extra
+        if d is not None and s.calc != "difference" and d.rate is not None:
+            typed["r"] = d.rate
         events.append(
             {
                 "m": monitor_line(module, monitor_id, s.name, value, shown),
                 "a": attrs,
                 "t": s.ts or now_ns,
                 "k": "metric",
+                "x": typed,
             }
         )
     for e in out.events:

@@ -234,12 +234,24 @@ class PluginMonitor:
                 assert g.resource is not None
                 base = {"group_type": g.group_type, **g.resource.attrs()}
                 if self.spec.output == "panoptes":
+                    # The group as Panoptes publishes it, plus its samples typed for the metric sinks.
+                    typed = [
+                        {
+                            "n": m.name,
+                            "v": m.value,
+                            "t": m.kind,
+                            "d": {**base, **g.dimensions, **({"transform": m.transform} if m.transform else {})},
+                            **({"ts": int(m.ts * 1e9)} if m.ts is not None else {}),
+                        }
+                        for m in g.sorted_metrics()
+                    ]
                     out.events.append(
                         {
                             "m": json.dumps(group_json(g)),
                             "a": {"monitor": self.module, **base},
                             "k": "metric",
                             "t": int(g.created * 1e9),
+                            "xs": typed,
                         }
                     )
                     continue

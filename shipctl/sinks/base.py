@@ -60,6 +60,8 @@ class Sink(abc.ABC):
 
     #: the kinds of event this sink can carry; a ``[[sinks]]`` entry without ``kinds`` takes all of them
     carries: tuple[str, ...] = KINDS
+    #: the ``[[sinks]]`` id, set by the registry once built (for messages)
+    sink_id: str = ""
     #: how much queued payload to read from the state file at a time
     request_bytes: int
     #: the current cap on one request's uncompressed size (halved after TOO_LARGE, kept in the state file)

@@ -1,0 +1,70 @@
+"""A POST with bounded waits, its reply mapped to the upload outcomes; shared by the HTTP metric sinks.
+
+``requests`` is imported on the first post, so a run with nothing to send never loads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from shipctl.schema import scrub
+from shipctl.sinks.base import RETRY, SendResult
+
+
+@dataclass(frozen=True)
+class Reply:
+    code: int
+    text: str
+    retry_after: float | None
+
+
+class Poster:
+    def __init__(self, connect_timeout: float, read_timeout: float) -> None:
+        self.timeouts = (connect_timeout, read_timeout)
+        self._session: Any = None
+
+    def post(self, url: str, body: bytes, headers: dict[str, str], auth: Any = None) -> Reply | SendResult:
+        """The server's reply, or a RETRY result when there was none (refused, timed out, TLS)."""
+        import requests
+
+        if self._session is None:
+            self._session = requests.Session()
+        host = url.split("/")[2] if "//" in url else url
+        try:
+            resp = self._session.post(url, data=body, headers=headers, auth=auth, timeout=self.timeouts)
+        except requests.exceptions.ConnectTimeout:
+            return SendResult(RETRY, f"no connection to {host} within {self.timeouts[0]:g} s", status="timeout")
+        except requests.exceptions.ReadTimeout:
+            return SendResult(RETRY, f"no reply from {host} within {self.timeouts[1]:g} s", status="timeout")
+        except requests.exceptions.RequestException as exc:
+            return SendResult(RETRY, scrub(f"cannot reach {host}: {type(exc).__name__}"), status="error")
+        after: float | None = None
+        raw = resp.headers.get("Retry-After")
+        if raw:
+            try:
+                after = min(3600.0, max(0.0, float(raw)))
+            except ValueError:
+                after = None
+        return Reply(resp.status_code, scrub(resp.text.strip()[:500]), after)
+
+    def failed(self, reply: Reply, size: int, sink_id: str) -> SendResult:
+        """The outcome of a reply that is neither success nor a sink-specific case."""
+        if reply.code in (401, 403):
+            return SendResult(
+                RETRY,
+                f"sink {sink_id!r}: the server refused the credentials (HTTP {reply.code}): {reply.text}",
+                status=f"http {reply.code}",
+                request_bytes=size,
+            )
+        return SendResult(
+            RETRY,
+            f"HTTP {reply.code}: {reply.text}",
+            status=f"http {reply.code}",
+            request_bytes=size,
+            retry_after=reply.retry_after if reply.code == 429 or reply.code >= 500 else None,
+        )
+
+    def close(self) -> None:
+        if self._session is not None:
+            self._session.close()

@@ -1,0 +1,110 @@
+"""The ``prometheus_remote_write`` sink: typed metric samples as a remote-write 1.0 request.
+
+Protobuf ``WriteRequest``, snappy-compressed (``cramjam``, the ``prometheus`` extra). Each sample is one
+series: ``__name__`` from the metric name, labels from the server attributes and the sample's dimensions,
+both sanitised to Prometheus' rules; a series' samples go in time order; counters go as their cumulative
+value (Prometheus computes rates itself), booleans as 0/1. Text values have no place in a time series: they
+are skipped and counted in the reply message. A 400 (out of order, duplicate, too old) discards the request
+with the receiver's reason; 429 and 5xx back off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from types import MappingProxyType
+from typing import Any
+
+from shipctl.model import Batch, metrics
+from shipctl.schema import field, positive
+from shipctl.sinks.base import DISCARD, OK, BatchSink, SendResult
+from shipctl.sinks.http import Poster
+from shipctl.sinks.promwire import encode_write_request, sanitize_label_name, sanitize_metric_name, snappy_compress
+
+
+@dataclass(frozen=True)
+class RemoteWriteOptions:
+    url: str = "http://127.0.0.1:9090/api/v1/write"
+    username: str = ""  # basic auth
+    password: str = field("", secret=True)
+    bearer_token: str = field("", secret=True)
+    headers: Mapping[str, str] = dc_field(default_factory=lambda: MappingProxyType({}))
+    connect_timeout: float = field(10.0, check=positive)
+    read_timeout: float = field(30.0, check=positive)
+    request_bytes: int = field(1 << 20, check=positive)
+
+
+class RemoteWriteSink(BatchSink):
+    carries = ("metric",)
+
+    def __init__(self, options: RemoteWriteOptions, session: str) -> None:
+        self.o = options
+        self.session = session
+        self.request_bytes = options.request_bytes
+        self.poster = Poster(options.connect_timeout, options.read_timeout)
+        self.labels: dict[str, str] = {}
+
+    def bind(self, server_attributes: Mapping[str, Any]) -> None:
+        self.labels = {sanitize_label_name(str(k)): _text(v) for k, v in server_attributes.items()}
+
+    def encode(self, batches: list[Batch], first_sn: int) -> tuple[bytes, int, int]:
+        """The protobuf body for the samples from ``first_sn`` on; returns (body, samples, skipped)."""
+        series: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
+        skipped = 0
+        for b in batches:
+            for m in metrics(b):
+                if m.sn < first_sn:
+                    continue
+                value = m.value
+                if isinstance(value, str):
+                    skipped += 1
+                    continue
+                value = float(value)
+                labels = dict(self.labels)
+                for k, v in m.dims.items():
+                    labels[sanitize_label_name(str(k))] = _text(v)
+                labels["__name__"] = sanitize_metric_name(m.name)
+                key = tuple(sorted(labels.items()))
+                series.setdefault(key, []).append((int(m.ts) // 1_000_000, value))
+        body = encode_write_request((dict(k), v) for k, v in series.items())
+        return body, sum(map(len, series.values())), skipped
+
+    def send(self, batches: list[Batch], first_sn: int) -> SendResult:
+        body, samples, skipped = self.encode(batches, first_sn)
+        note = f"{skipped} text samples not sent (Prometheus stores numbers only)" if skipped else ""
+        if not samples:
+            return SendResult(OK, note, status="success")
+        headers = {
+            "Content-Encoding": "snappy",
+            "Content-Type": "application/x-protobuf",
+            "X-Prometheus-Remote-Write-Version": "0.1.0",
+            **self.o.headers,
+        }
+        if self.o.bearer_token:
+            headers["Authorization"] = f"Bearer {self.o.bearer_token}"
+        auth = (self.o.username, self.o.password) if self.o.username else None
+        reply = self.poster.post(self.o.url, snappy_compress(body), headers, auth)
+        if isinstance(reply, SendResult):
+            return reply
+        if 200 <= reply.code < 300:
+            return SendResult(OK, note, status="success", request_bytes=len(body))
+        if reply.code == 400:
+            # Out of order, duplicate or out-of-bounds samples: sending them again would fail the same way.
+            return SendResult(DISCARD, f"Prometheus refused {samples} samples: {reply.text}", "bad", len(body))
+        return self.poster.failed(reply, len(body), self.sink_id)
+
+    def describe(self, batches: list[Batch]) -> str:
+        body, samples, skipped = self.encode(batches, 0)
+        return f"POST {self.o.url}: {samples} samples ({len(body)} bytes of protobuf before snappy), {skipped} skipped"
+
+    def close(self) -> None:
+        self.poster.close()
+
+
+def _text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
