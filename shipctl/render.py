@@ -137,9 +137,9 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             f"Queue: {q.get('batches', 0)} batches, {q.get('events', 0)} events, {size(q.get('bytes', 0))}"
             f" ({size(q.get('stored_bytes', 0))} stored), oldest {ago(q.get('oldest_age'))} old"
         )
-    for up in result.uploads:
+    for up in result.sinks:
         line = (
-            f"Upload to {up['sink']}: last success {when(up['last_success'])}, last request "
+            f"Upload to {up['sink']} ({up['type']}): last success {when(up['last_success'])}, last request "
             f"{size(up['last_request_bytes'])}, last reply {up['last_status'] or '-'}"
         )
         message = (up["last_message"] or "").removeprefix(f"{up['last_status']}: ")
@@ -148,7 +148,9 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         out.print(line)
         out.print(
             f"  uploaded {up['events_uploaded']} events / {size(up['bytes_uploaded'])};"
-            f" pending {q.get('events', 0)} events in {q.get('batches', 0)} batches;"
+            f" pending {up['pending_events']} events in {up['pending_batches']} batches"
+            + (f", oldest {ago(up['oldest_pending_age'])} old" if up["oldest_pending_age"] else "")
+            + ";"
             f" discarded by receiver {up['events_discarded']} events",
         )
         if up["batches_dropped"]:

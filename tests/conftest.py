@@ -137,3 +137,6 @@ Writer = Callable[[Path, str], None]
 def append(path: Path, text: str) -> None:
     with path.open("a") as fh:
         fh.write(text)
+
+
+from tests.servers import influxdb, prometheus  # noqa: E402,F401

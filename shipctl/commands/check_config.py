@@ -9,12 +9,20 @@ from typing import Any
 
 from shipctl import plugins
 from shipctl.config import Config
+from shipctl.errors import ConfigError
 from shipctl.schema import Where, is_secret_key, mask, secret_fields
 from shipctl.state import resolve_state_path
 
 
 def check_config(config: Config) -> dict[str, Any]:
     plugins.validate(config.monitors, config.sinks)
+    if config.sinks:
+        from shipctl.monitors.implicit import effective_monitors
+
+        sources = [("log", lg.id) for lg in config.logs] + [("metric", m.id) for m in effective_monitors(config)]
+        lost = plugins.unrouted(config.sinks, sources)
+        if lost:
+            raise ConfigError(f"{config.file}: sinks: " + "; ".join(lost))
     # Imported values that are secrets (named like one, or used under a secret key), longest first so a
     # value containing a shorter one is masked whole. Other imported values are shown: they are config.
     secrets = list(config.secret_values)
@@ -28,7 +36,13 @@ def check_config(config: Config) -> dict[str, Any]:
             _plain({"type": m.type, "id": m.id, "sample_interval": m.sample_interval, **m.options}, secrets)
             for m in config.monitors
         ],
-        "sinks": [_plain({"type": s.type, "id": s.id, **s.options}, secrets) for s in config.sinks],
+        "sinks": [
+            _plain(
+                {"type": s.type, "id": s.id, "kinds": list(plugins.route(s).kinds), "sources": s.sources, **s.options},
+                secrets,
+            )
+            for s in config.sinks
+        ],
         "import_vars": {k: mask(v) if v in secrets else v for k, v in config.imported.items()},
         "warnings": list(config.warnings),
     }

@@ -10,6 +10,7 @@ from typing import Any
 
 from shipctl.commands import run_monitor
 from shipctl.config import Config
+from shipctl.errors import ConfigError
 from shipctl.monitors.implicit import effective_monitors
 from shipctl.state import State, report, resolve_state_path
 from shipctl.state import scripts as scriptstate
@@ -71,6 +72,7 @@ class StatusResult:
     queue: dict[str, Any] = field(default_factory=dict)
     queue_sources: list[dict[str, Any]] = field(default_factory=list)
     uploads: list[dict[str, Any]] = field(default_factory=list)
+    sinks: list[dict[str, Any]] = field(default_factory=list)  # one per configured sink: its cursor's lag
     monitors: list[MonitorStatus] = field(default_factory=list)
     scripts: list[dict[str, Any]] = field(default_factory=list)  # script monitors: last exit, stderr, bad lines
     notices: list[dict[str, Any]] = field(default_factory=list)
@@ -104,6 +106,7 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
         }
         result.queue_sources = report.queue_by_source(state)
         result.uploads = report.uploads(state)
+        result.sinks = _sinks(state, config, result.uploads, result.now)
         monitors = effective_monitors(config)
         # A script's period (from its -c output) or a plugin's execute frequency overrides sample_interval.
         intervals = run_monitor.intervals(state.conn, monitors)
@@ -196,3 +199,32 @@ def _logs(state: State, config: Config, result: StatusResult) -> None:
                 )
             )
         result.logs.append(ls)
+
+
+def _sinks(state: State, config: Config, uploads: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+    """Each configured sink with what it has still to deliver from its cursor."""
+    from shipctl import plugins
+    from shipctl.state.queue import pending
+
+    rows = {u["sink"]: u for u in uploads}
+    out = []
+    for sink in config.sinks:
+        row = dict(rows.get(sink.id) or {"sink": sink.id})
+        try:
+            takes = plugins.route(sink).takes
+        except ConfigError:
+            continue  # check-config names it; status still shows the rest
+        p = pending(state.conn, int(row.get("acked_sn") or 0), takes)
+        row.update(
+            type=sink.type,
+            pending_batches=p.batches,
+            pending_events=p.events,
+            pending_bytes=p.bytes,
+            oldest_pending_age=(now - p.oldest) if p.oldest else None,
+        )
+        for k in ("consecutive_failures", "events_uploaded", "bytes_uploaded", "events_discarded", "batches_dropped"):
+            row.setdefault(k, 0)
+        for k in ("last_success", "last_status", "last_message", "last_request_bytes", "next_attempt"):
+            row.setdefault(k, None)
+        out.append(row)
+    return out
