@@ -105,7 +105,8 @@ def to_events(
             "n": s.name,
             "v": value,
             "t": TEXT if isinstance(value, str) else (GAUGE if s.calc == "difference" else s.kind),
-            "d": {**{str(k): v for k, v in out.attrs.items()}, **s.dims},
+            # The monitor's id tells apart two monitors of one type that sample the same metric name.
+            "d": {"monitor": monitor_id, **{str(k): v for k, v in out.attrs.items()}, **s.dims},
         }
         if s.extra:
             typed["f"] = s.extra

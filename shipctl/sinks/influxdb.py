@@ -3,7 +3,8 @@
 InfluxDB 1.x: ``POST {url}/write?db=DB&precision=ns``; 2.x/3.x (``org`` and ``bucket`` set):
 ``POST {url}/api/v2/write?org=O&bucket=B&precision=ns`` with ``Authorization: Token``. The measurement is the
 metric name, tags are the server attributes and the sample's dimensions, the value is a field of its own
-type (``value``; a counter's rate goes alongside as ``rate``), extra fields are fields, the timestamp is the
+type (``value``, or ``text`` for a text answer, since a field keeps one type per measurement; a counter's
+rate goes alongside as ``rate``), extra fields are fields, the timestamp is the
 sample's own in nanoseconds. A ``partial write`` (some points refused, e.g. a field type conflict) keeps the
 rest written and says which were dropped; a request InfluxDB cannot parse at all is discarded with its reason.
 """
@@ -91,7 +92,8 @@ class InfluxSink(BatchSink):
                 if isinstance(m.value, float) and not math.isfinite(m.value):
                     problems.append(f"{m.name}: {m.value} cannot be stored in InfluxDB")
                     continue
-                fields["value"] = m.value
+                # A field keeps one type per measurement in InfluxDB: text answers get a field of their own.
+                fields["text" if isinstance(m.value, str) else "value"] = m.value
                 if m.rate is not None and math.isfinite(m.rate):
                     fields["rate"] = float(m.rate)
                 tags = {**self.tags, **{str(k): _text(v) for k, v in m.dims.items()}}

@@ -1,0 +1,64 @@
+"""The influxdb and prometheus_remote_write sinks against the real receivers, queried back."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from tests.conftest import Env
+from tests.servers import InfluxDB, Prometheus
+
+QUIET = "implicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
+
+
+def _config(env: Env, sink: str) -> None:
+    env.write_config(
+        f'[agent]\n{QUIET}server_attributes = {{ serverHost = "web 1,a=b" }}\n'
+        '[[monitors]]\ntype = "shell"\nid = "answer"\ncommand = "echo 42"\n'
+        '[[monitors]]\ntype = "shell"\nid = "greeting"\ncommand = "echo \'say \\"hi\\", ok\'"\n'
+        f'[[sinks]]\nid = "archive"\ntype = "file"\npath = "{env.sink}"\n' + sink,
+        sink=False,
+    )
+
+
+def _metric_ts(env: Env, monitor_id: str) -> int:
+    (ev,) = [e for e in env.events() if e["kind"] == "metric" and e["source"] == monitor_id]
+    return int(ev["ts"])
+
+
+def test_influxdb_round_trip(env: Env, influxdb: InfluxDB) -> None:
+    db = f"shipctl_{uuid.uuid4().hex[:8]}"  # not created: the sink creates it on "database not found"
+    _config(env, f'[[sinks]]\nid = "tsdb"\ntype = "influxdb"\nurl = "{influxdb.url}"\ndatabase = "{db}"\n')
+    r = env.proc("run")
+    assert r.returncode == 0, r.stderr
+    rows = {row["monitor"]: row for row in influxdb.rows(db, 'SELECT * FROM "output" GROUP BY *')}
+    assert rows["answer"]["value"] == 42 and rows["answer"]["text"] is None  # an integer stays an integer
+    assert rows["greeting"]["text"] == 'say "hi", ok'  # text stays text, in a field of its own
+    num = rows["answer"]
+    assert num["serverHost"] == "web 1,a=b"  # escaped in the line protocol, intact at the receiver
+    assert num["time"] == _metric_ts(env, "answer")  # the sample's own timestamp, to the nanosecond
+    status = json.loads(env.proc("status", "--json").stdout)
+    tsdb = next(s for s in status["sinks"] if s["sink"] == "tsdb")
+    assert tsdb["events_uploaded"] == 2 and tsdb["pending_events"] == 0
+
+
+def test_influxdb_down_backs_off_without_delaying_the_archive(env: Env) -> None:
+    _config(env, '[[sinks]]\nid = "tsdb"\ntype = "influxdb"\nurl = "http://127.0.0.1:9"\nconnect_timeout = 2\n')
+    r = env.proc("run")
+    assert r.returncode == 69 and "upload: tsdb: failed: cannot reach 127.0.0.1:9" in r.stderr
+    assert len(env.messages("metric")) == 2  # the file sink got both samples anyway
+
+
+def test_prometheus_remote_write_round_trip(env: Env, prometheus: Prometheus) -> None:
+    _config(env, f'[[sinks]]\nid = "prom"\ntype = "prometheus_remote_write"\nurl = "{prometheus.write_url}"\n')
+    r = env.proc("run")
+    assert r.returncode == 0, r.stderr
+    ts = _metric_ts(env, "answer")
+    at = f"{ts // 1_000_000 / 1000:.3f}"
+    (series,) = prometheus.query('output{serverHost="web 1,a=b",monitor="answer"}', time=at)
+    assert series["metric"]["__name__"] == "output"
+    assert float(series["value"][1]) == 42.0
+    assert round(float(series["value"][0]) * 1000) == ts // 1_000_000  # the sample's own time, in ms
+    status = json.loads(env.proc("status", "--json").stdout)
+    prom = next(s for s in status["sinks"] if s["sink"] == "prom")
+    assert prom["pending_events"] == 0 and "1 text samples not sent" in (prom["last_message"] or "")
