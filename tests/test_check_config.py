@@ -48,7 +48,8 @@ def test_good_config_prints_resolved_json(env: Env) -> None:
     assert logs[0]["sampling_rules"] == [{"match_expression": "DEBUG", "sampling_rate": 0.25}]
     assert logs[0]["start_at"] == "beginning" and logs[0]["max_line_size"] == 49900
     assert out["monitors"] == [{"type": "shell", "id": "kver", "sample_interval": 30.0, "command": "uname -r"}]
-    assert out["sinks"] == [{"type": "file", "id": "file", "path": str(env.sink)}]
+    everything = {"kinds": ["log", "metric", "event"], "sources": []}  # the routing a sink gets by default
+    assert out["sinks"] == [{"type": "file", "id": "file", **everything, "path": str(env.sink)}]
     assert out["server_attributes"] == {"serverHost": socket.gethostname()}
 
 

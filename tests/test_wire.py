@@ -453,6 +453,7 @@ def _fields(buf: bytes) -> list[tuple[int, Any]]:
     while i < len(buf):
         key, i = _read_varint(buf, i)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, i = _read_varint(buf, i)
         elif wire == 1:

@@ -10,6 +10,7 @@ from typing import Any
 from shipctl import plugins
 from shipctl.config import Config
 from shipctl.errors import ConfigError
+from shipctl.model import KINDS
 from shipctl.schema import Where, is_secret_key, mask, secret_fields
 from shipctl.state import resolve_state_path
 
@@ -38,7 +39,7 @@ def check_config(config: Config) -> dict[str, Any]:
         ],
         "sinks": [
             _plain(
-                {"type": s.type, "id": s.id, "kinds": list(plugins.route(s).kinds), "sources": s.sources, **s.options},
+                {"type": s.type, "id": s.id, "kinds": [k for k in KINDS if k in plugins.route(s).kinds], "sources": s.sources, **s.options},
                 secrets,
             )
             for s in config.sinks
