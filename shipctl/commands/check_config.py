@@ -8,7 +8,7 @@ import types
 from typing import Any
 
 from shipctl import plugins
-from shipctl.config import Config
+from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError
 from shipctl.model import KINDS
 from shipctl.schema import Where, is_secret_key, mask, secret_fields
@@ -27,6 +27,10 @@ def check_config(config: Config) -> dict[str, Any]:
     # Imported values that are secrets (named like one, or used under a secret key), longest first so a
     # value containing a shorter one is masked whole. Other imported values are shown: they are config.
     secrets = list(config.secret_values)
+
+    def routing(s: SinkConfig) -> dict[str, Any]:
+        return {"kinds": [k for k in KINDS if k in plugins.route(s).kinds], "sources": list(s.sources)}
+
     return {
         "files": list(config.files),
         "state": str(resolve_state_path(config.agent.state)),
@@ -39,7 +43,7 @@ def check_config(config: Config) -> dict[str, Any]:
         ],
         "sinks": [
             _plain(
-                {"type": s.type, "id": s.id, "kinds": [k for k in KINDS if k in plugins.route(s).kinds], "sources": s.sources, **s.options},
+                {"type": s.type, "id": s.id, **routing(s), **s.options},
                 secrets,
             )
             for s in config.sinks
