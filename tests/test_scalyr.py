@@ -108,18 +108,37 @@ def test_grouped_sampled_and_monitor_events(env: Env, receiver: Receiver) -> Non
     assert "42" in metric["message"]
 
 
-def test_timestamps_increase_within_a_request_whatever_the_queue_holds(env: Env, receiver: Receiver) -> None:
-    log = configure(env, receiver.url)
-    log.write_text("first\n")
-    assert env.cli("tail-once").exit_code == 0
-    # A source whose clock is behind: its events carry times before the log line queued ahead of them.
+def _late_events(env: Env) -> None:
+    """A source whose clock is behind: its events carry times before the log line queued ahead of them."""
     with State.open(env.state) as state, state.write() as conn:
         events = [{"m": f"late {i}", "t": 1_000 + i, "k": "event"} for i in range(3)]
         payload = json.dumps(events).encode()
         insert_batch(conn, PendingBatch("event", "clock-behind", 0, {}, FMT_JSON, payload, 3))
+
+
+def test_events_keep_their_own_timestamps(env: Env, receiver: Receiver) -> None:
+    log = configure(env, receiver.url)
+    log.write_text("first\n")
+    assert env.cli("tail-once").exit_code == 0
+    _late_events(env)
     log.write_text("first\nsecond\n")
     env.ship()
-    assert receiver.violations == []  # the receiver refuses a request whose ts do not increase
+    assert receiver.violations == []
+    assert receiver.messages() == ["first", "late 0", "late 1", "late 2", "second"]
+    ts = {e["attrs"]["message"]: int(e["ts"]) for e in receiver.events}
+    assert [ts[f"late {i}"] for i in range(3)] == [1000, 1001, 1002]  # stamped by their source, not by us
+    assert ts["second"] > ts["first"] > 1002
+
+
+def test_enforce_monotonic_timestamps_keeps_them_increasing(env: Env, receiver: Receiver) -> None:
+    receiver.monotonic_ts = True  # the receiver refuses a request whose ts do not increase
+    log = configure(env, receiver.url, enforce_monotonic_timestamps=True)
+    log.write_text("first\n")
+    assert env.cli("tail-once").exit_code == 0
+    _late_events(env)
+    log.write_text("first\nsecond\n")
+    env.ship()
+    assert receiver.violations == []
     assert receiver.messages() == ["first", "late 0", "late 1", "late 2", "second"]
     ts = [e["ts"] for e in receiver.events]
     assert ts == sorted(set(ts))

@@ -65,6 +65,9 @@ class ScalyrOptions:
     http_proxy: str | None = None
     connect_timeout: float = field(10.0, check=positive)
     read_timeout: float = field(60.0, check=positive)
+    # The agent's option: true bends every event's time to be increasing within the session (what the agent
+    # did before 2.0); by default a monitor sample or script event keeps the time it was stamped with.
+    enforce_monotonic_timestamps: bool = False
 
     def __post_init__(self) -> None:
         if not self.api_key.strip():
@@ -245,7 +248,7 @@ class _JsonChunk(_Chunk):
             parts += [b"," + self.event(j, b'"sd":1') for j in range(1, self.n)]
         self.parts = parts
         self.size = sum(map(len, parts))
-        self.last_ts = int(ts[-1]) if ts else 0
+        self.last_ts = max(map(int, ts)) if ts else 0
 
     def event(self, j: int, seq: bytes) -> bytes:
         return b'%b%b",%b,"attrs":%b}' % (self.open, self.ts[j], seq, self.attrs[j])
@@ -265,8 +268,12 @@ class _JsonChunk(_Chunk):
         return left, right
 
 
-def _json_chunk(batch: Batch, start: int, floor: int, open_: bytes, si: bytes, extra: dict[str, Any] | None) -> _Chunk:
-    """Grouped or sampled lines and monitor output: one JSON object per event (the slow path)."""
+def _json_chunk(
+    batch: Batch, start: int, floor: int, open_: bytes, si: bytes, extra: dict[str, Any] | None, own_time: bool
+) -> _Chunk:
+    """Grouped or sampled lines and monitor output: one JSON object per event (the slow path). An event that
+    carries its own time (a sample stamped by its script, a plugin's reading) keeps it unless ``own_time`` is
+    off (``enforce_monotonic_timestamps``); the others get read-time stamps kept increasing."""
     if batch.fmt == FMT_RAW:
         evs: list[dict[str, Any]] = [{"m": m} for m in batch.messages()]
     else:
@@ -276,8 +283,9 @@ def _json_chunk(batch: Batch, start: int, floor: int, open_: bytes, si: bytes, e
     prev = floor
     for i in range(start, len(evs)):
         e = evs[i]
-        ts = max(int(e.get("t") or batch.ts + i), prev + 1)
-        prev = ts
+        t = e.get("t")
+        ts = int(t) if t and own_time else max(int(t or batch.ts + i), prev + 1)
+        prev = max(prev, ts)
         attrs: dict[str, Any] = {"message": e.get("m", "")}
         if extra:
             attrs.update(extra)
@@ -391,10 +399,11 @@ class ScalyrSink(Sink):
         if batch.fmt == FMT_RAW and batch.kind == "log" and ts0 >= _T:
             chunks = _raw_chunks(batch, start, ts0, open_, self.si)
         else:
-            chunks = [_json_chunk(batch, start, self._last_ts, open_, self.si, event_extra)]
+            own = not self.options.enforce_monotonic_timestamps
+            chunks = [_json_chunk(batch, start, self._last_ts, open_, self.si, event_extra, own)]
         chunks = [c for c in chunks if c.n]
         if chunks:
-            self._last_ts = chunks[-1].last_ts
+            self._last_ts = max(self._last_ts, chunks[-1].last_ts)
         return chunks, decls
 
     def requests(self, batches: Iterable[Batch], acked_sn: int) -> Iterator[Request]:
