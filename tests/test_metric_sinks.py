@@ -62,3 +62,42 @@ def test_prometheus_remote_write_round_trip(env: Env, prometheus: Prometheus) ->
     status = json.loads(env.proc("status", "--json").stdout)
     prom = next(s for s in status["sinks"] if s["sink"] == "prom")
     assert prom["pending_events"] == 0 and "1 text samples not sent" in (prom["last_message"] or "")
+
+
+def _queue_samples(env: Env, samples: list[tuple[str, float, int]]) -> None:
+    """Queue typed metric samples (name, value, ts_ns) as a monitor "m" would."""
+    from shipctl.model import FMT_JSON, PendingBatch
+    from shipctl.state import State
+    from shipctl.state.queue import insert_batch
+
+    events = [
+        {"m": f"{n} {v}", "a": {}, "t": ts, "k": "metric", "x": {"n": n, "v": v, "t": "gauge", "d": {"monitor": "m"}}}
+        for n, v, ts in samples
+    ]
+    with State.open(env.state) as state, state.write() as conn:
+        insert_batch(
+            conn, PendingBatch("metric", "m", samples[0][2], {}, FMT_JSON, json.dumps(events).encode(), len(events))
+        )
+
+
+def test_prometheus_refusing_one_series_keeps_the_others(env: Env, prometheus: Prometheus) -> None:
+    import time
+
+    env.write_config(
+        f'[agent]\n{QUIET}[[sinks]]\nid = "prom"\ntype = "prometheus_remote_write"\nurl = "{prometheus.write_url}"\n',
+        sink=False,
+    )
+    now = time.time_ns() // 1_000_000 * 1_000_000
+    name = f"t_{uuid.uuid4().hex[:8]}"
+    _queue_samples(env, [(f"{name}_a", 1.0, now)])
+    assert env.proc("upload").returncode == 0
+    # a's sample is now older than what Prometheus holds for a: out of order; b is fine.
+    _queue_samples(env, [(f"{name}_a", 2.0, now - 60_000_000_000), (f"{name}_b", 3.0, now)])
+    r = env.proc("upload")
+    assert r.returncode == 0, r.stderr
+    (b,) = prometheus.query(f"{name}_b", time=f"{now // 1_000_000 / 1000:.3f}")
+    assert float(b["value"][1]) == 3.0
+    status = json.loads(env.proc("status", "--json").stdout)
+    (prom,) = status["sinks"]
+    assert prom["pending_events"] == 0 and prom["last_message"].startswith("1 of 2 series refused")
+    assert any("out of order" in str(n) for n in status["notices"]), status["notices"]

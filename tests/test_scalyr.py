@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,15 @@ def test_events_of_a_rules_batch_split_over_requests(env: Env, receiver: Receive
     assert_exactly_once(receiver.messages(), range(5000))
     sns = [e["sn"] for e in receiver.events]
     assert sns == list(range(sns[0], sns[0] + 5000))
+
+
+def test_coscale_events_arrive_with_their_own_times(env: Env, receiver: Receiver) -> None:
+    """A CoScale script's events stamped -300 s and at an absolute time keep those times at the receiver."""
+    script = Path(__file__).parent / "scripts" / "events_only.sh"
+    configure(env, receiver.url, agent=f'[[monitors]]\ntype = "script"\nid = "events"\ncommand = "{script}"\n')
+    before = time.time()
+    r = env.proc("run")
+    assert r.returncode in (0, 65), r.stderr  # the script has one bad line, on purpose
+    ts = {e["attrs"]["message"]: int(e["ts"]) for e in receiver.events if "event" in e["attrs"]}
+    assert ts["absolute times"] == 1458345600 * 10**9
+    assert before - 301 <= ts["The event triggered"] / 1e9 <= time.time() - 299

@@ -338,6 +338,8 @@ class _Run:
                 st.consecutive_failures = 0
                 st.next_attempt = None
                 if res.outcome == OK:
+                    if res.status == "partial":  # the receiver kept part of it and said what it refused
+                        self.state.notice(f"sink:{self.sink_id}", "warning", res.message)
                     st.last_success = now
                     st.bytes_uploaded += res.request_bytes or req.size
                     st.events_uploaded += req.events

@@ -22,6 +22,8 @@ from shipctl.sinks.base import DISCARD, OK, BatchSink, SendResult
 from shipctl.sinks.http import Poster
 from shipctl.sinks.promwire import encode_write_request, sanitize_label_name, sanitize_metric_name, snappy_compress
 
+SeriesKey = tuple[tuple[str, str], ...]  # a series' sorted labels
+
 
 @dataclass(frozen=True)
 class RemoteWriteOptions:
@@ -48,9 +50,11 @@ class RemoteWriteSink(BatchSink):
     def bind(self, server_attributes: Mapping[str, Any]) -> None:
         self.labels = {sanitize_label_name(str(k)): _text(v) for k, v in server_attributes.items()}
 
-    def encode(self, batches: list[Batch], first_sn: int) -> tuple[bytes, int, int]:
-        """The protobuf body for the samples from ``first_sn`` on; returns (body, samples, skipped)."""
-        series: dict[tuple[tuple[str, str], ...], list[tuple[int, float]]] = {}
+    def series(
+        self, batches: list[Batch], first_sn: int
+    ) -> tuple[dict[tuple[tuple[str, str], ...], list[tuple[int, float]]], int]:
+        """The samples from ``first_sn`` on, by series; and how many text samples were skipped."""
+        series: dict[SeriesKey, list[tuple[int, float]]] = {}
         skipped = 0
         for b in batches:
             for m in metrics(b):
@@ -67,14 +71,31 @@ class RemoteWriteSink(BatchSink):
                 labels["__name__"] = sanitize_metric_name(m.name)
                 key = tuple(sorted(labels.items()))
                 series.setdefault(key, []).append((int(m.ts) // 1_000_000, value))
-        body = encode_write_request((dict(k), v) for k, v in series.items())
-        return body, sum(map(len, series.values())), skipped
+        return series, skipped
 
     def send(self, batches: list[Batch], first_sn: int) -> SendResult:
-        body, samples, skipped = self.encode(batches, first_sn)
+        series, skipped = self.series(batches, first_sn)
         note = f"{skipped} text samples not sent (Prometheus stores numbers only)" if skipped else ""
-        if not samples:
+        if not series:
             return SendResult(OK, note, status="success")
+        body = encode_write_request((dict(k), v) for k, v in series.items())
+        res = self._post(body, sum(map(len, series.values())), note)
+        if res.outcome != DISCARD or len(series) == 1:
+            return res
+        # Prometheus refuses a whole request for one out-of-order or duplicate sample: send the series one
+        # by one, so only the refused ones are discarded.
+        refused: list[str] = []
+        for key, samples in series.items():
+            one = self._post(encode_write_request([(dict(key), samples)]), len(samples), "")
+            if one.outcome == DISCARD:
+                refused.append(one.message)
+            elif one.outcome != OK:
+                return one  # the receiver went away meanwhile: retry all later (it takes an identical sample again)
+        kept = len(series) - len(refused)
+        message = f"{len(refused)} of {len(series)} series refused: {refused[0]}" + (f"; {note}" if note else "")
+        return SendResult(OK if kept else DISCARD, message, "partial" if kept else "bad", len(body))
+
+    def _post(self, body: bytes, samples: int, note: str) -> SendResult:
         headers = {
             "Content-Encoding": "snappy",
             "Content-Type": "application/x-protobuf",
@@ -95,7 +116,9 @@ class RemoteWriteSink(BatchSink):
         return self.poster.failed(reply, len(body), self.sink_id)
 
     def describe(self, batches: list[Batch]) -> str:
-        body, samples, skipped = self.encode(batches, 0)
+        series, skipped = self.series(batches, 0)
+        body = encode_write_request((dict(k), v) for k, v in series.items())
+        samples = sum(map(len, series.values()))
         return f"POST {self.o.url}: {samples} samples ({len(body)} bytes of protobuf before snappy), {skipped} skipped"
 
     def close(self) -> None:
