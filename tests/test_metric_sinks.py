@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 
 from tests.conftest import Env
 from tests.servers import InfluxDB, Prometheus
 
+ROOT = Path(__file__).parent.parent
 QUIET = "implicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
 
 
@@ -101,3 +103,40 @@ def test_prometheus_refusing_one_series_keeps_the_others(env: Env, prometheus: P
     (prom,) = status["sinks"]
     assert prom["pending_events"] == 0 and prom["last_message"].startswith("1 of 2 series refused")
     assert any("out of order" in str(n) for n in status["notices"]), status["notices"]
+
+
+def test_influxdb_gets_system_coscale_and_panoptes_metrics_with_their_dimensions(env: Env, influxdb: InfluxDB) -> None:
+    from tests.plugin_helpers import TUTORIAL, tutorial_files
+
+    db = influxdb.create_db()
+    descriptor = tutorial_files(env.tmp / "plugins", "stage3_metrics")
+    script = ROOT / "examples" / "scripts" / "filesystem.sh"
+    env.write_config(
+        f"[agent]\n{QUIET}"
+        '[[monitors]]\ntype = "linux_system_metrics"\nid = "sys"\n'
+        f'[[monitors]]\ntype = "script"\nid = "fs"\ncommand = "{script} /"\n'
+        f'[[monitors]]\ntype = "plugin"\nid = "tutorial"\ndescriptor = "{descriptor}"\n'
+        f'resources = "{TUTORIAL / "test_resources.json"}"\noutput = "panoptes"\n'
+        f'[[sinks]]\nid = "archive"\ntype = "file"\npath = "{env.sink}"\n'
+        f'[[sinks]]\nid = "tsdb"\ntype = "influxdb"\nurl = "{influxdb.url}"\ndatabase = "{db}"\n',
+        sink=False,
+    )
+    r = env.proc("run")
+    assert r.returncode == 0, r.stderr
+    archived = [e for e in env.events() if e["kind"] == "metric"]
+
+    # System metrics: the per-CPU-type series keep their dimension as a tag, values and times exact.
+    (cpu,) = [e for e in archived if e["attrs"].get("metric") == "proc.stat.cpu" and e["attrs"].get("type") == "user"]
+    rows = influxdb.rows(db, 'SELECT * FROM "proc.stat.cpu" WHERE "type" = \'user\'')
+    assert [(row["value"], row["time"], row["monitor"]) for row in rows] == [(cpu["attrs"]["value"], cpu["ts"], "sys")]
+
+    # The CoScale script: its metric name and the mount dimension.
+    (fs,) = [e for e in archived if e["source"] == "fs" and e["attrs"].get("mount") == "/"][:1]
+    rows = influxdb.rows(db, f'SELECT * FROM "{fs["attrs"]["metric"]}" WHERE "mount" = \'/\'')
+    assert rows and rows[0]["value"] == fs["attrs"]["value"] and rows[0]["time"] == fs["ts"]
+
+    # The Panoptes plugin: a metrics group becomes one point per metric, its dimension and resource as tags.
+    (load,) = influxdb.rows(db, 'SELECT * FROM "cpu_load"')
+    assert load["value"] == 0.3 and load["cpu_no"] == "5" and load["resource_id"] == "tutorial_device"
+    (switches,) = influxdb.rows(db, 'SELECT * FROM "context_switch_count"')
+    assert switches["value"] == 50 and switches["monitor"] == "tutorial"

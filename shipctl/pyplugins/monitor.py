@@ -240,7 +240,12 @@ class PluginMonitor:
                             "n": m.name,
                             "v": m.value,
                             "t": m.kind,
-                            "d": {**base, **g.dimensions, **({"transform": m.transform} if m.transform else {})},
+                            "d": {
+                                "monitor": self.spec.monitor_id,
+                                **base,
+                                **g.dimensions,
+                                **({"transform": m.transform} if m.transform else {}),
+                            },
                             **({"ts": int(m.ts * 1e9)} if m.ts is not None else {}),
                         }
                         for m in g.sorted_metrics()
