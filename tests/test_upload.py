@@ -347,3 +347,50 @@ def test_max_batches_and_max_seconds_bound_a_run(env: Env, receiver: Receiver) -
     assert queued(env) == total - 3
     assert env.cli("upload").exit_code == 0 and queued(env) == 0
     assert_exactly_once(receiver.messages(), range(1000))
+
+
+def test_kill_9_during_a_fan_out_upload_loses_nothing_and_repeats_only_what_was_in_flight(
+    env: Env, receiver: Receiver
+) -> None:
+    """Two sinks at once (addEvents and a file); killed at random moments, each gets every line, the receiver
+    sees a repeat only of the request in flight at a kill (same si/sn), the file sink none at all."""
+    r = receiver
+    r.delay = 0.02
+    log = env.logs / "app.log"
+    archive = env.tmp / "archive.jsonl"
+    archive_sink = f'[[sinks]]\nid = "archive"\ntype = "file"\npath = "{archive}"\nrequest_bytes = 65536\n'
+    body = f'[[logs]]\npath = "{log}"\n{archive_sink}'
+    env.write_config(config_text(r.url, body, max_request_bytes=65_536), sink=False)
+    log.write_text(numbered(50_000, width=20))
+    assert env.cli("tail-once").exit_code == 0
+    rng = random.Random(20261130)
+    in_flight: set[int] = set()
+    kills = 0
+    while kills < 15 and queued(env):
+        before = len(r.requests)
+        proc = env.popen("upload", "--force", "--max-seconds", "0")
+        target = before + rng.randint(1, 3)
+        deadline = time.monotonic() + 20
+        while len(r.requests) < target and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.04))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+        r.wait_idle()
+        mine = [q for q in r.requests[before:] if q.stored]
+        if mine and proc.returncode == -signal.SIGKILL:
+            in_flight |= set(mine[-1].sns)
+    assert kills >= 10, f"only {kills} kills before the queue ran dry"
+    res = env.proc("upload", "--force", "--max-seconds", "0")
+    assert res.returncode == 0, res.stderr
+    assert queued(env) == 0
+    assert_clean(r)
+    assert_exactly_once(r.messages(), range(50_000))
+    stray = {sn for _, _, sn in r.repeats} - in_flight
+    assert not stray, f"{len(stray)} repeats of requests that were not in flight at a kill: {sorted(stray)[:5]}"
+    lines = [json.loads(x)["message"] for x in archive.read_text().splitlines()]
+    assert_exactly_once(lines, range(50_000))
