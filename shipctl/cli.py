@@ -75,7 +75,7 @@ def _json(obj: Any) -> None:
 
 
 def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
-    from shipctl.commands.common import Budget
+    from shipctl.runtime import Budget
 
     return Budget(
         max_seconds=cfg.agent.max_seconds if max_seconds is None else max_seconds,
@@ -87,7 +87,7 @@ def _finish(ctx: Any, command: str, started: float, code: int, summary: dict[str
     ctx.state.record_run(command, started, code, summary)
     if code or any(v for v in summary.values() if isinstance(v, int | float | list)):
         # The tool's own log gets a line per run that did something; idle timer ticks stay silent.
-        from shipctl.commands.common import log
+        from shipctl.runtime import log
 
         log.info("%s: exit %d %s", command, code, " ".join(f"{k}={v}" for k, v in summary.items()))
     if code:
@@ -100,7 +100,7 @@ def _tail_progress(ctx: Any) -> Any:
 
     if not sys.stderr.isatty():
         return contextlib.nullcontext(None)
-    from shipctl.commands.tail_once import pending_bytes
+    from shipctl.tail.follower import pending_bytes
 
     total = sum(pending_bytes(ctx, lg) for lg in ctx.config.logs)
     if total < 64 << 20:
@@ -126,7 +126,7 @@ def tail_once_cmd(
 ) -> None:
     """Read what is new in every configured log into the queue (complete lines only)."""
     from shipctl.commands.common import session
-    from shipctl.commands.tail_once import tail_once
+    from shipctl.tail.follower import tail_once
 
     started = time.time()
     with session(config, "tail-once", wait=wait) as ctx:
@@ -211,7 +211,7 @@ def upload_cmd(
     """Deliver the queue to every configured sink (each from its own cursor); a batch leaves the queue once
     every sink that takes it has it."""
     from shipctl.commands.common import session
-    from shipctl.commands.upload import upload
+    from shipctl.delivery import upload
 
     started = time.time()
     with session(config, None) as ctx:
@@ -292,9 +292,9 @@ def run_monitor_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
-    from shipctl.commands import run_monitor as rm
     from shipctl.commands.common import session
     from shipctl.config import load_config
+    from shipctl.monitors import runner as rm
 
     started = time.time()
     targets = targets or []

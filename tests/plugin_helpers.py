@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from shipctl.commands import run_monitor as rm
 from shipctl.commands.common import session
+from shipctl.monitors import runner as rm
 from shipctl.pyplugins import monitor as plugin_monitor
 from tests.conftest import Env
 

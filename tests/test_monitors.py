@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from shipctl import plugins
-from shipctl.commands import run_monitor as rm
 from shipctl.commands.common import session
+from shipctl.monitors import runner as rm
 from shipctl.monitors.base import COUNTER, MonitorOutput, Sample
 from shipctl.schema import field
 from tests.conftest import Env

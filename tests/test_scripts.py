@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from shipctl.commands import run_monitor as rm
 from shipctl.commands.common import session
+from shipctl.monitors import runner as rm
 from tests.conftest import Env
 
 ROOT = Path(__file__).resolve().parent.parent

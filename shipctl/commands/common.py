@@ -4,44 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from shipctl.config import Config, load_config
+from shipctl.runtime import Context, log
 from shipctl.state import State, lock, resolve_state_path
-
-log = logging.getLogger("shipctl")
-
-
-@dataclass
-class Budget:
-    """How much one run may do; checked between batches so a run always stops on a boundary."""
-
-    max_seconds: float = 0.0
-    max_bytes: int = 0
-    started: float = 0.0
-    used_bytes: int = 0
-    stopped: str | None = None
-
-    def __post_init__(self) -> None:
-        self.started = self.started or time.monotonic()
-
-    def exhausted(self) -> bool:
-        if self.stopped:
-            return True
-        if self.max_seconds and time.monotonic() - self.started >= self.max_seconds:
-            self.stopped = f"time limit of {self.max_seconds:g} s reached"
-        elif self.max_bytes and self.used_bytes >= self.max_bytes:
-            self.stopped = f"byte limit of {self.max_bytes} reached"
-        return self.stopped is not None
-
-
-@dataclass
-class Context:
-    config: Config
-    state: State
 
 
 class _LazyFileHandler(logging.Handler):

@@ -13,12 +13,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from shipctl.commands.common import Budget, Context
-from shipctl.commands.run_monitor import RunMonitorResult, monitors_of, run_monitors
-from shipctl.commands.tail_once import Progress, TailResult, tail_once
-from shipctl.commands.upload import UploadRun, upload
+from shipctl.delivery import UploadRun, upload
 from shipctl.errors import ConfigError, LockHeld
+from shipctl.monitors.runner import RunMonitorResult, monitors_of, run_monitors
+from shipctl.runtime import Budget, Context
 from shipctl.state import State, lock
+from shipctl.tail.follower import Progress, TailResult, tail_once
 
 
 @dataclass

@@ -8,9 +8,9 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from shipctl.commands import run_monitor
 from shipctl.config import Config
 from shipctl.errors import ConfigError
+from shipctl.monitors import runner as run_monitor
 from shipctl.monitors.implicit import effective_monitors
 from shipctl.state import State, report, resolve_state_path
 from shipctl.state import scripts as scriptstate

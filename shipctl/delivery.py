@@ -1,4 +1,5 @@
-"""``shipctl upload``: deliver the journal to every configured sink, each through its own cursor.
+"""Delivery (``upload``, and ``run``'s upload thread): the journal to every configured sink, each through its
+own cursor.
 
 Each sink runs in its own thread with its own connection and its own lock (``upload.<id>``), so a sink that
 is down or slow never delays another, and two uploads of different sinks may run at once. Within a sink, one
@@ -18,9 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipctl import plugins
-from shipctl.commands.common import Budget, Context, log
 from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError, LockHeld, ShipctlError
+from shipctl.runtime import Budget, Context, log
 from shipctl.sinks.base import DISCARD, OK, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
 from shipctl.state import upload as upstate

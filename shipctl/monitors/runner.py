@@ -1,4 +1,5 @@
-"""``shipctl run-monitor``: run configured monitors (all, some, or only those due) or one ad hoc.
+"""The monitor runner (``run-monitor``, and ``run``'s monitors): configured monitors (all, some, or only those
+due) or one ad hoc.
 
 Monitors of one run execute concurrently, each in a daemon thread with a deadline (its own ``timeout`` option,
 or DEFAULT_LIMIT, plus GRACE): one that hangs anyway is abandoned with an error, so it never holds up the
@@ -15,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shipctl import plugins, schema
-from shipctl.commands.common import Context, log
 from shipctl.config import Config, MonitorConfig
 from shipctl.errors import ConfigError, UsageError
 from shipctl.model import FMT_JSON, PendingBatch
 from shipctl.monitors.base import Derived, MonitorOutput, is_number, to_events
 from shipctl.monitors.implicit import effective_monitors
+from shipctl.runtime import Context, log
 from shipctl.state import monitors as monstate
 from shipctl.state.queue import insert_batch
 

@@ -1,4 +1,5 @@
-"""``shipctl tail-once``: read what is new in every configured log into the queue, exactly once.
+"""The rotation follower (``tail-once``, and the first part of ``run``): read what is new in every configured
+log into the queue, exactly once.
 
 For each file the offset moves in the same transaction that queues the bytes before it. When the path
 now holds another file (rotation, truncation, a new symlink target), the old file is found among its
@@ -14,9 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from shipctl.commands.common import Budget, Context, log
 from shipctl.config import LogConfig
 from shipctl.model import PendingBatch
+from shipctl.runtime import Budget, Context, log
 from shipctl.state import files as filestate
 from shipctl.state.files import FileRecord
 from shipctl.state.queue import insert_batch
