@@ -137,33 +137,8 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             f"Queue: {q.get('batches', 0)} batches, {q.get('events', 0)} events, {size(q.get('bytes', 0))}"
             f" ({size(q.get('stored_bytes', 0))} stored), oldest {ago(q.get('oldest_age'))} old"
         )
-    for up in result.sinks:
-        line = (
-            f"Upload to {up['sink']} ({up['type']}): last success {when(up['last_success'])}, last request "
-            f"{size(up['last_request_bytes'])}, last reply {up['last_status'] or '-'}"
-        )
-        message = (up["last_message"] or "").removeprefix(f"{up['last_status']}: ")
-        if message and message != up["last_status"]:
-            line += f" ({message})"
-        out.print(line)
-        out.print(
-            f"  uploaded {up['events_uploaded']} events / {size(up['bytes_uploaded'])};"
-            f" pending {up['pending_events']} events in {up['pending_batches']} batches"
-            + (f", oldest {ago(up['oldest_pending_age'])} old" if up["oldest_pending_age"] else "")
-            + ";"
-            f" discarded by receiver {up['events_discarded']} events",
-        )
-        if up["batches_dropped"]:
-            out.print(
-                f"  DROPPED {up['batches_dropped']} oldest batches unsent: the queue went over"
-                " agent.max_queue_bytes (see the problems below)",
-                style="bold red",
-            )
-        if up["next_attempt"] and up["next_attempt"] > now:
-            out.print(
-                f"  backing off after {up['consecutive_failures']} failures until {when(up['next_attempt'])}",
-                style="bold red",
-            )
+    if result.sinks:
+        _sinks_table(out, result.sinks, now)
     if result.monitors:
         mons = Table(title="Monitors", title_justify="left")
         mcols = [
@@ -284,3 +259,46 @@ def progress(total: int, description: str) -> Iterator[Any]:
     ) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
+    """One row per configured sink: what it has still to deliver from its cursor, and how it is doing."""
+    columns = ["sink", "type", "pending", "oldest", "delivered", "last success", "last reply", "discarded", "dropped"]
+    keep = set(columns) if out.width >= 150 else {"sink", "pending", "oldest", "last success", "last reply"}
+    table = Table(title="Sinks", title_justify="left", expand=False)
+    for col in columns:
+        if col in keep:
+            table.add_column(col, overflow="fold", justify="right" if col in ("discarded", "dropped") else "left")
+    for up in sinks:
+        reply = up["last_status"] or "-"
+        message = (up["last_message"] or "").removeprefix(f"{up['last_status']}: ")
+        if message and message != up["last_status"]:
+            reply += f" ({message})"
+        if up["next_attempt"] and up["next_attempt"] > now:
+            reply += f"; backing off after {up['consecutive_failures']} failures until {when(up['next_attempt'])}"
+        values = {
+            "sink": up["sink"],
+            "type": up["type"],
+            "pending": f"{up['pending_events']} events, {size(up['pending_bytes'])}",
+            "oldest": ago(up["oldest_pending_age"]) if up["oldest_pending_age"] else "-",
+            "delivered": f"{up['events_uploaded']} events, {size(up['bytes_uploaded'])}",
+            "last success": when(up["last_success"]),
+            "last reply": reply,
+            "discarded": str(up["events_discarded"]),
+            "dropped": str(up.get("events_dropped") or up["batches_dropped"]),
+        }
+        table.add_row(*(values[c] for c in columns if c in keep))
+    out.print(table)
+    for up in sinks:
+        if up["batches_dropped"]:
+            out.print(
+                f"{up['sink']}: DROPPED {up['batches_dropped']} oldest batches unsent: the queue went over"
+                " agent.max_queue_bytes (see the problems below)",
+                style="bold red",
+            )
+        if up["next_attempt"] and up["next_attempt"] > now:
+            out.print(
+                f"{up['sink']}: backing off after {up['consecutive_failures']} failures until"
+                f" {when(up['next_attempt'])}",
+                style="bold red",
+            )
