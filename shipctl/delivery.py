@@ -25,7 +25,7 @@ from shipctl.runtime import Budget, Context, log
 from shipctl.sinks.base import DISCARD, OK, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
 from shipctl.state import upload as upstate
-from shipctl.state.queue import JournalReader, Trimmed, pending, release, stored_bytes, trim
+from shipctl.state.queue import JournalReader, Trimmed, pending, releasable, release, stored_bytes, trim
 
 AHEAD = 2  # requests encoded ahead of the one on the wire
 POLL_SECONDS = 0.05  # in ``run``: how long a sink waits for new batches before it looks again
@@ -105,6 +105,7 @@ def upload(
             _Run(ctx, sink_cfg, routes, res).dry_run(max_batches)
     else:
         dropped = _trim(ctx, routes)  # even while backing off: that is when the queue grows
+        _release(ctx, routes)  # a sink removed from the config holds nothing back any more
         for res in out.sinks:
             t = dropped.get(res.sink)
             if t:
@@ -181,6 +182,15 @@ def _deliver(
     except BaseException as exc:  # re-raised in the calling thread
         errors.append(exc)
     res.elapsed = time.monotonic() - t0
+
+
+def _release(ctx: Context, routes: dict[str, plugins.Route]) -> None:
+    ids = list(routes)
+    sinks = {s: (c, routes[s].takes) for s, c in upstate.cursors(ctx.state.conn, ids).items()}
+    if releasable(ctx.state.conn, sinks):  # read first: most runs have nothing to release here
+        with ctx.state.write() as conn:
+            cursors = upstate.cursors(conn, ids)
+            release(conn, {s: (cursors[s], routes[s].takes) for s in ids})
 
 
 def _trim(ctx: Context, routes: dict[str, plugins.Route]) -> dict[str, Trimmed]:

@@ -151,3 +151,26 @@ def test_state_file_of_release_0_1_upgrades_in_place(env: Env) -> None:
     assert conn.execute("SELECT acked_sn FROM upload_state WHERE sink = 'file'").fetchone()[0] == 600
     assert conn.execute("SELECT COUNT(*) FROM meta WHERE key LIKE 'upload.%.acked_sn'").fetchone()[0] == 0
     assert conn.execute("SELECT COUNT(*) FROM queue").fetchone()[0] == 0
+
+
+def test_a_removed_sink_stops_holding_the_journal_and_an_added_one_starts_at_the_oldest_batch(env: Env) -> None:
+    log = env.logs / "app.log"
+    log.write_text(numbered(100))
+    a, c = env.tmp / "a.jsonl", env.tmp / "blocked" / "c.jsonl"
+    (env.tmp / "blocked").write_text("c is down")
+    sink_a = f'[[sinks]]\nid = "a"\ntype = "file"\npath = "{a}"\n'
+    logs = f'[agent]\n{QUIET}[[logs]]\nid = "app"\npath = "{log}"\n'
+    env.write_config(logs + sink_a + f'[[sinks]]\nid = "c"\ntype = "file"\npath = "{c}"\n', sink=False)
+    assert env.proc("run").returncode == 69
+    assert _queued(env) > 0  # held for c
+    env.write_config(logs + sink_a, sink=False)  # c removed
+    assert env.proc("run").returncode == 0
+    assert _queued(env) == 0
+    # A sink added now starts at the oldest batch still queued: what came after it was added, not the past.
+    append(log, numbered(50, start=100))
+    assert env.proc("tail-once").returncode == 0
+    late = env.tmp / "late.jsonl"
+    env.write_config(logs + sink_a + f'[[sinks]]\nid = "late"\ntype = "file"\npath = "{late}"\n', sink=False)
+    assert env.proc("upload").returncode == 0
+    assert_exactly_once(_lines(a), range(150))
+    assert_exactly_once(_lines(late), range(100, 150))

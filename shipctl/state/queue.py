@@ -158,14 +158,19 @@ def _done_by_all(h: Header, sinks: Mapping[str, tuple[int, Takes]]) -> bool:
     return all(h.last_sn <= cursor or not takes(h.kind, h.source) for cursor, takes in sinks.values())
 
 
-def release(conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]]) -> int:
-    """Delete the batches every configured sink is done with (its cursor is past them, or it does not take
-    them). ``sinks``: sink id -> (cursor, takes). Call inside a write transaction; returns how many went."""
+def releasable(conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]]) -> list[int]:
+    """The batches every configured sink is done with (its cursor is past them, or it does not take them).
+    ``sinks``: sink id -> (cursor, takes). Headers only: no payload is read."""
     if not sinks:
-        return 0
+        return []
     upto = max(c for c, _ in sinks.values())
     rows = conn.execute(f"SELECT {_HEADER} FROM queue WHERE sn <= ? ORDER BY sn", (upto,)).fetchall()
-    ids = [h.id for h in map(_make_row, rows) if _done_by_all(h, sinks)]
+    return [h.id for h in map(_make_row, rows) if _done_by_all(h, sinks)]
+
+
+def release(conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]]) -> int:
+    """Delete what ``releasable`` finds. Call inside a write transaction; returns how many went."""
+    ids = releasable(conn, sinks)
     delete_batches(conn, ids)
     return len(ids)
 
