@@ -102,7 +102,7 @@ def upload(
     out = UploadRun([UploadResult(sink=s.id) for s in chosen])
     if dry_run:
         for sink_cfg, res in zip(chosen, out.sinks, strict=True):
-            _Run(ctx, sink_cfg, routes, res).dry_run(max_batches)
+            _Run(ctx, sink_cfg, routes, res, dry=True).dry_run(max_batches)
     else:
         dropped = _trim(ctx, routes)  # even while backing off: that is when the queue grows
         _release(ctx, routes)  # a sink removed from the config holds nothing back any more
@@ -225,7 +225,15 @@ def _trim(ctx: Context, routes: dict[str, plugins.Route]) -> dict[str, Trimmed]:
 class _Run:
     """One sink's delivery over one connection."""
 
-    def __init__(self, ctx: Context, sink_cfg: SinkConfig, routes: dict[str, plugins.Route], res: UploadResult) -> None:
+    def __init__(
+        self,
+        ctx: Context,
+        sink_cfg: SinkConfig,
+        routes: dict[str, plugins.Route],
+        res: UploadResult,
+        *,
+        dry: bool = False,
+    ) -> None:
         self.ctx = ctx
         self.state = ctx.state
         self.sink_cfg = sink_cfg
@@ -233,7 +241,14 @@ class _Run:
         self.routes = routes
         self.takes = routes[sink_cfg.id].takes
         self.result = res
-        self.sink: Sink = plugins.build_sink(sink_cfg, ctx.state.session)
+        if dry:  # change nothing, not even the sink's row
+            stream = upstate.load(self.state.conn, self.sink_id).stream or upstate.make_stream(
+                ctx.state.session, self.sink_id
+            )
+        else:
+            with self.state.write() as conn:
+                stream = upstate.stream_id(conn, self.sink_id, ctx.state.session)
+        self.sink: Sink = plugins.build_sink(sink_cfg, stream)
         self.sink.bind(ctx.config.server_attributes)
         self.limit_key = upstate.limit_key(self.sink_id)
         self.acked = upstate.load(self.state.conn, self.sink_id).acked_sn

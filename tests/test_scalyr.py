@@ -43,8 +43,9 @@ def test_wire_format(env: Env, receiver: Receiver) -> None:
     assert q.headers["Content-Type"] == "application/json" and q.headers["User-Agent"].startswith("shipctl/")
     assert KEY not in json.dumps(q.headers) + q.path
     assert r.session_infos == [{"serverHost": "web-1", "region": "eu"}]
-    session = json.loads(env.cli("status", "--json").stdout)["session"]
-    assert r.sessions == {session}
+    (sink,) = json.loads(env.cli("status", "--json").stdout)["sinks"]
+    session = sink["stream"]  # the sink's own sequence stream, kept in the state file
+    assert r.sessions == {session} and len(session) == 32
     ev = r.events[0]
     assert ev["si"] == session and ev["thread"] == str(log) and ev["log"] == "1"
     # The log's attributes come once per request in logs[]; server attributes only in sessionInfo.
@@ -54,8 +55,8 @@ def test_wire_format(env: Env, receiver: Receiver) -> None:
     assert sns == list(range(sns[0], sns[0] + 3000))
     ts = [e["ts"] for e in r.events]
     assert ts == sorted(set(ts))
-    status = env.cli("status").stdout
-    assert f"last request {q.body_bytes / 1024:.1f} KiB, last reply success" in status
+    (sink,) = json.loads(env.cli("status", "--json").stdout)["sinks"]
+    assert sink["last_request_bytes"] == q.body_bytes and sink["last_status"] == "success"
 
 
 def test_uncompressed_when_asked(env: Env, receiver: Receiver) -> None:
@@ -234,3 +235,22 @@ def test_coscale_events_arrive_with_their_own_times(env: Env, receiver: Receiver
     ts = {e["attrs"]["message"]: int(e["ts"]) for e in receiver.events if "event" in e["attrs"]}
     assert ts["absolute times"] == 1458345600 * 10**9
     assert before - 301 <= ts["The event triggered"] / 1e9 <= time.time() - 299
+
+
+def test_two_scalyr_sinks_to_one_account_each_have_their_own_sequence_stream(env: Env, receiver: Receiver) -> None:
+    """Sinks with cursors of their own must not share a stream: the service drops an event whose sn is not
+    above the highest it accepted in that stream, so the slower sink's events would be lost."""
+    (env.logs / "a.log").write_text(numbered(100))
+    (env.logs / "b.log").write_text(numbered(100, start=100))
+    second = f'[[sinks]]\nid = "sys"\ntype = "scalyr"\napi_key = "$SCALYR_API_KEY"\nserver = "{receiver.url}"\n'
+    logs = f'[[logs]]\nid = "a"\npath = "{env.logs}/a.log"\n[[logs]]\nid = "b"\npath = "{env.logs}/b.log"\n'
+    env.write_config(
+        config_text(receiver.url, logs + second + 'allow_http = true\nsources = ["b"]\n', id="app", sources=["a"]),
+        sink=False,
+    )
+    assert env.cli("tail-once").exit_code == 0
+    assert env.cli("upload", "--sink", "sys").exit_code == 0  # b's later sequence numbers go first
+    assert env.cli("upload", "--sink", "app").exit_code == 0
+    assert receiver.misordered == [] and receiver.violations == []
+    assert_exactly_once(receiver.messages(), range(200))
+    assert len(receiver.sessions) == 2

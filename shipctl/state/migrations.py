@@ -256,12 +256,18 @@ def m005_journal(conn: sqlite3.Connection) -> None:
         """
         ALTER TABLE upload_state ADD COLUMN acked_sn INTEGER NOT NULL DEFAULT 0;
         ALTER TABLE upload_state ADD COLUMN events_dropped INTEGER NOT NULL DEFAULT 0;
+        -- Each sink's own sequence stream (Scalyr's si, the file sink's dedup key): a receiver drops an event
+        -- whose sn is not above the highest it accepted in that stream, so two sinks with cursors of their own
+        -- must not share one. The sink that was delivering until now keeps the state file's session id.
+        ALTER TABLE upload_state ADD COLUMN stream TEXT;
         CREATE INDEX queue_sn ON queue (sn);
         INSERT OR IGNORE INTO upload_state (sink)
             SELECT substr(key, 8, length(key) - 16) FROM meta WHERE key LIKE 'upload.%.acked_sn';
         UPDATE upload_state SET acked_sn = (
             SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'upload.' || upload_state.sink || '.acked_sn'
         ) WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'upload.' || upload_state.sink || '.acked_sn');
+        UPDATE upload_state SET stream = (SELECT value FROM meta WHERE key = 'session')
+            WHERE EXISTS (SELECT 1 FROM meta WHERE key = 'upload.' || upload_state.sink || '.acked_sn');
         DELETE FROM meta WHERE key LIKE 'upload.%.acked_sn';
         """,
     )

@@ -24,6 +24,7 @@ class UploadState:
     batches_dropped: int = 0
     acked_sn: int = 0  # the sink's cursor: every event up to this sequence number is done for it
     events_dropped: int = 0
+    stream: str | None = None  # the sink's own sequence stream id (see stream_id)
 
 
 _COLS = [
@@ -42,6 +43,7 @@ _COLS = [
     "batches_dropped",
     "acked_sn",
     "events_dropped",
+    "stream",
 ]
 
 
@@ -78,3 +80,19 @@ def cursors(conn: sqlite3.Connection, sinks: list[str]) -> dict[str, int]:
 def limit_key(sink: str) -> str:
     """``configured:current`` request size limit, once a requestTooLarge reply made it smaller."""
     return f"upload.{sink}.request_limit"
+
+
+def stream_id(conn: sqlite3.Connection, sink: str, session: str) -> str:
+    """The sink's sequence stream id: kept in its row, made on first use from the session and the sink id
+    (32 hex digits, like the session). Call inside a write transaction."""
+    st = load(conn, sink)
+    if not st.stream:
+        st.stream = make_stream(session, sink)
+        save(conn, st)
+    return st.stream
+
+
+def make_stream(session: str, sink: str) -> str:
+    import hashlib
+
+    return hashlib.blake2b(f"{session}/{sink}".encode(), digest_size=16).hexdigest()
