@@ -22,7 +22,7 @@ from shipctl import plugins
 from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError, LockHeld, ShipctlError
 from shipctl.runtime import Budget, Context, log
-from shipctl.sinks.base import DISCARD, OK, TOO_LARGE, Request, SendResult, Sink
+from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
 from shipctl.state import upload as upstate
 from shipctl.state.queue import JournalReader, Trimmed, pending, releasable, release, stored_bytes, trim
@@ -168,7 +168,13 @@ def _deliver(
                     before = res.batches + res.discarded_batches
                     if budget.exhausted():
                         break
-                    run.one_pass(budget, max_batches, force)
+                    try:
+                        run.one_pass(budget, max_batches, force)
+                    except ShipctlError:
+                        raise
+                    except Exception as exc:  # a sink's own defect or an input it chokes on: back off, say so
+                        log.exception("upload to %s: unexpected error", sink_cfg.id)
+                        run.failed(f"{type(exc).__name__}: {exc}")
                     if last or res.failed or res.backing_off_until or res.stopped:
                         break
                     if res.batches + res.discarded_batches == before:
@@ -409,6 +415,10 @@ class _Run:
         if not go_on:
             log.warning("upload to %s failed: %s", self.sink_id, r.failed)
         return go_on
+
+    def failed(self, message: str) -> None:
+        """Book a failure that is not a receiver's reply (an exception in the sink): back off like one."""
+        self._record(Request([], 0, 0), SendResult(RETRY, f"sink {self.sink_id!r} failed: {message}", status="error"))
 
     # --- dry run ---------------------------------------------------------------------------------------
     def dry_run(self, max_batches: int) -> None:

@@ -82,7 +82,7 @@ def _queue_samples(env: Env, samples: list[tuple[str, float, int]]) -> None:
         )
 
 
-def test_prometheus_refusing_one_series_keeps_the_others(env: Env, prometheus: Prometheus) -> None:
+def test_prometheus_refusing_some_samples_keeps_the_others(env: Env, prometheus: Prometheus) -> None:
     import time
 
     env.write_config(
@@ -93,15 +93,19 @@ def test_prometheus_refusing_one_series_keeps_the_others(env: Env, prometheus: P
     name = f"t_{uuid.uuid4().hex[:8]}"
     _queue_samples(env, [(f"{name}_a", 1.0, now)])
     assert env.proc("upload").returncode == 0
-    # a's sample is now older than what Prometheus holds for a: out of order; b is fine.
-    _queue_samples(env, [(f"{name}_a", 2.0, now - 60_000_000_000), (f"{name}_b", 3.0, now)])
+    # a's first sample is now older than what Prometheus holds for a: out of order; a's next one and b are fine.
+    later = now + 1_000_000_000
+    old = now - 60_000_000_000
+    _queue_samples(env, [(f"{name}_a", 2.0, old), (f"{name}_a", 4.0, later), (f"{name}_b", 3.0, now)])
     r = env.proc("upload")
     assert r.returncode == 0, r.stderr
     (b,) = prometheus.query(f"{name}_b", time=f"{now // 1_000_000 / 1000:.3f}")
     assert float(b["value"][1]) == 3.0
+    (a,) = prometheus.query(f"{name}_a", time=f"{later // 1_000_000 / 1000:.3f}")
+    assert float(a["value"][1]) == 4.0  # the same series' good sample was kept too
     status = json.loads(env.proc("status", "--json").stdout)
     (prom,) = status["sinks"]
-    assert prom["pending_events"] == 0 and prom["last_message"].startswith("1 of 2 series refused")
+    assert prom["pending_events"] == 0 and prom["last_message"].startswith("1 of 3 samples refused")
     assert any("out of order" in str(n) for n in status["notices"]), status["notices"]
 
 
@@ -140,3 +144,17 @@ def test_influxdb_gets_system_coscale_and_panoptes_metrics_with_their_dimensions
     assert load["value"] == 0.3 and load["cpu_no"] == "5" and load["resource_id"] == "tutorial_device"
     (switches,) = influxdb.rows(db, 'SELECT * FROM "context_switch_count"')
     assert switches["value"] == 50 and switches["monitor"] == "tutorial"
+
+
+def test_a_header_that_http_cannot_carry_is_a_config_error(env: Env) -> None:
+    env.write_config(
+        f"[agent]\n{QUIET}"
+        '[[monitors]]\ntype = "shell"\nid = "answer"\ncommand = "echo 42"\n'
+        '[[sinks]]\ntype = "prometheus_remote_write"\nheaders = { "X-Scope-OrgID" = "équipe€" }\n',
+        sink=False,
+    )
+    for cmd in ("check-config", "run"):
+        r = env.proc(cmd)
+        assert r.returncode == 78, r.stderr
+        assert "sinks[0]" in r.stderr and "headers.X-Scope-OrgID: only Latin-1 characters" in r.stderr
+        assert "Traceback" not in r.stderr

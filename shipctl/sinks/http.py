@@ -68,3 +68,17 @@ class Poster:
     def close(self) -> None:
         if self._session is not None:
             self._session.close()
+
+
+def check_header_values(values: dict[str, str]) -> None:
+    """HTTP header values (and basic-auth credentials) travel as Latin-1 on one line: say so at config time
+    rather than fail every upload. ValueError names the option."""
+    for name, value in values.items():
+        if not value:
+            continue
+        if "\r" in value or "\n" in value:
+            raise ValueError(f"{name}: a header value cannot contain a line break")
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            raise ValueError(f"{name}: only Latin-1 characters can go in an HTTP header, got {value!r}") from None

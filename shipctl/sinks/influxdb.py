@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 from shipctl.model import Batch, metrics
 from shipctl.schema import field, one_of, positive
 from shipctl.sinks.base import DISCARD, OK, RETRY, BatchSink, SendResult
-from shipctl.sinks.http import Poster, Reply
+from shipctl.sinks.http import Poster, Reply, check_header_values
 from shipctl.sinks.lineproto import encode_point
 
 
@@ -40,6 +40,9 @@ class InfluxOptions:
     connect_timeout: float = field(10.0, check=positive)
     read_timeout: float = field(30.0, check=positive)
     request_bytes: int = field(1 << 20, check=positive)
+
+    def __post_init__(self) -> None:
+        check_header_values({"token": self.token, "username": self.username, "password": self.password})
 
 
 class InfluxSink(BatchSink):

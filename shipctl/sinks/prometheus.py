@@ -19,10 +19,11 @@ from typing import Any
 from shipctl.model import Batch, metrics
 from shipctl.schema import field, positive
 from shipctl.sinks.base import DISCARD, OK, BatchSink, SendResult
-from shipctl.sinks.http import Poster
+from shipctl.sinks.http import Poster, check_header_values
 from shipctl.sinks.promwire import encode_write_request, sanitize_label_name, sanitize_metric_name, snappy_compress
 
 SeriesKey = tuple[tuple[str, str], ...]  # a series' sorted labels
+MAX_SPLIT_POSTS = 256  # requests spent finding the refused samples of one refused request
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,12 @@ class RemoteWriteOptions:
     read_timeout: float = field(30.0, check=positive)
     request_bytes: int = field(1 << 20, check=positive)
 
+    def __post_init__(self) -> None:
+        check_header_values(
+            {f"headers.{k}": v for k, v in self.headers.items()}
+            | {"username": self.username, "password": self.password, "bearer_token": self.bearer_token}
+        )
+
 
 class RemoteWriteSink(BatchSink):
     carries = ("metric",)
@@ -46,6 +53,7 @@ class RemoteWriteSink(BatchSink):
         self.request_bytes = options.request_bytes
         self.poster = Poster(options.connect_timeout, options.read_timeout)
         self.labels: dict[str, str] = {}
+        self._posts_left = MAX_SPLIT_POSTS
 
     def bind(self, server_attributes: Mapping[str, Any]) -> None:
         self.labels = {sanitize_label_name(str(k)): _text(v) for k, v in server_attributes.items()}
@@ -78,22 +86,53 @@ class RemoteWriteSink(BatchSink):
         note = f"{skipped} text samples not sent (Prometheus stores numbers only)" if skipped else ""
         if not series:
             return SendResult(OK, note, status="success")
-        body = encode_write_request((dict(k), v) for k, v in series.items())
+        items = list(series.items())
+        body = encode_write_request((dict(k), v) for k, v in items)
         res = self._post(body, sum(map(len, series.values())), note)
-        if res.outcome != DISCARD or len(series) == 1:
+        if res.outcome != DISCARD or sum(len(v) for _, v in items) == 1:
             return res
-        # Prometheus refuses a whole request for one out-of-order or duplicate sample: send the series one
-        # by one, so only the refused ones are discarded.
+        # Prometheus refuses a whole request for one out-of-order, duplicate or too-old sample: halve what was
+        # refused until the refused samples stand alone, so only they are discarded.
+        self._posts_left = MAX_SPLIT_POSTS
         refused: list[str] = []
-        for key, samples in series.items():
-            one = self._post(encode_write_request([(dict(key), samples)]), len(samples), "")
-            if one.outcome == DISCARD:
-                refused.append(one.message)
-            elif one.outcome != OK:
-                return one  # the receiver went away meanwhile: retry all later (it takes an identical sample again)
-        kept = len(series) - len(refused)
-        message = f"{len(refused)} of {len(series)} series refused: {refused[0]}" + (f"; {note}" if note else "")
+        kept, retry = self._halves(items, refused)
+        if retry is not None:
+            return retry  # the receiver went away meanwhile: all again later (it takes an identical sample twice)
+        total = sum(len(v) for _, v in items)
+        message = f"{total - kept} of {total} samples refused: {refused[0]}" + (f"; {note}" if note else "")
         return SendResult(OK if kept else DISCARD, message, "partial" if kept else "bad", len(body))
+
+    def _halves(
+        self, items: list[tuple[SeriesKey, list[tuple[int, float]]]], refused: list[str]
+    ) -> tuple[int, SendResult | None]:
+        """Send ``items`` in two halves (by series, or by samples within one series); returns the samples
+        kept, or a non-DISCARD result that ends it."""
+        if len(items) > 1:
+            mid = len(items) // 2
+            parts = [items[:mid], items[mid:]]
+        else:
+            (key, samples), mid = items[0], len(items[0][1]) // 2
+            parts = [[(key, samples[:mid])], [(key, samples[mid:])]]
+        kept = 0
+        for part in parts:
+            n = sum(len(v) for _, v in part)
+            if self._posts_left <= 0:
+                refused.append(f"{n} samples not tried one by one (over {MAX_SPLIT_POSTS} requests)")
+                continue
+            self._posts_left -= 1
+            res = self._post(encode_write_request((dict(k), v) for k, v in part), n, "")
+            if res.outcome == OK:
+                kept += n
+            elif res.outcome != DISCARD:
+                return kept, res
+            elif n == 1:
+                refused.append(res.message)
+            else:
+                more, retry = self._halves(part, refused)
+                kept += more
+                if retry is not None:
+                    return kept, retry
+        return kept, None
 
     def _post(self, body: bytes, samples: int, note: str) -> SendResult:
         headers = {
