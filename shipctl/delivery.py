@@ -25,7 +25,7 @@ from shipctl.runtime import Budget, Context, log
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
 from shipctl.state import upload as upstate
-from shipctl.state.queue import JournalReader, Trimmed, pending, releasable, release, stored_bytes, trim
+from shipctl.state.queue import Header, JournalReader, Trimmed, pending, releasable, release, stored_bytes, trim
 
 AHEAD = 2  # requests encoded ahead of the one on the wire
 POLL_SECONDS = 0.05  # in ``run``: how long a sink waits for new batches before it looks again
@@ -191,12 +191,25 @@ def _deliver(
 
 
 def _release(ctx: Context, routes: dict[str, plugins.Route]) -> None:
+    """Once per upload, over the whole journal: what a sink removed from the config was holding back."""
     ids = list(routes)
     sinks = {s: (c, routes[s].takes) for s, c in upstate.cursors(ctx.state.conn, ids).items()}
-    if releasable(ctx.state.conn, sinks):  # read first: most runs have nothing to release here
+    if releasable(ctx.state.conn, sinks)[0]:  # read first: most runs have nothing to release here
         with ctx.state.write() as conn:
             cursors = upstate.cursors(conn, ids)
-            release(conn, {s: (cursors[s], routes[s].takes) for s in ids})
+            _report_unrouted(ctx.state, release(conn, {s: (cursors[s], routes[s].takes) for s in ids}))
+
+
+def _report_unrouted(state: State, nobody: list[Header]) -> None:
+    """Events that no sink takes leave the journal: never silently (check-config warns of them too)."""
+    by: dict[tuple[str, str], int] = {}
+    for h in nobody:
+        by[(h.kind, h.source)] = by.get((h.kind, h.source), 0) + h.n_events
+    for (kind, source), n in by.items():
+        state.notice(
+            "queue", "warning", f"{n} {kind} events of {source!r} reached no sink (no [[sinks]] entry takes them)"
+        )
+        log.warning("%d %s events of %r reached no sink", n, kind, source)
 
 
 def _trim(ctx: Context, routes: dict[str, plugins.Route]) -> dict[str, Trimmed]:
@@ -343,14 +356,20 @@ class _Run:
             return
         with self.state.write() as conn:
             st = upstate.load(conn, self.sink_id)
+            old = st.acked_sn
             st.acked_sn = self.acked = max(st.acked_sn, passed)
             upstate.save(conn, st)
-            self._release(conn)
+            self._release(conn, old, st.acked_sn)
 
-    def _release(self, conn: Any) -> None:
+    def _release(self, conn: Any, old: int, new: int) -> None:
+        """Release what this sink just passed and every other sink is done with. Only that range: a batch
+        is looked at when the last sink to pass it moves, so no scan covers the whole backlog."""
+        if new <= old:
+            return
         ids = list(self.routes)
         cursors = upstate.cursors(conn, ids)
-        release(conn, {s: (cursors[s], self.routes[s].takes) for s in ids})
+        nobody = release(conn, {s: (cursors[s], self.routes[s].takes) for s in ids}, after=old, upto=new)
+        _report_unrouted(self.state, nobody)
 
     def _record(self, req: Request, res: SendResult) -> bool:
         """Book one reply in one transaction: move the cursor, release what every sink is done with, update
@@ -366,6 +385,7 @@ class _Run:
             st.last_request_bytes = res.request_bytes or req.size
             if res.outcome in (OK, DISCARD):
                 done = sum(1 for s in req.spans if s.complete)
+                old = st.acked_sn
                 self.acked = st.acked_sn = max(st.acked_sn, req.last_sn)
                 st.consecutive_failures = 0
                 st.next_attempt = None
@@ -391,7 +411,7 @@ class _Run:
                         f" {res.message}",
                     )
                 upstate.save(conn, st)
-                self._release(conn)
+                self._release(conn, old, st.acked_sn)
             elif res.outcome == TOO_LARGE and (new := self.sink.shrink()):
                 r.request_limit = new
                 self.state.set_meta(self.limit_key, f"{self.configured_limit}:{new}")

@@ -174,3 +174,17 @@ def test_a_removed_sink_stops_holding_the_journal_and_an_added_one_starts_at_the
     assert env.proc("upload").returncode == 0
     assert_exactly_once(_lines(a), range(150))
     assert_exactly_once(_lines(late), range(100, 150))
+
+
+def test_events_no_sink_takes_are_warned_of_and_reported_not_lost_silently(env: Env) -> None:
+    script = Path(__file__).parent / "scripts" / "events_only.sh"
+    env.write_config(
+        f'[agent]\n{QUIET}[[monitors]]\ntype = "script"\nid = "ev"\ncommand = "{script}"\n'
+        f'[[sinks]]\ntype = "influxdb"\nurl = "http://127.0.0.1:9"\n',
+        sink=False,
+    )
+    r = env.proc("check-config")
+    assert r.returncode == 0 and "event events of 'ev' reach no sink" in r.stderr, r.stderr
+    env.proc("run")
+    status = json.loads(env.proc("status", "--json").stdout)
+    assert any("6 event events of 'ev' reached no sink" in str(n) for n in status["notices"]), status["notices"]

@@ -17,13 +17,19 @@ from shipctl.state import resolve_state_path
 
 def check_config(config: Config) -> dict[str, Any]:
     plugins.validate(config.monitors, config.sinks)
+    warnings = list(config.warnings)
     if config.sinks:
         from shipctl.monitors.implicit import effective_monitors
 
-        sources = [("log", lg.id) for lg in config.logs] + [("metric", m.id) for m in effective_monitors(config)]
+        monitors = effective_monitors(config)
+        sources = [("log", lg.id) for lg in config.logs] + [("metric", m.id) for m in monitors]
         lost = plugins.unrouted(config.sinks, sources)
         if lost:
             raise ConfigError(f"{config.file}: sinks: " + "; ".join(lost))
+        # Scripts and plugins may also send events (CoScale E lines); whether they do is only known when they
+        # run, so a missing route for those is a warning, and the events are reported in status if they come.
+        maybe = [("event", m.id) for m in monitors if m.type in ("script", "plugin")]
+        warnings += [f"{config.file}: sinks: {w}, if it sends any" for w in plugins.unrouted(config.sinks, maybe)]
     # Imported values that are secrets (named like one, or used under a secret key), longest first so a
     # value containing a shorter one is masked whole. Other imported values are shown: they are config.
     secrets = list(config.secret_values)
@@ -49,7 +55,7 @@ def check_config(config: Config) -> dict[str, Any]:
             for s in config.sinks
         ],
         "import_vars": {k: mask(v) if v in secrets else v for k, v in config.imported.items()},
-        "warnings": list(config.warnings),
+        "warnings": warnings,
     }
 
 

@@ -138,7 +138,7 @@ class InfluxSink(BatchSink):
         if reply.code == 400 and "partial write" in reply.text:
             # InfluxDB kept the points it could write; the message names what it dropped and why.
             return SendResult(OK, f"partial write of {points} points: {reply.text}{note}", "partial", size)
-        if reply.code in (400, 413, 422):
+        if reply.code in (400, 422):  # (413 is a proxy's size limit: backing off is the safer answer)
             return SendResult(
                 DISCARD, f"InfluxDB refused {points} points (HTTP {reply.code}): {reply.text}", "bad", size
             )

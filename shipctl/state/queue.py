@@ -158,21 +158,40 @@ def _done_by_all(h: Header, sinks: Mapping[str, tuple[int, Takes]]) -> bool:
     return all(h.last_sn <= cursor or not takes(h.kind, h.source) for cursor, takes in sinks.values())
 
 
-def releasable(conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]]) -> list[int]:
-    """The batches every configured sink is done with (its cursor is past them, or it does not take them).
-    ``sinks``: sink id -> (cursor, takes). Headers only: no payload is read."""
+def releasable(
+    conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]], *, after: int = 0, upto: int | None = None
+) -> tuple[list[int], list[Header]]:
+    """The batches every configured sink is done with (its cursor is past them, or it does not take them),
+    among those with events in ``(after, upto]`` (a sink that moved its cursor over that range need look no
+    further: what it passed before was looked at then). ``sinks``: sink id -> (cursor, takes). Headers only:
+    no payload is read. Also returns the headers of those no sink takes at all (to be reported)."""
     if not sinks:
-        return []
-    upto = max(c for c, _ in sinks.values())
-    rows = conn.execute(f"SELECT {_HEADER} FROM queue WHERE sn <= ? ORDER BY sn", (upto,)).fetchall()
-    return [h.id for h in map(_make_row, rows) if _done_by_all(h, sinks)]
+        return [], []
+    top = max(c for c, _ in sinks.values())
+    upto = top if upto is None else min(upto, top)
+    rows = conn.execute(
+        f"SELECT {_HEADER} FROM queue WHERE sn >= COALESCE((SELECT MAX(sn) FROM queue WHERE sn <= ?), 0)"
+        " AND sn <= ? ORDER BY sn",
+        (after + 1, upto),
+    ).fetchall()
+    ids: list[int] = []
+    nobody: list[Header] = []
+    for h in map(_make_row, rows):
+        if h.last_sn > after and _done_by_all(h, sinks):
+            ids.append(h.id)
+            if not any(takes(h.kind, h.source) for _, takes in sinks.values()):
+                nobody.append(h)
+    return ids, nobody
 
 
-def release(conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]]) -> int:
-    """Delete what ``releasable`` finds. Call inside a write transaction; returns how many went."""
-    ids = releasable(conn, sinks)
+def release(
+    conn: sqlite3.Connection, sinks: Mapping[str, tuple[int, Takes]], *, after: int = 0, upto: int | None = None
+) -> list[Header]:
+    """Delete what ``releasable`` finds. Call inside a write transaction; returns the headers of the batches
+    that went without any sink taking them."""
+    ids, nobody = releasable(conn, sinks, after=after, upto=upto)
     delete_batches(conn, ids)
-    return len(ids)
+    return nobody
 
 
 @dataclass(frozen=True)
@@ -215,11 +234,13 @@ def trim(conn: sqlite3.Connection, max_stored_bytes: int, sinks: Mapping[str, tu
             break
         ids.append(h.id)
         size += h.stored
-        counts = [""] + [s for s, (cursor, takes) in sinks.items() if h.last_sn > cursor and takes(h.kind, h.source)]
-        for key in counts:
+        counts = [("", 0)] + [
+            (s, cursor) for s, (cursor, takes) in sinks.items() if h.last_sn > cursor and takes(h.kind, h.source)
+        ]
+        for key, cursor in counts:
             t = out.setdefault(key, Trimmed())
             t.batches += 1
-            t.events += h.n_events
+            t.events += h.last_sn - max(h.sn, cursor + 1) + 1  # a sink inside a split batch had the rest
             t.bytes += h.stored
     delete_batches(conn, ids)
     return out
