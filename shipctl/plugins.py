@@ -70,6 +70,9 @@ def register_builtins(reg: Registry) -> None:
         "shipctl.sinks.prometheus:RemoteWriteSink",
         ("metric",),
     )
+    reg.sink("otlp", "shipctl.sinks.otlp:OtlpOptions", "shipctl.sinks.otlp:OtlpSink", ("log", "metric", "event"))
+    reg.sink("kafka", "shipctl.sinks.kafka:KafkaOptions", "shipctl.sinks.kafka:KafkaSink")
+    reg.sink("syslog", "shipctl.sinks.syslog:SyslogOptions", "shipctl.sinks.syslog:SyslogSink", ("log", "event"))
 
 
 _registry: Registry | None = None
