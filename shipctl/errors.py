@@ -22,6 +22,13 @@ class ConfigError(ShipctlError):
     exit_code = 78
 
 
+class MonitorSetupError(ShipctlError):
+    """A monitor's own files (plugin descriptor, module) are missing or broken: that monitor fails (exit 65
+    when it was to run), the rest of the run goes on; ``check-config`` reports it as a config error."""
+
+    exit_code = 65
+
+
 class LockHeld(ShipctlError):
     """Another run of the same command kind holds the lock (EX_TEMPFAIL)."""
 

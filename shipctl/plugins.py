@@ -14,7 +14,7 @@ from typing import Any
 
 from shipctl import schema
 from shipctl.config import MonitorConfig, SinkConfig
-from shipctl.errors import ConfigError
+from shipctl.errors import ConfigError, MonitorSetupError
 from shipctl.model import KINDS
 
 ENTRY_POINT_GROUP = "shipctl.plugins"
@@ -108,10 +108,17 @@ def _kind(table: str, name: str, where: schema.Where) -> Kind:
 
 
 def monitor_options(mon: MonitorConfig) -> tuple[Kind, Any]:
+    """The monitor's options; ConfigError for a mistake in the config itself, MonitorSetupError when the
+    files the options name (a plugin's descriptor, its module) are missing or broken."""
     kind = _kind("monitors", mon.type, mon.where)
     options = schema.load(resolve(kind.options), dict(mon.options), mon.where)
     finish = getattr(options, "finish", None)  # options naming files to read and check (a plugin's descriptor)
-    return kind, (finish(mon) if callable(finish) else options)
+    if not callable(finish):
+        return kind, options
+    try:
+        return kind, finish(mon)
+    except ConfigError as exc:
+        raise MonitorSetupError(str(exc)) from None
 
 
 def build_sink(sink: SinkConfig, session: str) -> Any:
@@ -123,10 +130,15 @@ def build_sink(sink: SinkConfig, session: str) -> Any:
     return obj
 
 
-def validate(monitors: tuple[MonitorConfig, ...], sinks: tuple[SinkConfig, ...]) -> None:
-    """Check every monitor's and sink's options now, so a mistake stops the run with exit 78."""
+def validate(monitors: tuple[MonitorConfig, ...], sinks: tuple[SinkConfig, ...], *, strict: bool = False) -> None:
+    """Check every monitor's and sink's options now, so a mistake stops the run with exit 78. A monitor whose
+    own files are missing fails alone when it runs; ``strict`` (check-config) makes that an error too."""
     for mon in monitors:
-        monitor_options(mon)
+        try:
+            monitor_options(mon)
+        except MonitorSetupError as exc:
+            if strict:
+                raise ConfigError(str(exc)) from None
     for sink in sinks:
         kind = _kind("sinks", sink.type, sink.where)
         schema.load(resolve(kind.options), dict(sink.options), sink.where)

@@ -16,7 +16,7 @@ from shipctl.state import resolve_state_path
 
 
 def check_config(config: Config) -> dict[str, Any]:
-    plugins.validate(config.monitors, config.sinks)
+    plugins.validate(config.monitors, config.sinks, strict=True)
     warnings = list(config.warnings)
     if config.sinks:
         from shipctl.monitors.implicit import effective_monitors

@@ -17,7 +17,7 @@ from typing import Any
 
 from shipctl import plugins, schema
 from shipctl.config import Config, MonitorConfig
-from shipctl.errors import ConfigError, UsageError
+from shipctl.errors import ConfigError, MonitorSetupError, UsageError
 from shipctl.model import FMT_JSON, PendingBatch
 from shipctl.monitors.base import Derived, MonitorOutput, is_number, to_events
 from shipctl.monitors.implicit import effective_monitors
@@ -87,7 +87,11 @@ def intervals(conn: Any, monitors: list[MonitorConfig]) -> dict[str, float]:
     options)`` returning its own (a script's period comes from its cached ``-c`` output)."""
     out = {}
     for m in monitors:
-        kind, options = plugins.monitor_options(m)
+        try:
+            kind, options = plugins.monitor_options(m)
+        except MonitorSetupError:  # run_all reports it; status shows the configured interval
+            out[m.id] = m.sample_interval
+            continue
         try:
             hook = getattr(plugins.resolve(kind.factory), "interval", None)
         except Exception:  # run_all reports a monitor that cannot be set up
