@@ -333,6 +333,7 @@ class _Run:
                     break
                 cur, sealed = ready.popleft()
                 sealed.result()
+                self.sink.deadline = budget.deadline()  # every wait of the post ends with the run's budget
                 posted = pool.submit(self.sink.post, cur)
                 refill()
                 res = posted.result()

@@ -26,6 +26,10 @@ class Budget:
     def __post_init__(self) -> None:
         self.started = self.started or time.monotonic()
 
+    def deadline(self) -> float | None:
+        """When the time budget ends (``time.monotonic()``), or None without one."""
+        return self.started + self.max_seconds if self.max_seconds else None
+
     def exhausted(self) -> bool:
         if self.stopped:
             return True

@@ -7,7 +7,6 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -33,3 +32,54 @@ def test_a_broken_monitor_fails_alone_and_logs_still_ship(env: Env) -> None:
     assert mons["fine"]["errors"] == 0 and mons["broken"]["errors"] == 1
     check = env.proc("check-config")  # check-config still calls it what it is
     assert check.returncode == 78 and "monitors[0].descriptor" in check.stderr
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """Accepts connections and reads, but never answers."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(16)
+    conns: list[socket.socket] = []
+    stop = threading.Event()
+
+    def serve() -> None:
+        srv.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                c, _ = srv.accept()
+                conns.append(c)
+            except OSError:
+                continue
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield f"http://127.0.0.1:{srv.getsockname()[1]}"
+    stop.set()
+    t.join()
+    for c in conns:
+        c.close()
+    srv.close()
+
+
+@pytest.mark.parametrize("sink", ["scalyr", "influxdb"])
+def test_upload_to_a_silent_receiver_ends_within_its_budget(env: Env, silent_server: str, sink: str) -> None:
+    (env.logs / "a.log").write_text("hello\n")
+    if sink == "scalyr":
+        table = f'type = "scalyr"\napi_key = "0123456789abcdef-key"\nserver = "{silent_server}"\nallow_http = true\n'
+    else:
+        table = f'type = "influxdb"\nurl = "{silent_server}"\nkinds = ["metric"]\n'
+    env.write_config(
+        f'[agent]\n{QUIET}[[logs]]\npath = "{env.logs}/a.log"\n'
+        '[[monitors]]\ntype = "shell"\nid = "n"\ncommand = "echo 1"\n'
+        f"[[sinks]]\n{table}[[sinks]]\nid = 'archive'\ntype = 'file'\npath = '{env.sink}'\n",
+        sink=False,
+    )
+    assert env.proc("tail-once").returncode == 0
+    assert env.proc("run-monitor").returncode == 0
+    t0 = time.monotonic()
+    r = env.proc("upload", "--max-seconds", "3", timeout=30)
+    took = time.monotonic() - t0
+    assert took < 6, f"upload took {took:.1f} s with --max-seconds 3 (read timeout is 60 s)"
+    assert r.returncode == 69 and "no reply from 127.0.0.1" in r.stderr, r.stderr
+    assert env.messages() == ["hello"]  # the file sink was not held up

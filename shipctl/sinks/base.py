@@ -62,6 +62,19 @@ class Sink(abc.ABC):
     carries: tuple[str, ...] = KINDS
     #: the ``[[sinks]]`` id, set by the registry once built (for messages)
     sink_id: str = ""
+    #: when the run's budget ends (``time.monotonic()``), set before each ``post()``; None: no limit. Every
+    #: network wait of a post must end by then (``wait_limits``), so a silent receiver cannot outlast a run.
+    deadline: float | None = None
+
+    def wait_limits(self, connect: float, read: float) -> tuple[float, float]:
+        """The connect and read timeouts, cut to what is left of the run's budget."""
+        if self.deadline is None:
+            return connect, read
+        import time
+
+        left = max(0.05, self.deadline - time.monotonic())
+        return min(connect, left), min(read, left)
+
     #: how much queued payload to read from the state file at a time
     request_bytes: int
     #: the current cap on one request's uncompressed size (halved after TOO_LARGE, kept in the state file)

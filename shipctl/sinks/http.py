@@ -24,19 +24,28 @@ class Poster:
         self.timeouts = (connect_timeout, read_timeout)
         self._session: Any = None
 
-    def post(self, url: str, body: bytes, headers: dict[str, str], auth: Any = None) -> Reply | SendResult:
-        """The server's reply, or a RETRY result when there was none (refused, timed out, TLS)."""
+    def post(
+        self, url: str, body: bytes, headers: dict[str, str], auth: Any = None, deadline: float | None = None
+    ) -> Reply | SendResult:
+        """The server's reply, or a RETRY result when there was none (refused, timed out, TLS). Waits end by
+        ``deadline`` (``time.monotonic()``) when one is given: the run's budget."""
+        import time
+
         import requests
 
         if self._session is None:
             self._session = requests.Session()
         host = url.split("/")[2] if "//" in url else url
+        timeouts = self.timeouts
+        if deadline is not None:
+            left = max(0.05, deadline - time.monotonic())
+            timeouts = (min(timeouts[0], left), min(timeouts[1], left))
         try:
-            resp = self._session.post(url, data=body, headers=headers, auth=auth, timeout=self.timeouts)
+            resp = self._session.post(url, data=body, headers=headers, auth=auth, timeout=timeouts)
         except requests.exceptions.ConnectTimeout:
-            return SendResult(RETRY, f"no connection to {host} within {self.timeouts[0]:g} s", status="timeout")
+            return SendResult(RETRY, f"no connection to {host} within {timeouts[0]:g} s", status="timeout")
         except requests.exceptions.ReadTimeout:
-            return SendResult(RETRY, f"no reply from {host} within {self.timeouts[1]:g} s", status="timeout")
+            return SendResult(RETRY, f"no reply from {host} within {timeouts[1]:g} s", status="timeout")
         except requests.exceptions.RequestException as exc:
             return SendResult(RETRY, scrub(f"cannot reach {host}: {type(exc).__name__}"), status="error")
         after: float | None = None

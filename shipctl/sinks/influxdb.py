@@ -112,14 +112,14 @@ class InfluxSink(BatchSink):
         if not points:
             return SendResult(OK, f"no points to write{note}", status="success")
         wire = gzip.compress(body, 1) if self.o.compression == "gzip" else body
-        reply = self.poster.post(self.write_url, wire, self._headers(), self._auth())
+        reply = self.poster.post(self.write_url, wire, self._headers(), self._auth(), self.deadline)
         if isinstance(reply, SendResult):
             return reply
         if reply.code == 404 and "database not found" in reply.text and self.o.create_database:
             created = self._create_database()
             if isinstance(created, SendResult):
                 return created
-            reply = self.poster.post(self.write_url, wire, self._headers(), self._auth())
+            reply = self.poster.post(self.write_url, wire, self._headers(), self._auth(), self.deadline)
             if isinstance(reply, SendResult):
                 return reply
         return self._outcome(reply, len(body), points, note)
@@ -127,7 +127,7 @@ class InfluxSink(BatchSink):
     def _create_database(self) -> Reply | SendResult:
         q = f'CREATE DATABASE "{self.o.database}"'
         url = f"{self.base}/query?q={quote(q)}"
-        reply = self.poster.post(url, b"", {}, self._auth())
+        reply = self.poster.post(url, b"", {}, self._auth(), self.deadline)
         if isinstance(reply, Reply) and reply.code >= 300:
             return self.poster.failed(reply, 0, self.sink_id)
         return reply

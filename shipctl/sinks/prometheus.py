@@ -144,7 +144,7 @@ class RemoteWriteSink(BatchSink):
         if self.o.bearer_token:
             headers["Authorization"] = f"Bearer {self.o.bearer_token}"
         auth = (self.o.username, self.o.password) if self.o.username else None
-        reply = self.poster.post(self.o.url, snappy_compress(body), headers, auth)
+        reply = self.poster.post(self.o.url, snappy_compress(body), headers, auth, self.deadline)
         if isinstance(reply, SendResult):
             return reply
         if 200 <= reply.code < 300:

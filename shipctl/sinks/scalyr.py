@@ -515,12 +515,13 @@ class ScalyrSink(Sink):
         http = self._client()
         import requests
 
+        connect, read = self.wait_limits(o.connect_timeout, o.read_timeout)
         try:
             resp = http.post(
                 self.url,
                 data=data,
                 headers=headers,
-                timeout=(o.connect_timeout, o.read_timeout),
+                timeout=(connect, read),
                 # Passed per request so they win over the environment's (requests merges them the other way).
                 proxies=proxies or None,
                 verify=o.ca_bundle or o.verify_tls,
@@ -529,9 +530,9 @@ class ScalyrSink(Sink):
         except requests.exceptions.SSLError as exc:
             return self._fail(f"TLS error with {self.host}: {_reason(exc)} (see the ca_bundle option)", "tls")
         except requests.exceptions.ConnectTimeout:
-            return self._fail(f"no connection to {self.host} within {o.connect_timeout:g} s", "timeout")
+            return self._fail(f"no connection to {self.host} within {connect:g} s", "timeout")
         except requests.exceptions.ReadTimeout:
-            return self._fail(f"no reply from {self.host} within {o.read_timeout:g} s", "timeout")
+            return self._fail(f"no reply from {self.host} within {read:g} s", "timeout")
         except requests.exceptions.RequestException as exc:
             return self._fail(f"request to {self.host} failed: {_reason(exc)}", "connection")
         res = self._reply(resp.status_code, resp.content, resp.headers.get("Retry-After"), request.size)
