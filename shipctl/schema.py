@@ -66,14 +66,48 @@ def is_secret_key(key: str) -> bool:
 
 
 def scrub(text: str) -> str:
-    """Mask every imported variable's value in ``text`` (also in its repr-escaped form)."""
+    """Mask every imported variable's value in ``text`` (also in its repr-escaped form), and any piece of
+    one of 8 characters or more (a reply cut short may hold half a key)."""
     for s in _secret_values:
         if s in text:
             text = text.replace(s, mask(s))
         escaped = repr(s)[1:-1]
         if escaped != s and escaped in text:
             text = text.replace(escaped, mask(s))
+        text = mask_fragments(text, s)
     return text
+
+
+FRAGMENT = 8  # the shortest piece of a secret that is masked wherever it appears
+
+
+def mask_fragments(text: str, secret: str) -> str:
+    """Replace every run of ``text`` that is a piece of ``secret`` of at least FRAGMENT characters with
+    "****". Finds each such run by its first FRAGMENT characters, then extends it as far as it matches."""
+    if len(secret) < FRAGMENT or len(text) < FRAGMENT:
+        return text
+    grams: dict[str, list[int]] = {}
+    for i in range(len(secret) - FRAGMENT + 1):
+        grams.setdefault(secret[i : i + FRAGMENT], []).append(i)
+    out: list[str] = []
+    pos = 0  # text before pos is settled
+    i = 0
+    while i <= len(text) - FRAGMENT:
+        starts = grams.get(text[i : i + FRAGMENT])
+        if not starts:
+            i += 1
+            continue
+        end = i + FRAGMENT
+        for j in starts:  # the longest run of the secret from here
+            k = FRAGMENT
+            while i + k < len(text) and j + k < len(secret) and text[i + k] == secret[j + k]:
+                k += 1
+            end = max(end, i + k)
+        out.append(text[pos:i])
+        out.append("****")
+        pos = i = end
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def describe(value: Any, *, secret: bool = False) -> str:

@@ -8,7 +8,8 @@ above the highest accepted is dropped. A dropped event that was never accepted i
 
 Faults are queued with ``fail()`` (one per request, in order) or set for every request with
 ``fail_always()``: ``500``, ``429``, ``backoff`` (error/server/backoff), ``badParam``, ``tooLarge``,
-``discard`` (discardBuffer), ``nonjson``, ``slow`` (reply after ``slow_seconds``), ``reset`` (close the
+``discard`` (discardBuffer), ``nonjson``, ``quote`` (a non-JSON page quoting the request, token and all),
+``slow`` (reply after ``slow_seconds``), ``reset`` (close the
 connection with a TCP reset, no reply). ``store=True`` stores the events before failing, as a server that
 processed a request and then lost the reply.
 
@@ -32,7 +33,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 KEY = "sk-test-0123456789abcdefSECRET"  # what tests put in $SCALYR_API_KEY; must never be printed
-FAULTS = ("500", "429", "backoff", "badParam", "tooLarge", "discard", "nonjson", "slow", "reset")
+FAULTS = ("500", "429", "backoff", "badParam", "tooLarge", "discard", "nonjson", "slow", "reset", "quote")
 TOP_KEYS = {"token", "session", "sessionInfo", "events", "threads", "logs", "client_time"}
 EVENT_KEYS = {"thread", "log", "ts", "attrs", "si", "sn", "sd", "sev"}
 _SN = re.compile(rb'"sn":(\d+)')
@@ -90,6 +91,7 @@ class Receiver:
         self.defer = defer  # benchmark: answer at once, check everything in check_deferred()
         self.deferred: list[tuple[Logged, bytes]] = []
         self.slow_seconds = slow_seconds
+        self.last_body = b""
         self.delay = 0.0  # seconds to wait after storing, before replying (widens the in-flight window)
         # Check that ts increase within a request: what a client with enforce_monotonic_timestamps promises.
         self.monotonic_ts = False
@@ -224,6 +226,7 @@ class Receiver:
             self._violation(str(exc))
             return h.reply(400, {"status": "error/client/badParam", "message": str(exc)})
         logged.body_bytes = len(body)
+        self.last_body = body
         if fault and fault.kind == "reset" and not fault.store:
             logged.fault = "reset"
             return h.reset()
@@ -268,6 +271,8 @@ class Receiver:
             h.reply(413, {"status": "error/client/requestTooLarge", "message": "request too large"})
         elif k == "discard":
             h.reply(200, {"status": "error/client/discardBuffer", "message": "data discarded"})
+        elif k == "quote":  # a proxy's error page quoting the request: the token, cut wherever the page is cut
+            h.reply(502, b"Bad gateway; request was: " + b"." * 29 + self.last_body[:300], content_type="text/plain")
         elif k == "nonjson":
             h.reply(200, b"<html>proxy says hello</html>", content_type="text/html")
         elif k == "slow":

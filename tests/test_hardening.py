@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.conftest import Env
+from tests.receiver import KEY, Receiver, config_text
 
 QUIET = "implicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
 
@@ -83,3 +84,22 @@ def test_upload_to_a_silent_receiver_ends_within_its_budget(env: Env, silent_ser
     assert took < 6, f"upload took {took:.1f} s with --max-seconds 3 (read timeout is 60 s)"
     assert r.returncode == 69 and "no reply from 127.0.0.1" in r.stderr, r.stderr
     assert env.messages() == ["hello"]  # the file sink was not held up
+
+
+def test_no_piece_of_the_api_key_leaks_when_a_reply_is_cut_through_it(env: Env, receiver: Receiver) -> None:
+    """A proxy's error page quotes the request; shipctl shows the first 80 characters of a non-JSON reply,
+    which ends inside the token. No 8-character piece of the key may reach any output or file."""
+    (env.logs / "a.log").write_text("hello\n")
+    env.write_config(config_text(receiver.url, f'[agent]\n{QUIET}[[logs]]\npath = "{env.logs}/a.log"\n'), sink=False)
+    assert env.proc("tail-once").returncode == 0
+    receiver.fail("quote")
+    r = env.proc("upload")
+    assert r.returncode == 69 and "not JSON" in r.stderr
+    outputs = [r.stdout, r.stderr]
+    for args in (("status",), ("status", "-v"), ("status", "--json"), ("check-config",)):
+        res = env.proc(*args)
+        outputs += [res.stdout, res.stderr]
+    files = b"".join(p.read_bytes() for p in env.state.parent.iterdir() if p.is_file())
+    pieces = {KEY[i : i + 8] for i in range(len(KEY) - 7)}
+    leaked = sorted(p for p in pieces if any(p in o for o in outputs) or p.encode() in files)
+    assert not leaked, f"pieces of the API key leaked: {leaked}"

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from shipctl import __version__
 from shipctl.model import FMT_RAW, Batch
-from shipctl.schema import field, mask, one_of, positive, scrub
+from shipctl.schema import field, mask, mask_fragments, one_of, positive, scrub
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
 
 DEFAULT_SERVER = "https://agent.scalyr.com"
@@ -544,7 +544,7 @@ class ScalyrSink(Sink):
 
     def _scrub(self, text: str) -> str:
         key = self.options.api_key
-        return scrub(text.replace(key, mask(key)) if key else text)
+        return scrub(mask_fragments(text.replace(key, mask(key)), key) if key else text)
 
     def _reply(self, code: int, content: bytes, retry_after: str | None, size: int) -> SendResult:
         try:
