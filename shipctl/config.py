@@ -21,7 +21,7 @@ from typing import Any
 from shipctl import schema
 from shipctl.errors import ConfigError
 from shipctl.model import KINDS
-from shipctl.schema import Where, field, is_secret_key, non_negative, one_of, positive
+from shipctl.schema import Where, between, field, is_secret_key, non_negative, one_of
 from shipctl.schema import mask as mask  # re-exported: callers mask secrets through config
 
 DEFAULT_CONFIG = Path("/etc/shipctl/shipctl.toml")
@@ -68,7 +68,7 @@ class LogConfig:
     exclude: tuple[str, ...] = ()
     attributes: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     start_at: str = field("beginning", check=one_of("beginning", "end"))
-    max_line_size: int = field(49900, check=positive)
+    max_line_size: int = field(49900, check=between(1, 16 << 20))
     line_completion_wait: float = field(5.0, check=non_negative)
     line_groupers: tuple[LineGrouper, ...] = field((), aliases=("lineGroupers",))
     sampling_rules: tuple[SamplingRule, ...] = ()
@@ -87,7 +87,7 @@ class AgentConfig:
     server_attributes: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
     max_seconds: float = field(50.0, check=non_negative)  # 0 = no limit; fits a once-a-minute timer
     max_bytes: int = field(0, check=non_negative)  # 0 = no limit
-    batch_bytes: int = field(1 << 20, check=lambda v: None if v >= 4096 else "expected at least 4096")
+    batch_bytes: int = field(1 << 20, check=between(4096, 256 << 20))
     compress_queue: bool = False
     max_queue_bytes: int = field(0, check=non_negative)  # 0 = no limit; over it upload drops the oldest batches
     implicit_metric_monitor: bool = True
@@ -184,6 +184,8 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid TOML: arrays or tables nested too deeply") from None
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {exc.start})") from None
 
@@ -254,6 +256,12 @@ def _build(
 ) -> Config:
     base = Path(main).parent if files else Path.cwd()
     agent = schema.load(AgentConfig, agent_table, Where(main, "agent"))
+    for key in ("state", "log_file"):
+        value = getattr(agent, key)
+        if value is not None and (not value.strip() or "\0" in value):
+            raise Where(main, f"agent.{key}").error(f"expected a file path, got {value!r}")
+        if value and os.path.isdir(_abs(value, base) or ""):
+            raise Where(main, f"agent.{key}").error(f"{value!r} is a directory; expected a file path in it")
     agent = replace(
         agent,
         state=_abs(agent.state, base),
@@ -318,6 +326,10 @@ def _load_log(item: Any, where: Where, base: Path) -> LogConfig:
     parsed = _load_groupers(item.get(gkey, []), where.key(gkey))
     if not log.path.strip():
         raise where.key("path").error("expected a file path or glob, got an empty string")
+    if "\0" in log.path:
+        raise where.key("path").error("a path cannot contain a NUL character")
+    if not any(c in log.path for c in "*?[") and os.path.isdir(_abs(log.path, base) or ""):
+        raise where.key("path").error(f"{log.path!r} is a directory; name the files in it, e.g. '{log.path}/*.log'")
     path = _abs(log.path, base) or ""
     _check_glob(log.path, where.key("path"))
     for key in ("exclude", "rotated_patterns"):

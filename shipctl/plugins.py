@@ -113,12 +113,7 @@ def monitor_options(mon: MonitorConfig) -> tuple[Kind, Any]:
     kind = _kind("monitors", mon.type, mon.where)
     options = schema.load(resolve(kind.options), dict(mon.options), mon.where)
     finish = getattr(options, "finish", None)  # options naming files to read and check (a plugin's descriptor)
-    if not callable(finish):
-        return kind, options
-    try:
-        return kind, finish(mon)
-    except ConfigError as exc:
-        raise MonitorSetupError(str(exc)) from None
+    return kind, (finish(mon) if callable(finish) else options)
 
 
 def build_sink(sink: SinkConfig, session: str) -> Any:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 import types
 import typing
@@ -17,6 +18,11 @@ from typing import Any, TypeVar
 from shipctl.errors import ConfigError
 
 T = TypeVar("T")
+
+# Bounds on any number in a config: beyond them a value is a mistake, and would overflow the clocks, waits and
+# buffer sizes it reaches (a C long, a timeout in ns) with a traceback instead of a message.
+MAX_INT = 2**53
+MAX_FLOAT = 1e9
 
 _MISSING = dataclasses.MISSING
 
@@ -194,9 +200,14 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
             return value
     elif tp is int:
         if isinstance(value, int) and not isinstance(value, bool):
+            if abs(value) > MAX_INT:
+                raise where.error(f"expected a number of at most {MAX_INT}, got {describe(value)}")
             return value
     elif tp is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value) or abs(value) > MAX_FLOAT:
+                # inf seconds of timeout or budget overflow every clock and wait they reach
+                raise where.error(f"expected a finite number of at most {MAX_FLOAT:g}, got {describe(value)}")
             return float(value)
     elif tp is str:
         if isinstance(value, str):
@@ -285,6 +296,36 @@ def positive(value: float) -> str | None:
 
 def non_negative(value: float) -> str | None:
     return None if value >= 0 else "expected a number of 0 or more"
+
+
+def between(low: float, high: float) -> Callable[[float], str | None]:
+    def shown(x: float) -> str:
+        return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+    def check(value: float) -> str | None:
+        return None if low <= value <= high else f"expected a number from {shown(low)} to {shown(high)}"
+
+    return check
+
+
+def non_empty(value: str) -> str | None:
+    return None if value.strip() else "expected a non-empty string"
+
+
+def http_url(value: str) -> str | None:
+    """An http:// or https:// URL with a host and a valid port."""
+    from urllib.parse import urlsplit
+
+    if any(c in value for c in "\r\n\0 "):
+        return "expected a URL, got one with spaces or line breaks"
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"expected an http:// or https:// URL ({exc})"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "expected an http:// or https:// URL with a host"
+    return None
 
 
 def one_of(*choices: str) -> Callable[[str], str | None]:

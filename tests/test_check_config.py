@@ -57,7 +57,7 @@ def test_check_config_error_is_exit_78(env: Env) -> None:
     env.write_config('[[logs]]\npath = "x.log"\nmax_line_size = 0\n')
     r = env.cli("check-config")
     assert (r.exit_code, r.stdout) == (78, "")
-    assert r.stderr == f"shipctl: {env.config}: logs[0].max_line_size: expected a number above 0, got 0\n"
+    assert r.stderr == f"shipctl: {env.config}: logs[0].max_line_size: expected a number from 1 to 16777216, got 0\n"
 
 
 def test_imported_values_are_masked_everywhere(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:

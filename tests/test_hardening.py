@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -103,3 +104,145 @@ def test_no_piece_of_the_api_key_leaks_when_a_reply_is_cut_through_it(env: Env, 
     pieces = {KEY[i : i + 8] for i in range(len(KEY) - 7)}
     leaked = sorted(p for p in pieces if any(p in o for o in outputs) or p.encode() in files)
     assert not leaked, f"pieces of the API key leaked: {leaked}"
+
+
+LOG = '[[logs]]\npath = "{logs}/*.log"\n'
+FILE_SINK = '[[sinks]]\ntype = "file"\npath = "{tmp}/out.jsonl"\n'
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ("[agent]\nbatch_bytes = 4611686018427387904\n" + LOG + FILE_SINK, "agent.batch_bytes"),
+        ("[agent]\nmax_seconds = inf\n" + LOG + FILE_SINK, "agent.max_seconds"),
+        (LOG + "max_line_size = 4611686018427387904\n" + FILE_SINK, "logs[0].max_line_size"),
+        (LOG + '[[monitors]]\ntype = "shell"\ncommand = "echo"\ntimeout = inf\n' + FILE_SINK, "monitors[0].timeout"),
+        ("x = " + "[" * 2000 + "]" * 2000 + "\n", "nested too deeply"),
+        (LOG + '[[sinks]]\ntype = "file"\npath = ""\n', "sinks[0].path"),
+        ('[agent]\nstate = ""\n' + LOG + FILE_SINK, "agent.state"),
+        ('[agent]\nstate = "{tmp}"\n' + LOG + FILE_SINK, "agent.state"),
+        (
+            LOG + '[[sinks]]\ntype = "scalyr"\napi_key = "abcdefabcdefabcdef"\nserver = "https://127.0.0.1:99999"\n',
+            "sinks[0]: server",
+        ),
+        (
+            LOG + '[[sinks]]\ntype = "scalyr"\napi_key = "abcdefabcdefabcdef"\nhttps_proxy = "::::"\n',
+            "sinks[0]: https_proxy",
+        ),
+        ('[[logs]]\npath = "{logs}"\n' + FILE_SINK, "logs[0].path"),
+        ('[[logs]]\npath = "{logs}/a\\u0000b.log"\n' + FILE_SINK, "logs[0].path"),
+        (LOG + '[[monitors]]\ntype = "shell"\ncommand = ""\n' + FILE_SINK, "monitors[0].command"),
+        (LOG + '[[monitors]]\ntype = "plugin"\nmodule = "no_such_module_xyz"\n' + FILE_SINK, "monitors[0].module"),
+        (
+            LOG + '[[monitors]]\ntype = "url"\nurl = "http://127.0.0.1/"\n'
+            'request_headers = [{header = "X-A", value = "a\\nb"}]\n' + FILE_SINK,
+            "monitors[0].request_headers[0].value",
+        ),
+        (LOG + '[[sinks]]\ntype = "influxdb"\nurl = "http://127.0.0.1:99999"\n', "sinks[0].url"),
+    ],
+)
+def test_configs_that_crashed_or_passed_are_exit_78_naming_the_key(env: Env, config: str, key: str) -> None:
+    env.config.write_text(config.replace("{logs}", str(env.logs)).replace("{tmp}", str(env.tmp)))
+    r = env.cli("check-config")
+    assert r.exit_code == 78, (r.exit_code, r.stderr)
+    assert r.stderr.startswith(f"shipctl: {env.config}") and key in r.stderr, r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def _toml(value: object) -> str:
+    """A value as inline TOML (keys quoted; inf/nan as TOML spells them)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return (
+            "nan" if value != value else ("inf" if value > 0 else "-inf") if abs(value) == float("inf") else repr(value)
+        )
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    assert isinstance(value, dict)
+    return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
+
+
+def _config_strategy() -> object:
+    import dataclasses
+
+    from hypothesis import strategies as st
+
+    from shipctl import plugins
+    from shipctl.config import AgentConfig, LogConfig
+
+    reg = plugins.registry()
+    scalars = st.one_of(
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.text(max_size=12),
+        st.sampled_from(["", "/", "x.log", "/dev/null", "http://127.0.0.1:1", "::::", "*", "a\nb", "$X"]),
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+        max_leaves=6,
+    )
+
+    def table(keys: list[str], extra: dict[str, object]) -> object:
+        known = st.fixed_dictionaries(extra, optional={k: values for k in keys if k not in extra})
+        loose = st.tuples(
+            st.fixed_dictionaries(extra), st.dictionaries(st.sampled_from([*keys, "bogus"]), values, max_size=4)
+        )
+        return known | loose.map(lambda ab: {**ab[1], **ab[0]})
+
+    agent_keys = [f.name for f in dataclasses.fields(AgentConfig)]
+    log_keys = [f.name for f in dataclasses.fields(LogConfig)]
+    logs = table(log_keys, {"path": st.sampled_from(["/tmp/x.log", "x/*.log", ""])})
+    monitors = st.sampled_from(sorted(reg.monitors)).flatmap(
+        lambda t: table(
+            ["id", "command", "url", "timeout", "sample_interval", "module", "descriptor"], {"type": st.just(t)}
+        )
+    )
+    import importlib.util
+
+    present = sorted(t for t, k in reg.sinks.items() if importlib.util.find_spec(k.options.split(":")[0]))
+    sinks = st.sampled_from(present).flatmap(
+        lambda t: table(["id", "path", "url", "kinds", "sources", "api_key", "server", "headers"], {"type": st.just(t)})
+    )
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "agent": table(agent_keys, {}),
+            "logs": st.lists(logs, max_size=2),
+            "monitors": st.lists(monitors, max_size=2),
+            "sinks": st.lists(sinks, max_size=2),
+            "server_attributes": values,
+            "import_vars": values,
+        },
+    )
+
+
+def test_generated_configs_are_exit_0_or_78_never_a_traceback(env: Env) -> None:
+    from hypothesis import HealthCheck, given, settings
+
+    # Derandomized: the same examples on every run, so CI is repeatable (SHIPCTL_FUZZ_EXAMPLES=5000 for more).
+    examples = int(os.environ.get("SHIPCTL_FUZZ_EXAMPLES", "150"))
+    derandomize = "SHIPCTL_FUZZ_EXAMPLES" not in os.environ
+
+    @settings(
+        max_examples=examples,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+        derandomize=derandomize,
+    )
+    @given(_config_strategy())
+    def check(doc: dict[str, object]) -> None:
+        env.config.write_text("".join(f"{json.dumps(k)} = {_toml(v)}\n" for k, v in doc.items()))
+        r = env.cli("check-config")  # an exception other than SystemExit fails here, with its traceback
+        assert r.exit_code in (0, 78), (r.exit_code, r.stderr)
+        if r.exit_code == 78:
+            assert r.stderr.startswith("shipctl: ") and "Traceback" not in r.stderr, r.stderr
+
+    check()

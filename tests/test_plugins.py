@@ -312,7 +312,9 @@ def test_plugins_found_by_name_in_plugin_dirs(env: Env) -> None:
     (up,) = metric_events(env, "by_file_name")
     assert up["attrs"]["value"] == 42 and up["attrs"]["group_type"] == "uptime"
     configure(env, f'[[monitors]]\ntype = "plugin"\nid = "x"\nplugin = "nope"\nplugin_dirs = ["{d}"]\n')
-    r = env.cli("run-monitor", "x")
+    r = env.cli("run-monitor", "x")  # the monitor's own problem: it fails alone (exit 65)
+    assert r.exit_code == 65 and "monitors[0].plugin: no plugin 'nope' in plugin_dirs" in r.stderr
+    r = env.cli("check-config")  # which check-config calls a config error
     assert r.exit_code == 78 and "monitors[0].plugin: no plugin 'nope' in plugin_dirs" in r.stderr
 
 
@@ -468,8 +470,10 @@ def test_bad_descriptors_are_config_errors_naming_the_file(env: Env, descriptor:
 def test_bad_plugin_tables_are_config_errors(env: Env, table: str, message: str) -> None:
     (env.tmp / "x.py").write_text("def poll(ctx):\n    return []\n")
     configure(env, f'[[monitors]]\ntype = "plugin"\nid = "p"\n{table}\n')
-    r = env.cli("run-monitor", "p")
+    r = env.cli("check-config")
     assert r.exit_code == 78 and f"{env.config}: {message}" in r.stderr, r.stderr
+    r = env.cli("run-monitor", "p")  # a missing file fails that monitor alone (65); a mistake in the table is 78
+    assert r.exit_code == (65 if "missing" in table else 78) and f"{env.config}: {message}" in r.stderr, r.stderr
 
 
 def test_a_disabled_descriptor_is_a_warning_not_a_run(env: Env) -> None:

@@ -12,12 +12,12 @@ import time
 from dataclasses import dataclass
 
 from shipctl.monitors.base import GAUGE, MonitorOutput, Sample, as_value, shape_text
-from shipctl.schema import field, positive
+from shipctl.schema import field, non_empty, positive
 
 
 @dataclass(frozen=True)
 class ShellOptions:
-    command: str = field(doc="the command; split like a shell would, but run without one")
+    command: str = field(check=non_empty, doc="the command; split like a shell would, but run without one")
     extract: str = field("", regex=True, doc="regex; its first group is kept from the output")
     log_all_lines: bool = False
     max_characters: int = field(200, check=positive)

@@ -37,8 +37,10 @@ def _check_method(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class RequestHeader:
-    header: str
-    value: str
+    header: str = field(check=lambda v: None if re.fullmatch(r"[!-9;-~]+", v) else "expected a header name")
+    value: str = field(
+        check=lambda v: None if "\n" not in v and "\r" not in v else "a header value cannot contain a line break"
+    )
 
 
 @dataclass(frozen=True)

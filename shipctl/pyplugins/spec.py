@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import configparser
 import copy
+import sys
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from shipctl.config import MonitorConfig
-from shipctl.errors import ConfigError
+from shipctl.errors import ConfigError, MonitorSetupError
 from shipctl.pyplugins import filter as rfilter
 from shipctl.pyplugins.resources import KEY
 from shipctl.schema import Where, describe, field, one_of, positive
@@ -252,7 +253,7 @@ def _resources(value: Any, base: Path, where: Where) -> tuple[str | Mapping[str,
 def read_descriptor(path: Path, where: Where) -> Descriptor:
     """A ``.panoptes-plugin`` file with configparser's semantics (option names lower-cased, ``%%`` for ``%``)."""
     if not path.is_file():
-        raise where.error(f"{path}: descriptor not found")
+        raise _missing(where.error(f"{path}: descriptor not found"))
     cp = configparser.ConfigParser()
     try:
         cp.read_string(path.read_text(), source=str(path))
@@ -260,7 +261,7 @@ def read_descriptor(path: Path, where: Where) -> Descriptor:
     except (configparser.Error, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: invalid descriptor: {' '.join(str(exc).split())}") from None
     except OSError as exc:
-        raise where.error(f"{path}: cannot read descriptor: {exc.strerror}") from None
+        raise _missing(where.error(f"{path}: cannot read descriptor: {exc.strerror}")) from None
     core = sections.get("Core", {})
     if not core.get("module"):
         raise Where(str(path), "[Core] Module").error("missing: the path of the plugin's .py file")
@@ -294,7 +295,9 @@ def _descriptor_module(descriptor: Path, text: str) -> Path:
         for cand in (p, p.with_name(p.name + ".py"), p / "__init__.py"):
             if cand.is_file() and (cand.suffix == ".py"):
                 return cand
-    raise Where(str(descriptor), "[Core] Module").error(f"{given} not found, nor {beside.name} beside the descriptor")
+    raise _missing(
+        Where(str(descriptor), "[Core] Module").error(f"{given} not found, nor {beside.name} beside the descriptor")
+    )
 
 
 def _module_entry(opts: PluginOptions, base: Path, where: Where) -> tuple[EntryRef, str, str]:
@@ -302,12 +305,34 @@ def _module_entry(opts: PluginOptions, base: Path, where: Where) -> tuple[EntryR
     if text.endswith(".py") or "/" in text:
         path = _path(base, text)
         if not path.is_file():
-            raise where.key("module").error(f"{path}: plugin file not found")
+            raise _missing(where.key("module").error(f"{path}: plugin file not found"))
         return EntryRef("file", str(path), attr), attr or path.stem, str(path)
     mod, _, ref_attr = text.partition(":")
     if not all(part.isidentifier() for part in mod.split(".")):
         raise where.key("module").error(f"expected a .py path or a module name such as pkg.plugin, got {text!r}")
+    if not _importable(mod):
+        raise _missing(where.key("module").error(f"no module named {mod!r} is installed for {sys.executable}"))
     return EntryRef("module", mod, attr or ref_attr), attr or ref_attr or mod, text
+
+
+def _missing(exc: ConfigError) -> MonitorSetupError:
+    """A file or module the monitor needs is not there (yet): the monitor fails alone when it runs, and
+    check-config calls it a config error (``plugins.validate(strict=True)``)."""
+    return MonitorSetupError(str(exc))
+
+
+def _importable(mod: str) -> bool:
+    """Whether ``mod`` can be found (its parent packages are imported to look, as an import would)."""
+    import importlib.util
+
+    if mod in sys.modules:
+        return True
+    try:
+        return importlib.util.find_spec(mod) is not None
+    except (ImportError, ValueError):
+        return False
+    except Exception:  # a parent package that fails to import: the load reports it properly
+        return True
 
 
 def _named(opts: PluginOptions, base: Path, where: Where) -> tuple[EntryRef, Descriptor | None, str, str]:
@@ -345,6 +370,6 @@ def _named(opts: PluginOptions, base: Path, where: Where) -> tuple[EntryRef, Des
         return EntryRef("module", mod, opts.class_name or attr), None, name, f"installed plugin {registered[name]}"
     known = ", ".join(sorted(registered)) or "none installed"
     searched = ", ".join(str(d) for d in dirs)
-    raise where.key("plugin").error(
-        f"no plugin {name!r} in plugin_dirs ({searched}) nor installed (installed: {known})"
+    raise _missing(
+        where.key("plugin").error(f"no plugin {name!r} in plugin_dirs ({searched}) nor installed (installed: {known})")
     )

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from shipctl.model import Batch, metrics
-from shipctl.schema import field, one_of, positive
+from shipctl.schema import field, http_url, one_of, positive
 from shipctl.sinks.base import DISCARD, OK, RETRY, BatchSink, SendResult
 from shipctl.sinks.http import Poster, Reply, check_header_values
 from shipctl.sinks.lineproto import encode_point
@@ -27,7 +27,7 @@ from shipctl.sinks.lineproto import encode_point
 
 @dataclass(frozen=True)
 class InfluxOptions:
-    url: str = "http://127.0.0.1:8086"
+    url: str = field("http://127.0.0.1:8086", check=http_url)
     database: str = "shipctl"  # 1.x
     org: str = ""  # 2.x / 3.x: org and bucket select /api/v2/write
     bucket: str = ""

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as enc  # type: ignore[attr-defined]
 
 from shipctl.model import FMT_RAW, Batch
-from shipctl.schema import field, positive
+from shipctl.schema import field, non_empty, positive
 from shipctl.sinks.base import OK, RETRY, BatchSink, SendResult
 
 
 @dataclass(frozen=True)
 class FileSinkOptions:
-    path: str
+    path: str = field(check=non_empty)
     fsync: bool = True
     request_bytes: int = field(8 << 20, check=positive)
 

@@ -17,7 +17,7 @@ from types import MappingProxyType
 from typing import Any
 
 from shipctl.model import Batch, metrics
-from shipctl.schema import field, positive
+from shipctl.schema import field, http_url, positive
 from shipctl.sinks.base import DISCARD, OK, BatchSink, SendResult
 from shipctl.sinks.http import Poster, check_header_values
 from shipctl.sinks.promwire import encode_write_request, sanitize_label_name, sanitize_metric_name, snappy_compress
@@ -28,7 +28,7 @@ MAX_SPLIT_POSTS = 256  # requests spent finding the refused samples of one refus
 
 @dataclass(frozen=True)
 class RemoteWriteOptions:
-    url: str = "http://127.0.0.1:9090/api/v1/write"
+    url: str = field("http://127.0.0.1:9090/api/v1/write", check=http_url)
     username: str = ""  # basic auth
     password: str = field("", secret=True)
     bearer_token: str = field("", secret=True)

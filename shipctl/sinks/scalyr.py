@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 
 from shipctl import __version__
 from shipctl.model import FMT_RAW, Batch
-from shipctl.schema import field, mask, mask_fragments, one_of, positive, scrub
+from shipctl.schema import field, http_url, mask, mask_fragments, one_of, positive, scrub
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
 
 DEFAULT_SERVER = "https://agent.scalyr.com"
@@ -73,8 +73,12 @@ class ScalyrOptions:
         if not self.api_key.strip():
             raise ValueError("api_key: expected a Write Logs API key, got an empty string")
         url = urlsplit(self.server)
-        if url.scheme not in ("https", "http") or not url.netloc:
+        if url.scheme not in ("https", "http") or not url.netloc or http_url(self.server):
             raise ValueError(f"server: expected an https:// URL such as {DEFAULT_SERVER!r}, got {self.server!r}")
+        for key in ("https_proxy", "http_proxy"):
+            proxy = getattr(self, key)
+            if proxy is not None and http_url(proxy if "://" in proxy else f"http://{proxy}"):
+                raise ValueError(f"{key}: expected a proxy URL such as 'http://proxy.example:3128', got {proxy!r}")
         if url.scheme == "http" and not self.allow_http:
             raise ValueError(
                 f"server: {self.server!r} is plain http:// and would send the API key unencrypted;"
