@@ -82,8 +82,10 @@ def test_100k_lines_arrive_exactly_once_through_every_fault(env: Env, receiver: 
     assert queued(env) == 0
     assert_clean(r)
     assert_exactly_once(r.messages(), range(100_000))
-    # Every fault but requestTooLarge (which shrinks requests and carries on) failed one run, and said why.
-    assert len(failures) == len(plan) // 3 - 1
+    # Every fault but requestTooLarge (which shrinks requests and carries on) failed one run, and said why. A
+    # loaded machine may add read timeouts (0.4 s here) to the "slow" one: count those apart, not exactly.
+    timeouts = [f for f in failures if "no reply from 127.0.0.1" in f]
+    assert len(failures) - len(timeouts) == len(plan) // 3 - 2 and timeouts
     said = "\n".join(failures)
     for words in ("HTTP 500", "HTTP 429", "error/server/backoff", "API key may be wrong", "not JSON",
                   "no reply from 127.0.0.1", "failed"):  # fmt: skip
