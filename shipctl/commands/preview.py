@@ -26,6 +26,8 @@ class PreviewResult:
     lines: int = 0
     lines_dropped: int = 0
     redactions: int = 0
+    # Bytes not shown: the rest of a line after a redaction match longer than a whole read (as tail-once drops them).
+    bytes_dropped: int = 0
 
 
 def find_log(config: Config, path: str, log_id: str | None) -> LogConfig:
@@ -45,7 +47,7 @@ def preview(config: Config, path: str, log_id: str | None = None, *, limit: int 
     attrs = {**config.server_attributes, **log_cfg.attributes}
     out = PreviewResult(log_cfg.id, path)
     try:
-        src = Source(path)
+        src = Source(path)  # a FIFO, socket or device is refused, never read (a read could wait forever)
     except OSError as exc:
         raise UsageError(f"{path}: cannot open: {exc.strerror or exc}") from None
     with src:
@@ -53,9 +55,14 @@ def preview(config: Config, path: str, log_id: str | None = None, *, limit: int 
         while not limit or len(out.events) < limit:
             try:
                 chunk = src.read_at(offset, rsize)
-            except OSError as exc:  # a directory, a device that refuses reads
+                cut = pipe.cut(chunk, at_eof=len(chunk) < rsize, flush=True)
+                if cut.open_match and len(chunk) == rsize:  # a redaction match longer than a read, as tail-once
+                    end = src.line_end(offset + len(chunk), rsize)
+                    assert end is not None  # (only a go_on that says no gives None)
+                    cut = pipe.cut_through(chunk, end[0] - offset - len(chunk), newline=end[1])
+                    out.bytes_dropped += cut.bytes_dropped
+            except OSError as exc:  # a device that refuses reads
                 raise UsageError(f"{path}: cannot read: {exc.strerror or exc}") from None
-            cut = pipe.cut(chunk, at_eof=len(chunk) < rsize, flush=True)
             if not cut.consumed:
                 break
             offset += cut.consumed

@@ -7,13 +7,17 @@ the bytes themselves, go to the state file, so a secret in a log line never land
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import glob
 import gzip
+import io
 import os
 import re
+import stat
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,15 +43,83 @@ def digest(data: bytes) -> str:
     return blake2b(data, digest_size=12).hexdigest()
 
 
+class NotRegularFile(OSError):
+    """A FIFO, socket or device where a log file was expected. It is never read: opening a FIFO for reading
+    waits for a writer, and a read from it (or from a device) may wait or never end."""
+
+
+_KINDS = (
+    (stat.S_ISFIFO, "FIFO"),
+    (stat.S_ISSOCK, "socket"),
+    (stat.S_ISCHR, "character device"),
+    (stat.S_ISBLK, "block device"),
+)
+
+
+def _readable_kind(mode: int) -> bool:
+    """A regular file, or a directory (opened, but any read of it fails at once with EISDIR)."""
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def _refuse(path: str, mode: int) -> NotRegularFile:
+    kind = next((name for test, name in _KINDS if test(mode)), "special file")
+    return NotRegularFile(errno.EINVAL, f"not a regular file (a {kind})", path)
+
+
+# Opening never waits (O_NONBLOCK: a FIFO without a writer would block open() itself) and never makes the
+# file a controlling terminal; what was opened is checked on the descriptor, so a path swapped for a FIFO
+# between a stat and the open is refused all the same.
+_OPEN_FLAGS = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+class _PRead(io.RawIOBase):
+    """A file object over a descriptor that reads with pread from a position of its own, so that a gzip
+    stream can be restarted or measured through the descriptor opened once (never by name again) while
+    another stream over it is open."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd, self._pos = fd, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buf: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = os.preadv(self._fd, [buf], self._pos)
+        self._pos += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos}.get(whence)
+        self._pos = (os.fstat(self._fd).st_size if base is None else base) + offset
+        return self._pos
+
+    def tell(self) -> int:
+        return self._pos
+
+
 class Source:
-    """An open file to read from by offset. Plain files use pread; gzip files stream forward."""
+    """An open file to read from by offset. Plain files use pread; gzip files stream forward. A FIFO,
+    socket or device is refused (NotRegularFile), and a file is read only through the descriptor opened here."""
 
     def __init__(self, path: str) -> None:
         self.path = path
         self.gz = path.endswith(".gz")
-        self._fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        st = os.fstat(self._fd)
+        st = os.stat(path)
+        if not _readable_kind(st.st_mode):  # not even opened: opening a device can have effects of its own
+            raise _refuse(path, st.st_mode)
+        self._fd = os.open(path, _OPEN_FLAGS)
+        try:
+            st = os.fstat(self._fd)
+            if not _readable_kind(st.st_mode):
+                raise _refuse(path, st.st_mode)
+        except BaseException:
+            os.close(self._fd)
+            raise
         self.dev, self.ino, self.mtime_ns = st.st_dev, st.st_ino, st.st_mtime_ns
+        self.is_dir = stat.S_ISDIR(st.st_mode)
         self._size = None if self.gz else st.st_size
         self._gz: gzip.GzipFile | None = None
 
@@ -55,6 +127,9 @@ class Source:
         if self._gz is not None:
             self._gz.close()
         os.close(self._fd)
+
+    def _gzip(self) -> gzip.GzipFile:
+        return gzip.GzipFile(fileobj=io.BufferedReader(_PRead(self._fd), 1 << 16), mode="rb")
 
     def __enter__(self) -> Source:
         return self
@@ -69,8 +144,8 @@ class Source:
             self._size, self.mtime_ns = st.st_size, st.st_mtime_ns
             return self._size
         if self._size is None:
-            with gzip.open(self.path, "rb") as fh:
-                total = 0
+            total = 0
+            with self._gzip() as fh:
                 while chunk := fh.read(1 << 20):
                     total += len(chunk)
             self._size = total
@@ -83,12 +158,26 @@ class Source:
             if self._gz is None or self._gz.tell() > offset:
                 if self._gz is not None:
                     self._gz.close()
-                self._gz = gzip.open(self.path, "rb")  # type: ignore[assignment]  # noqa: SIM115 - kept open across reads
+                self._gz = self._gzip()
             assert self._gz is not None
             self._gz.seek(offset)
             return self._gz.read(n)
         except (OSError, EOFError, zlib.error):
             return b""  # a truncated or corrupt archive reads as ending here
+
+    def line_end(self, start: int, step: int, go_on: Callable[[], bool] = lambda: True) -> tuple[int, bool] | None:
+        """Where the line going on at ``start`` ends: the offset of its newline and True, or the end of the
+        file and False. Read ``step`` bytes at a time, asking ``go_on`` before each read; None if it said no."""
+        offset = start
+        while go_on():
+            data = self.read_at(offset, step)
+            k = data.find(b"\n")
+            if k >= 0:
+                return offset + k, True
+            if not data:
+                return offset, False
+            offset += len(data)
+        return None
 
     def fingerprint(self) -> tuple[int, str]:
         head = self.read_at(0, FP_SIZE)

@@ -21,11 +21,12 @@ from shipctl.runtime import Budget, Context, log
 from shipctl.state import files as filestate
 from shipctl.state.files import FileRecord
 from shipctl.state.queue import insert_batch
-from shipctl.tail.discover import expand
+from shipctl.tail.discover import Limit, discover
 from shipctl.tail.files import (
     FP_SIZE,
     TAIL_SIZE,
     Identity,
+    NotRegularFile,
     SiblingIndex,
     Source,
     digest,
@@ -70,10 +71,11 @@ Progress = Callable[[int], None]
 def tail_once(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> TailResult:
     started = time.monotonic()
     result = TailResult()
+    walk_limit = Limit()  # directory entries all the globs of this run may look at
     for log_cfg in ctx.config.logs:
         if budget.exhausted():
             break
-        tailer = _LogTailer(ctx, log_cfg, budget, result, progress)
+        tailer = _LogTailer(ctx, log_cfg, budget, result, progress, walk_limit)
         result.logs.append(tailer.run())
     result.elapsed = time.monotonic() - started
     result.stopped = budget.stopped
@@ -93,7 +95,13 @@ def pending_bytes(ctx: Context, log_cfg: LogConfig) -> int:
 
 class _LogTailer:
     def __init__(
-        self, ctx: Context, log_cfg: LogConfig, budget: Budget, result: TailResult, progress: Progress | None
+        self,
+        ctx: Context,
+        log_cfg: LogConfig,
+        budget: Budget,
+        result: TailResult,
+        progress: Progress | None,
+        walk_limit: Limit | None = None,
     ) -> None:
         self.ctx = ctx
         self.state = ctx.state
@@ -111,13 +119,21 @@ class _LogTailer:
         self.paths: list[str] = []
         self.records: dict[str, FileRecord] = {}
         self._dirs: dict[str, int] = {}  # directory -> mtime, stat once per run
+        self.walk_limit = walk_limit or Limit()
+        self.out = LogResult(log_cfg.id)
+        self._refused: set[str] = set()  # candidates reported as not regular files in this run
 
     # --- orchestration ---------------------------------------------------------------------------
     def run(self) -> LogResult:
-        out = LogResult(self.log.id)
+        out = self.out
         conn = self.state.conn
-        self.paths = paths = expand(self.log.path, self.log.exclude)
+        found = discover(self.log.path, self.log.exclude, budget=self.budget, limit=self.walk_limit)
+        self.paths = paths = found.paths
         out.matched = len(paths)
+        walk_error = None
+        if found.truncated and not self.budget.stopped:  # a budget stop is the run's, said once for all
+            walk_error = found.truncated
+            self._error(self.log.path, None, walk_error)
         self.records = records = {r.path: r for r in filestate.records(conn, self.log.id)}
         skip_history = self.log.start_at == "end" and not filestate.log_initialized(conn, self.log.id)
         # Followed files first: once a rotated file is finished, a new glob match that is that very file
@@ -143,6 +159,8 @@ class _LogTailer:
             error = f"{failed[0].path}: {failed[0].error}" + (
                 f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
             )
+        if walk_error:
+            error = walk_error + (f"; {error}" if error else "")
         with self.state.write() as wconn:
             filestate.touch_log(wconn, self.log.id, len(paths), error)
             filestate.mark_checked(wconn, self.checked, self.now)
@@ -157,6 +175,24 @@ class _LogTailer:
                 rec.last_error = message
                 rec.last_checked = self.now
                 filestate.save(conn, rec)
+
+    def _open_other(self, path: str) -> Source | None:
+        """A file that may hold the followed file's lines (a rotated sibling, where a record last read):
+        None if it is gone or a directory, or is not a regular file (reported once per run, and passed over:
+        never opened for a read that could wait)."""
+        try:
+            src = _open(path)
+            if src is not None and src.is_dir:
+                src.close()
+                return None
+            return src
+        except NotRegularFile as exc:
+            if path not in self._refused:
+                self._refused.add(path)
+                message = f"{exc.strerror}; passed over"
+                self.out.files.append(FileResult(path, error=message))
+                self._error(path, self.records.get(path), message)
+            return None
 
     def _follow(self, path: str, rec: FileRecord | None, fres: FileResult, *, skip_history: bool) -> None:
         cur = _open(path)
@@ -217,7 +253,7 @@ class _LogTailer:
         for gen_path, start in self._unseen_generations(rec, exclude, known_at, cur):
             if self.budget.exhausted():
                 return
-            gen = _open(gen_path)
+            gen = self._open_other(gen_path)
             if gen is None:
                 continue
             with gen:
@@ -272,7 +308,7 @@ class _LogTailer:
                 continue
             if self.budget.exhausted():
                 return
-            src = _open(cand)
+            src = self._open_other(cand)
             if src is None:
                 continue
             with src:
@@ -291,7 +327,7 @@ class _LogTailer:
         ident = _ident(rec)
         by_content: Source | None = None
         for c in dict.fromkeys(cands):
-            src = _open(c)
+            src = self._open_other(c)
             if src is None:
                 continue
             if _key(src) == (rec.dev, rec.ino) and not src.gz and holds(src, ident):
@@ -399,7 +435,7 @@ class _LogTailer:
             return False  # nothing was renamed, created or removed beside the file since the last run
         ident = _ident(rec)
         for cand in self.index.siblings(rec.path):
-            src = _open(cand)
+            src = self._open_other(cand)
             if src is None:
                 continue
             with src:
@@ -439,7 +475,7 @@ class _LogTailer:
         try:
             for c in cands:
                 with contextlib.suppress(OSError):
-                    src = _open(c)
+                    src = self._open_other(c)
                     if src is not None and _key(src) != cur_key:
                         opened.append(src)
             # Same inode first (renamed away), then same content (copied away, or compressed).
@@ -479,7 +515,7 @@ class _LogTailer:
             cands += self.index.siblings(known_at)
         gens = []
         for cand in dict.fromkeys(cands):
-            src = _open(cand)
+            src = self._open_other(cand)
             if src is None:
                 continue
             with src:
@@ -499,6 +535,15 @@ class _LogTailer:
                 gens.append((generation_key(cand, rec.path, src.mtime_ns), cand, start))
         return [(g[1], g[2]) for g in sorted(gens)]
 
+    def _overlong_match(self, rec: FileRecord, dropped: int) -> None:
+        message = (
+            f"at offset {rec.offset}: a redaction match runs past a whole read ({self.rsize} bytes);"
+            f" it is replaced there and the {dropped} bytes after it up to the end of its line are dropped"
+        )
+        log.warning("log %s: %s: %s", self.log.id, rec.path, message)
+        with self.state.write():
+            self.state.notice(f"log:{self.log.id}", "warning", f"{rec.path}: {message}")
+
     # --- reading ---------------------------------------------------------------------------------
     def _read(self, rec: FileRecord, src: Source, fres: FileResult, *, final: bool) -> bool:
         """Queue what is new in ``src`` from the record's offset. ``final``: the file was rotated away and
@@ -513,6 +558,18 @@ class _LogTailer:
             at_eof = len(chunk) < self.rsize
             expired = rec.pending_since is not None and now - rec.pending_since >= self.log.line_completion_wait
             cut = self.pipeline.cut(chunk, at_eof=at_eof, flush=final or expired)
+            if cut.open_match and not at_eof:
+                # A redaction match runs past a whole read: replace it there and drop the rest of its line.
+                end = src.line_end(rec.offset + len(chunk), self.rsize, lambda: not self.budget.exhausted())
+                if end is None:
+                    return False  # budget spent looking for the end of the line: the next run looks again
+                at, newline = end
+                if newline or final or expired:
+                    beyond = at - rec.offset - len(chunk)
+                    cut = self.pipeline.cut_through(chunk, beyond, newline=newline)
+                    self._overlong_match(rec, beyond)
+                else:
+                    at_eof = True  # the line is still being written: wait for its end, as for a partial line
             rec.last_checked = now
             # What is known to be in the file (a budget stop or a vanished file reports the rest as lost).
             rec.size = max(rec.offset + len(chunk), rec.size if src.gz else src.size())
@@ -549,7 +606,7 @@ class _LogTailer:
             rec.lines_dropped += cut.lines_dropped
             rec.bytes_dropped += cut.bytes_dropped
             rec.redactions += cut.redactions
-            if cut.consumed >= TAIL_SIZE:
+            if TAIL_SIZE <= cut.consumed <= len(chunk):
                 rec.tail_len = TAIL_SIZE
                 rec.tail_hash = digest(chunk[cut.consumed - TAIL_SIZE : cut.consumed])
             else:

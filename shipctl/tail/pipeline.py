@@ -8,8 +8,12 @@ whatever is not consumed is read again next time, so the result never depends on
 Units. A chunk is split into units: complete lines, and the pieces of lines longer than
 ``max_line_size`` (as in the Scalyr agent, whose line reader hands such pieces on as lines). Pieces end on
 a UTF-8 character boundary and, when the log has redaction rules, never inside a redaction match, so a
-secret is not split in two halves that no rule recognises. A group never grows past ``max_line_size``:
-it ends before the unit that would make it longer, and that unit is looked at afresh.
+secret is not split in two halves that no rule recognises: a piece ends before a match that would straddle
+its end, and a match longer than a piece is one piece of its own (longer than ``max_line_size`` as read,
+short once replaced). A match that runs past the end of the chunk leaves its piece undecided: it is read
+again with what follows (``Cut.open_match`` when nothing before it could be consumed; the caller then
+uses ``cut_through``). A group never grows past ``max_line_size``: it ends before the unit that would make
+it longer, and that unit is looked at afresh.
 
 Speed. Without rules the complete lines are queued as read: rfind, find and count over the chunk, no
 Python work per line. With rules, each pattern first runs once over the whole chunk's text with
@@ -52,6 +56,9 @@ class Cut:
     lines_dropped: int = 0
     bytes_dropped: int = 0  # consumed bytes of dropped events, newlines included
     redactions: int = 0
+    # A redaction match starts the undecided rest of the chunk and runs to its end: nothing can be sent
+    # before more of it is known (see cut_through).
+    open_match: bool = False
 
 
 def read_size(log: LogConfig, batch_bytes: int) -> int:
@@ -118,6 +125,7 @@ class _Units:
         self._starts: list[int] | None = None
         self._offsets: list[int] | None = None
         self._asked = 0
+        self.open_match = False  # see Cut.open_match
         if terms is None:
             self.region = region  # bytes of the chunk the units cover
             self.n = data.count(b"\n", 0, region) + partial
@@ -264,7 +272,10 @@ class Pipeline:
         final = at_eof and flush
         end = chunk.rfind(b"\n") + 1
         if len(chunk) - end > self.max or self._has_long_line(chunk, end):
-            return self._process(self._pieces_units(chunk, end, final), final)
+            units = self._pieces_units(chunk, end, final)
+            out = self._process(units, final)
+            out.open_match = units.open_match and not out.consumed
+            return out
         partial = final and end < len(chunk)
         if not self.rules:
             # Fast path: the complete lines go to the queue as they are, untouched one by one.
@@ -272,6 +283,18 @@ class Pipeline:
             payload = chunk + b"\n" if partial else chunk[:end]
             return Cut(payload=payload, n_events=n, consumed=len(chunk) if partial else end, lines=n)
         return self._process(_Units(chunk, region=len(chunk) if partial else end, partial=partial), final)
+
+    def cut_through(self, chunk: bytes, beyond: int, *, newline: bool) -> Cut:
+        """The cut when ``cut`` gave ``open_match`` for a chunk that is a whole read: a redaction match runs
+        past everything read at once. The match is taken to end where the chunk does and replaced there;
+        the ``beyond`` bytes that follow the chunk up to the end of its line (and the newline, if the line
+        has one yet) are consumed and not sent: where the match really ends cannot be told without them,
+        and sending any of them could send the rest of the secret."""
+        out = self.cut(chunk + b"\n" if newline else chunk, at_eof=True, flush=True)
+        assert out.consumed == len(chunk) + newline, "a final cut consumes everything"
+        out.consumed += beyond
+        out.bytes_dropped += beyond
+        return out
 
     def _has_long_line(self, chunk: bytes, end: int) -> bool:
         if end <= self.max:
@@ -295,7 +318,7 @@ class Pipeline:
         for line in lines:
             if len(line) > self.max:
                 prev = 0
-                for k in self._piece_ends(line, complete=True):
+                for k in self._piece_ends(line, complete=True)[0]:  # the whole line is known: all decided
                     raw.append(line[prev:k])
                     terms.append(PIECE)
                     prev = k
@@ -303,21 +326,27 @@ class Pipeline:
             raw.append(line)
             terms.append(LINE)
         rest = chunk[end:]
+        open_match = False
         if rest:
             prev = 0
-            for k in self._piece_ends(rest, complete=final):
+            ends, open_match = self._piece_ends(rest, complete=final)
+            for k in ends:
                 raw.append(rest[prev:k])
                 terms.append(PIECE)
                 prev = k
             if final:
                 raw.append(rest[prev:])
                 terms.append(LAST)
-        return _Units(chunk, raw=raw, terms=terms)
+        units = _Units(chunk, raw=raw, terms=terms)
+        units.open_match = open_match
+        return units
 
-    def _piece_ends(self, line: bytes, *, complete: bool) -> list[int]:
-        """Where to cut a long line: each piece at most max_line_size bytes, the last one holding the rest.
-        When the line is not ``complete`` only pieces that more bytes cannot change are returned (at least
-        one byte stays for the last piece, and with redaction rules a look past the cut is needed)."""
+    def _piece_ends(self, line: bytes, *, complete: bool) -> tuple[list[int], bool]:
+        """Where to cut a long line: each piece at most max_line_size bytes (but a redaction match longer
+        than that, kept whole), the last one holding the rest. When the line is not ``complete`` only pieces
+        that more bytes cannot change are returned (at least one byte stays for the last piece, and with
+        redaction rules a look past the cut is needed); the flag says a redaction match that starts the
+        rest runs to the end of what is known."""
         ends: list[int] = []
         start, n = 0, len(line)
         while n - start > self.max:
@@ -330,29 +359,72 @@ class Pipeline:
             if self.redactors:
                 if not complete and n < k + LOOKAHEAD:
                     break
-                k = self._clear_of_secrets(line, start, k, min(n, k + LOOKAHEAD))
+                cut = self._clear_of_secrets(line, start, k, complete)
+                if cut is None:
+                    return ends, True
+                if cut >= n:
+                    break  # a match runs to the end of the line: the rest is the last piece
+                k = cut
             ends.append(k)
             start = k
-        return ends
+        return ends, False
 
-    def _clear_of_secrets(self, line: bytes, start: int, k: int, stop: int) -> int:
-        """Move cut point k back to the start of a redaction match that would straddle it (unless that
-        match starts the piece: a secret longer than a piece cannot be kept whole)."""
-        text = line[start:stop].decode("utf-8", "surrogateescape")
-        c = len(line[start:k].decode("utf-8", "surrogateescape"))
-        if text[:c].encode("utf-8", "surrogateescape") != line[start:k]:
-            return k
-        best = c
-        for rule in self.redaction:
-            for m in rule.match_expression.finditer(text):
-                if m.start() >= c:
+    def _clear_of_secrets(self, line: bytes, start: int, k: int, complete: bool) -> int | None:
+        """Where to end the piece that starts at ``start`` instead of at ``k`` so that no redaction match is
+        cut: back at the start of a match that would straddle k (of the first of a run of overlapping
+        matches); or, when such a run starts the piece (a secret longer than a piece), past k at its end, so
+        that it is replaced whole. None: that run reaches the end of what is known of a line not ``complete``."""
+        n = len(line)
+        stop = min(n, k + LOOKAHEAD)
+        while True:
+            text = line[start:stop].decode("utf-8", "surrogateescape")
+            c = len(line[start:k].decode("utf-8", "surrogateescape"))
+            if text[:c].encode("utf-8", "surrogateescape") != line[start:k]:
+                return k  # not UTF-8 around the cut: no match can be placed
+            hits = [m for rule in self.redaction if (m := _straddling(rule.match_expression, text, c))]
+            if not hits:
+                return k  # (the usual case: a match inside the piece, or none, costs no list of spans)
+            first = min(m.start() for m in hits)
+            settled = len(self.redaction) == 1  # the matches of one rule never overlap
+            if first > 0 and not settled:
+                # Matches of different rules may: back off past those too (a few steps; a long run of them is
+                # left to the merge below).
+                for _ in range(8):
+                    hits = [m for rule in self.redaction if (m := _straddling(rule.match_expression, text, first))]
+                    if not hits:
+                        settled = True
+                        break
+                    first = min(m.start() for m in hits)
+                    if first == 0:
+                        break
+            if first > 0 and settled:
+                return start + len(text[:first].encode("utf-8", "surrogateescape"))
+            spans = sorted(
+                m.span() for rule in self.redaction for m in rule.match_expression.finditer(text) if m.end() > m.start()
+            )
+            # Runs of matches that overlap: no cut may fall strictly inside one.
+            first = last = -1
+            for a, e in spans:
+                if a >= c:
                     break
-                if m.end() > c:
-                    best = min(best, m.start())
+                if a < last:
+                    last = max(last, e)
+                else:
+                    first, last = a, e
+            if not first < c < last:
+                return k
+            if first > 0:
+                return start + len(text[:first].encode("utf-8", "surrogateescape"))
+            for a, e in spans:  # the run starts the piece: it ends where no later match overlaps it
+                if a >= last:
                     break
-        if 0 < best < c:
-            return start + len(text[:best].encode("utf-8", "surrogateescape"))
-        return k
+                last = max(last, e)
+            end = start + len(text[:last].encode("utf-8", "surrogateescape"))
+            if end + LOOKAHEAD <= stop or (stop == n and complete):
+                return end
+            if stop == n:
+                return None  # the match may go on in bytes not written or not read yet
+            stop = min(n, start + 2 * (stop - start))  # look further for where the match ends
 
     # --- grouping, sampling, redaction -----------------------------------------------------------
     def _process(self, u: _Units, final: bool) -> Cut:
@@ -432,10 +504,10 @@ class Pipeline:
             if i < after:
                 continue
             text = u.gtext(i)
-            g = next((g for g in self.groupers if g.start.search(text)), None)
-            if g is None:
+            starter = next((g for g in self.groupers if g.start.search(text)), None)
+            if starter is None:
                 continue
-            j, done = self._extent(g, u, i, final)
+            j, done = self._extent(starter, u, i, final)
             if not done:
                 return groups, i
             if j - i > 1:
@@ -562,6 +634,16 @@ class Pipeline:
                         changed.add(k)
                         out.redactions += count
         return changed
+
+
+def _straddling(pattern: re.Pattern[str], text: str, c: int) -> re.Match[str] | None:
+    """The match of ``pattern`` in ``text`` that starts before ``c`` and ends after it, if any."""
+    for m in pattern.finditer(text):
+        if m.start() >= c:
+            return None
+        if m.end() > c:
+            return m
+    return None
 
 
 def _json_events(msgs: list[str], rates: dict[int, float]) -> bytes:
