@@ -237,10 +237,15 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
 
 
 def compile_regex(text: str, where: Where) -> re.Pattern[str]:
+    """On ``re``, or RE2 for a pattern that could backtrack for ever (see shipctl/regex.py)."""
+    from shipctl import regex
+
     try:
-        return re.compile(text)
+        return regex.compile(text)  # type: ignore[no-any-return]
     except re.error as exc:
         raise where.error(f"invalid regular expression {describe(text, secret=where.secret)}: {exc}") from None
+    except regex.Unsafe as exc:
+        raise where.error(f"regular expression {describe(text, secret=where.secret)}: {exc}") from None
 
 
 def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[str, ...] = ()) -> T:

@@ -246,3 +246,44 @@ def test_generated_configs_are_exit_0_or_78_never_a_traceback(env: Env) -> None:
             assert r.stderr.startswith("shipctl: ") and "Traceback" not in r.stderr, r.stderr
 
     check()
+
+
+CATASTROPHIC = "(a+)+$"  # 25 minutes on re for a 42-character line of a's and one other character
+
+
+def test_a_catastrophic_redaction_runs_on_re2_and_ships_in_time(env: Env) -> None:
+    line = "a" * 42 + "!"
+    (env.logs / "a.log").write_text(f"{line}\nsecret aaaa\n")
+    env.write_config(
+        f'[agent]\n{QUIET}[[logs]]\npath = "{env.logs}/a.log"\n'
+        f"redaction_rules = [{{ match_expression = '{CATASTROPHIC}', replacement = 'X' }}]\n"
+    )
+    check = env.proc("check-config")
+    assert check.returncode == 0, check.stderr
+    assert json.loads(check.stdout)["regex_engines"] == {"logs[0].redaction_rules[0].match_expression": "re2"}
+    t0 = time.monotonic()
+    r = env.proc("run", "--max-seconds", "10", timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert time.monotonic() - t0 < 10
+    assert env.messages() == [line, "secret X"]  # no match on the first line, the a's redacted on the second
+
+
+def test_without_re2_a_catastrophic_rule_is_refused_with_what_to_do(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    from shipctl import regex
+
+    monkeypatch.setattr(regex, "_engine", lambda: None)
+    env.write_config(
+        f'[[logs]]\npath = "{env.logs}/a.log"\n'
+        f"redaction_rules = [{{ match_expression = '{CATASTROPHIC}' }}, {{ match_expression = 'password=[^& ]*' }}]\n"
+    )
+    r = env.cli("check-config")
+    assert r.exit_code == 78
+    assert "logs[0].redaction_rules[0].match_expression" in r.stderr and "exponential time" in r.stderr
+    assert "pip install 'shipctl[re2]'" in r.stderr
+    env.write_config(
+        f'[[logs]]\npath = "{env.logs}/a.log"\nredaction_rules = [{{ match_expression = "password=[^& ]*" }}]\n'
+    )
+    r = env.cli("check-config")
+    assert r.exit_code == 0 and json.loads(r.stdout)["regex_engines"] == {
+        "logs[0].redaction_rules[0].match_expression": "re"
+    }

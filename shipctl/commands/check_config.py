@@ -55,6 +55,7 @@ def check_config(config: Config) -> dict[str, Any]:
             for s in config.sinks
         ],
         "import_vars": {k: mask(v) if v in secrets else v for k, v in config.imported.items()},
+        "regex_engines": _engines(config),
         "warnings": warnings,
     }
 
@@ -81,7 +82,7 @@ def _plain(value: Any, secrets: list[str], secret: bool = False) -> Any:
         }
     if isinstance(value, list | tuple):
         return [_plain(v, secrets, secret) for v in value]
-    if isinstance(value, re.Pattern):
+    if isinstance(value, re.Pattern) or type(value).__module__ == "re2":
         value = value.pattern
     if isinstance(value, Where):
         return str(value)
@@ -93,3 +94,20 @@ def _plain(value: Any, secrets: list[str], secret: bool = False) -> Any:
             if s in value:
                 value = value.replace(s, mask(s))
     return value
+
+
+def _engines(config: Config) -> dict[str, str]:
+    """Which engine runs each rule of each log: "re", or "re2" for a pattern that could backtrack for ever."""
+    from shipctl import regex
+
+    out: dict[str, str] = {}
+    for i, lg in enumerate(config.logs):
+        for name, rules, attr in (
+            ("line_groupers", lg.line_groupers, ("start", "pattern")),
+            ("sampling_rules", lg.sampling_rules, ("match_expression",)),
+            ("redaction_rules", lg.redaction_rules, ("match_expression",)),
+        ):
+            for j, rule in enumerate(rules):
+                for a in attr:
+                    out[f"logs[{i}].{name}[{j}].{a}"] = regex.engine(getattr(rule, a))
+    return out

@@ -36,6 +36,7 @@ from functools import partial
 from itertools import accumulate, compress
 from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-defined]
 
+from shipctl import regex
 from shipctl.config import LineGrouper, LogConfig, RedactionRule
 from shipctl.model import FMT_JSON, FMT_RAW
 
@@ -94,10 +95,11 @@ def _wide(pattern: re.Pattern[str], *, grouper: bool) -> _Wide | None:
         return None
     doubled = grouper and ("$" in src or "\\B" in src)
     line_start = src.startswith("^") and not pattern.flags & re.VERBOSE
+    mod = regex.module_of(pattern)  # the same engine as the rule: a pattern on RE2 must not backtrack here
     try:
-        compiled = re.compile("\n" + src[1:] if line_start else src, pattern.flags | re.MULTILINE)
-    except re.error:
-        line_start, compiled = False, re.compile(src, pattern.flags | re.MULTILINE)
+        compiled = mod.compile("\n" + src[1:] if line_start else src, pattern.flags | mod.MULTILINE)
+    except Exception:  # re.error, or re2's
+        line_start, compiled = False, mod.compile(src, pattern.flags | mod.MULTILINE)
     return _Wide(compiled, doubled, line_start)
 
 
@@ -695,6 +697,8 @@ def _template(pattern: re.Pattern[str], template: str) -> list[_Part]:
 
 
 def _parse_template(pattern: re.Pattern[str], template: str) -> list[_Part]:
+    if not isinstance(pattern, re.Pattern):  # on RE2: re reads the template against the same groups
+        pattern = re.compile(pattern.pattern)  # compiling never backtracks; only matching does
     try:
         parsed = re._parser.parse_template(template, pattern)  # type: ignore[attr-defined]
     except Exception:  # a Python whose private reader differs: let re expand it each time
