@@ -1,0 +1,441 @@
+"""The ``kafka`` sink: one Kafka message per event, through librdkafka (``confluent-kafka``, the ``kafka`` extra).
+
+Each message: the value is the JSON object the file sink writes for the event (``jsonl.encode_lines``, without
+the newline); the key is the value of the ``key`` attribute (``serverHost`` by default: the event's own
+attributes first, then the server attributes), so one host's events stay in one partition and in order; the
+headers are ``si`` (this sink's sequence stream id) and ``sn`` (the event's sequence number, decimal ASCII),
+unless ``headers = false`` (both are in the value as well).
+The topic is ``topic``, or ``topics[kind]`` (log, metric, event).
+
+Delivery: ``acks=all`` and, unless ``idempotence = false``, an idempotent producer, so a batch librdkafka
+re-sends after a lost reply is dropped by the broker. ``send()`` produces every event of the request, waits
+for the delivery reports (bounded by ``delivery_timeout``) and says OK only when every message was
+acknowledged. One failed report and the whole request is RETRIED later: the messages that did arrive arrive
+again with the same ``si``/``sn`` (a new producer session, which the broker's idempotence cannot recognise),
+and a consumer drops them by that pair, as after a kill -9 in mid-request. Before its first request (and after
+any failure) the sink asks the brokers for the topics' metadata, so a broker that is down, refused
+credentials or a topic that does not exist backs off within ``connect_timeout`` with a message naming it,
+instead of waiting out the delivery timeout. Topics are never created by the sink. Every wait is bounded: a
+request takes at most about ``connect_timeout + 2 * delivery_timeout`` (a full local queue waits for room up to
+``delivery_timeout``, then each message reports within ``delivery_timeout`` of being queued).
+
+An event whose JSON is over ``message_max_bytes`` is not sent: no broker would take it, and retrying it would
+stall the sink for ever. The request is confirmed without it, as ``partial`` with a notice naming its ``sn``.
+A kind that ``topics`` names no topic for stops the request before anything of it is produced.
+
+librdkafka's own log lines go to the ``shipctl.kafka`` logger at debug level (never to stderr; a reconnect
+loop would repeat them every few milliseconds); its error callbacks are kept to name the cause in the retry
+message. ``confluent_kafka`` is imported on the first request, so a run with nothing to send never loads it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import re
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from dataclasses import field as dc_field
+from types import MappingProxyType
+from typing import Any
+
+from shipctl.errors import ConfigError
+from shipctl.model import FMT_RAW, KINDS, Batch
+from shipctl.schema import field, one_of, positive, scrub
+from shipctl.sinks.base import OK, RETRY, BatchSink, SendResult
+from shipctl.sinks.jsonl import encode_lines
+
+INSTALL_HINT = "pip install 'shipctl[kafka]'"
+PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+POLL_EVERY = 10_000  # messages produced between two polls: delivery reports are served as they come
+SHOW_MESSAGES = 5  # of a request, for upload --dry-run
+_BROKER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:,\[\]/]+):(\d{1,5})")
+_TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+log = logging.getLogger("shipctl.kafka")
+
+
+def _protocol(value: str) -> str | None:
+    return None if value.lower() in PROTOCOLS else "expected one of " + ", ".join(map(repr, PROTOCOLS))
+
+
+def _mechanism(value: str) -> str | None:
+    return None if not value or value.upper() in MECHANISMS else "expected one of " + ", ".join(map(repr, MECHANISMS))
+
+
+@dataclass(frozen=True)
+class KafkaOptions:
+    brokers: tuple[str, ...]  # bootstrap brokers, "host:port"
+    topic: str = ""  # every event to one topic, or:
+    topics: Mapping[str, str] = dc_field(default_factory=lambda: MappingProxyType({}))  # kind -> topic
+    # Attribute whose value keys each message (the event's attributes, then the server attributes); "" = no key.
+    key: str = "serverHost"
+    # lz4: the least CPU per GB here (zstd costs ~20% more CPU for a smaller wire size).
+    compression: str = field("lz4", check=one_of("none", "gzip", "snappy", "lz4", "zstd"))
+    idempotence: bool = True  # off only for brokers without InitProducerId (Kafka < 0.11) or its ACL
+    # si and sn headers on every message. They are in the JSON value too: false saves ~1/3 of the sink's CPU
+    # (librdkafka's per-header cost), for consumers that read them from the value.
+    headers: bool = True
+    security_protocol: str = field("plaintext", check=_protocol)
+    sasl_mechanism: str = field("", check=_mechanism)
+    sasl_username: str = ""
+    sasl_password: str = field("", secret=True)
+    ssl_ca_location: str = ""  # a PEM file of CA certificates; default: the system's
+    connect_timeout: float = field(10.0, check=positive)  # reaching the brokers, and the metadata check
+    delivery_timeout: float = field(30.0, check=positive)  # the acknowledgement of every message of a request
+    message_max_bytes: int = field(1_000_000, check=positive)  # an event bigger than this is not sent (counted)
+    # Queued log bytes per request. librdkafka holds a request's messages until all are acknowledged: 4 MiB of
+    # log is ~100 MiB peak RSS; smaller saves memory, but each request ends with a wait for its last batch.
+    request_bytes: int = field(4 << 20, check=positive)
+
+    def __post_init__(self) -> None:
+        if not self.brokers:
+            raise ValueError("brokers: expected at least one broker, such as '127.0.0.1:9092'")
+        for i, b in enumerate(self.brokers):
+            m = _BROKER.fullmatch(b)
+            if not m or not 0 < int(m.group(2)) < 65536:
+                raise ValueError(f"brokers[{i}]: expected host:port, such as '127.0.0.1:9092', got {b!r}")
+        if bool(self.topic) == bool(self.topics):
+            raise ValueError(
+                'give exactly one of topic = "NAME" and topics = { log = "...", metric = "...", event = "..." }'
+            )
+        for kind, name in ({"topic": self.topic} if self.topic else self.topics).items():
+            where = "topic" if self.topic else f"topics.{kind}"
+            if kind not in KINDS and not self.topic:
+                raise ValueError(f"{where}: unknown kind {kind!r} (expected {', '.join(map(repr, KINDS))})")
+            if not _TOPIC.fullmatch(name) or name in (".", ".."):
+                raise ValueError(f"{where}: {name!r} is not a Kafka topic name (letters, digits, '.', '_', '-')")
+        sasl = self.security_protocol.lower().startswith("sasl_")
+        if sasl and not (self.sasl_mechanism and self.sasl_username):
+            raise ValueError(f"security_protocol {self.security_protocol!r} needs sasl_mechanism and sasl_username")
+        if not sasl and (self.sasl_mechanism or self.sasl_username or self.sasl_password):
+            raise ValueError("sasl_* options need security_protocol = 'sasl_plaintext' or 'sasl_ssl'")
+        if self.ssl_ca_location and "ssl" not in self.security_protocol.lower():
+            raise ValueError("ssl_ca_location needs security_protocol = 'ssl' or 'sasl_ssl'")
+        if importlib.util.find_spec("confluent_kafka") is None:  # said by check-config, before any upload
+            raise ValueError(f"the kafka sink needs the confluent-kafka package: {INSTALL_HINT}")
+
+
+class _LibLog:
+    """What confluent-kafka calls for librdkafka's log lines (``logger.log(level, fmt, *args)``): all of them
+    to the shipctl log at debug level. Not stderr: a cron job mails stderr, and a broker that is down makes
+    librdkafka repeat its complaint on every reconnect."""
+
+    def log(self, level: int, fmt: str, *args: Any) -> None:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("librdkafka: " + fmt, *args)
+
+
+class _Abort(Exception):
+    """Stop producing this request: RETRY with this message and status."""
+
+    def __init__(self, message: str, status: str = "error") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+
+
+class KafkaSink(BatchSink):
+    def __init__(self, options: KafkaOptions, session: str) -> None:
+        self.o = options
+        self.session = session
+        self.request_bytes = options.request_bytes
+        self.topics: dict[str, str] = {k: options.topic for k in KINDS} if options.topic else dict(options.topics)
+        self.server_attributes: dict[str, Any] = {}
+        self._si = session.encode()
+        self._producer: Any = None
+        self._checked = False  # the brokers answered and every topic exists (this producer)
+        self._errors: list[str] = []  # librdkafka's error callbacks since the last request, for messages
+        self._down = False  # an error callback said the brokers cannot be reached as configured
+        self._acked = 0
+        self._failed = 0
+        self._first_failure = ""
+
+    def bind(self, server_attributes: Mapping[str, Any]) -> None:
+        self.server_attributes = dict(server_attributes)
+
+    # --- the producer ---------------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        o = self.o
+        conf: dict[str, Any] = {
+            "bootstrap.servers": ",".join(o.brokers),
+            "client.id": "shipctl",
+            "acks": "all",
+            "enable.idempotence": o.idempotence,
+            "compression.type": o.compression,
+            "allow.auto.create.topics": False,  # a missing topic is the operator's to create: say so
+            "message.timeout.ms": max(1, int(o.delivery_timeout * 1000)),
+            "request.timeout.ms": max(1, int(min(o.delivery_timeout, 30.0) * 1000)),
+            "socket.connection.setup.timeout.ms": max(1000, int(o.connect_timeout * 1000)),
+            # Topic metadata answers at once: no 30 s wait for a topic "still being created".
+            "topic.metadata.propagation.max.ms": max(1, int(min(o.connect_timeout, o.delivery_timeout) * 1000)),
+            # A request is flushed as a whole: let librdkafka hold all of it, and build large batches.
+            "queue.buffering.max.messages": 2_000_000,
+            "queue.buffering.max.kbytes": max(65536, 4 * o.request_bytes // 1024),
+            "message.max.bytes": o.message_max_bytes + 4096,  # room for key, headers and the record overhead
+            "batch.size": 1_000_000,
+            "linger.ms": 5,
+            "security.protocol": o.security_protocol.lower(),
+            "logger": _LibLog(),
+            "error_cb": self._on_error,
+            "on_delivery": self._on_delivery,
+        }
+        if o.sasl_mechanism:
+            conf["sasl.mechanism"] = o.sasl_mechanism.upper()
+            conf["sasl.username"] = o.sasl_username
+            conf["sasl.password"] = o.sasl_password
+        if o.ssl_ca_location:
+            conf["ssl.ca.location"] = o.ssl_ca_location
+        return conf
+
+    def _connect(self) -> SendResult | None:
+        """Make the producer and check the topics once; a RETRY result says why not."""
+        if self._producer is None:
+            try:
+                import confluent_kafka
+            except ImportError as exc:
+                raise ConfigError(f"the kafka sink needs the confluent-kafka package: {INSTALL_HINT}") from exc
+            try:
+                self._producer = confluent_kafka.Producer(self._config())
+            except (confluent_kafka.KafkaException, ValueError, TypeError) as exc:
+                return self._retry(f"cannot set up the Kafka producer: {_text(exc)}")
+            self._checked = False
+        if not self._checked:
+            problem = self._check_topics()
+            if problem is not None:
+                self._drop()
+                return problem
+            self._checked = True
+        return None
+
+    def _check_topics(self) -> SendResult | None:
+        """One metadata request per topic: the brokers answer, the credentials pass, the topic exists."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        brokers = ",".join(self.o.brokers)
+        deadline = time.monotonic() + self.o.connect_timeout
+        for topic in sorted(set(self.topics.values())):
+            while True:
+                # Short metadata requests, the error callbacks served between them: a refused connection or
+                # refused credentials end the wait at once instead of after connect_timeout.
+                try:
+                    md = self._producer.list_topics(topic, timeout=max(0.01, min(0.2, deadline - time.monotonic())))
+                    break
+                except KafkaException as exc:
+                    self._producer.poll(0)
+                    late = time.monotonic() >= deadline
+                    if self._down or late:
+                        why = self._errors[-1] if self._errors else _text(exc)
+                        within = f" within {self.o.connect_timeout:g} s" if late and not self._down else ""
+                        return self._retry(
+                            f"no answer from the Kafka brokers {brokers}{within}: {why}",
+                            "timeout" if within else "error",
+                        )
+            t = md.topics.get(topic)
+            err = t.error if t is not None else None
+            if t is None or (err is not None and err.code() == KafkaError.UNKNOWN_TOPIC_OR_PART):
+                return self._retry(
+                    f"topic {topic!r} does not exist on the Kafka brokers {brokers}: create it"
+                    " (the sink does not create topics)",
+                    "unknown topic",
+                )
+            if err is not None:
+                return self._retry(f"topic {topic!r} on {brokers}: {_text(err)}", "error")
+        return None
+
+    def _on_error(self, err: Any) -> None:
+        from confluent_kafka import KafkaError
+
+        if err.code() != KafkaError._ALL_BROKERS_DOWN or not self._errors:  # "1/1 brokers are down" says less
+            self._errors.append(_text(err))
+            del self._errors[:-5]
+        # Every broker refused the connection, the credentials or the TLS handshake: no point waiting on.
+        self._down = (
+            self._down or err.fatal() or err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._AUTHENTICATION)
+        )
+
+    def _on_delivery(self, err: Any, msg: Any) -> None:
+        if err is None:
+            self._acked += 1
+        else:
+            self._failed += 1
+            if not self._first_failure:
+                self._first_failure = _text(err)
+
+    def _drop(self) -> None:
+        """Forget the producer (after a failure, and at the end): nothing of it may linger or block."""
+        p, self._producer = self._producer, None
+        self._checked = False
+        if p is None:
+            return
+        try:
+            p.purge()  # queued and in-flight messages end now, as failed reports
+            p.flush(0)
+        except Exception as exc:  # a producer being thrown away has nothing more to say
+            log.debug("kafka: dropping the producer: %s", exc)
+
+    def _retry(self, message: str, status: str = "error", size: int = 0) -> SendResult:
+        return SendResult(RETRY, scrub(f"sink {self.sink_id!r}: {message}"), status=status, request_bytes=size)
+
+    # --- sending ----------------------------------------------------------------------------------------
+    def _key(self, attrs: Mapping[str, Any]) -> str | None:
+        name = self.o.key
+        if not name:
+            return None
+        value = attrs.get(name, self.server_attributes.get(name))
+        return None if value is None else _attr_text(value)
+
+    def _groups(self, batches: list[Batch]) -> Iterator[tuple[str, str | None, Iterable[tuple[int, str]]]]:
+        """(topic, key, its (sn, JSON line) pairs): one group per plain-lines batch (one kind and one set of
+        attributes for all its lines, so the loop over them does nothing per line but produce), one per
+        event of the other batches. The lines are pure ASCII (``encode_lines`` escapes the rest)."""
+        session = self.session
+        for b in batches:
+            if b.fmt == FMT_RAW:
+                yield self._topic(b.kind), self._key(b.attrs), encode_lines([b], session)
+            else:
+                for pair, ev in zip(encode_lines([b], session), b.events(), strict=True):
+                    yield self._topic(ev.kind), self._key(ev.attrs), (pair,)
+
+    def _topic(self, kind: str) -> str:
+        topic = self.topics.get(kind)
+        if topic is None:
+            raise _Abort(
+                f"topics names no topic for kind {kind!r}: add topics.{kind}, or take {kind!r} out of this sink's"
+                " kinds = [...]",
+                "no topic",
+            )
+        return topic
+
+    def send(self, batches: list[Batch], first_sn: int) -> SendResult:
+        if len(self.topics) < len(KINDS):  # a kind without a topic must stop the request before any of it goes
+            try:
+                kinds: set[str] = set()
+                for b in batches:
+                    kinds.update([b.kind] if b.fmt == FMT_RAW else (ev.kind for ev in b.events() if ev.sn >= first_sn))
+                for kind in sorted(kinds):
+                    self._topic(kind)
+            except _Abort as exc:
+                return self._retry(exc.message, exc.status)
+        self._errors.clear()
+        self._down = False
+        problem = self._connect()
+        if problem is not None:
+            return problem
+        from confluent_kafka import KafkaError, KafkaException
+
+        p = self._producer
+        produce, si, max_bytes, with_headers = p.produce, self._si, self.o.message_max_bytes, self.o.headers
+        self._acked = self._failed = 0
+        self._first_failure = ""
+        sent = size = 0
+        too_big: list[int] = []
+        deadline = time.monotonic() + self.o.delivery_timeout
+        try:
+            for topic, key, lines in self._groups(batches):
+                for sn, line in lines:
+                    if sn < first_sn:
+                        continue
+                    value = line[:-1]  # without the newline; ASCII, so its length is its size in bytes
+                    if len(value) > max_bytes:
+                        too_big.append(sn)  # no broker would take it: count it and go on, rather than stall
+                        continue
+                    headers = [("si", si), ("sn", str(sn))] if with_headers else None
+                    try:
+                        if headers:
+                            produce(topic, value, key, headers=headers)
+                        else:  # (an explicit headers=None costs a third of what leaving them out saves)
+                            produce(topic, value, key)
+                    except BufferError:  # librdkafka's queue is full: let the brokers take some first
+                        self._produce_when_room(topic, value, key, headers, deadline)
+                    except KafkaException as exc:
+                        if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                            raise _Abort(f"cannot produce to {topic!r}: {_text(exc)}") from None
+                        too_big.append(sn)  # with its key and headers it is over the limit
+                        continue
+                    sent += 1
+                    size += len(value)
+                    if sent % POLL_EVERY == 0:
+                        p.poll(0)
+            # Each message reports within message.timeout.ms (delivery_timeout) of being queued: a bounded wait.
+            left = p.flush(self.o.delivery_timeout + 1.0)
+        except _Abort as exc:
+            self._drop()
+            return self._retry(exc.message, exc.status, size)
+        if left or self._failed or self._acked != sent:
+            return self._failure(sent, left, size)
+        note = ""
+        if too_big:
+            note = (
+                f"{len(too_big)} events over message_max_bytes ({self.o.message_max_bytes}) not sent"
+                f" (sn {', '.join(map(str, too_big[:5]))}{', ...' if len(too_big) > 5 else ''})"
+            )
+        return SendResult(OK, note, status="partial" if too_big else "success", request_bytes=size)
+
+    def _produce_when_room(self, topic: str, value: str, key: str | None, headers: Any, deadline: float) -> None:
+        while True:
+            if time.monotonic() > deadline:
+                raise _Abort(f"the brokers took no messages within {self.o.delivery_timeout:g} s", "timeout")
+            self._producer.poll(0.05)
+            try:
+                self._producer.produce(topic, value, key, headers=headers)
+                return
+            except BufferError:
+                continue
+
+    def _failure(self, sent: int, left: int, size: int) -> SendResult:
+        """Some message was not acknowledged: the whole request goes again later (same si/sn)."""
+        self._drop()  # also ends what is still queued, so no report of this request arrives in the next
+        missing = sent - self._acked
+        why = self._first_failure or f"no delivery report within {self.o.delivery_timeout:g} s"
+        if self._errors and self._errors[-1] not in why:
+            why += f"; last broker error: {self._errors[-1]}"
+        timed_out = left or "timed out" in why.lower()
+        return self._retry(
+            f"{missing} of {sent} messages not acknowledged by the Kafka brokers ({why});"
+            " the whole request is sent again later, consumers drop repeats by si + sn",
+            "timeout" if timed_out else "error",
+            size,
+        )
+
+    def describe(self, batches: list[Batch]) -> str:
+        lines = []
+        counts: dict[str, int] = {}
+        try:
+            for topic, key, group in self._groups(batches):
+                for sn, line in group:
+                    counts[topic] = counts.get(topic, 0) + 1
+                    if len(lines) < SHOW_MESSAGES:
+                        shown = f"si:{self.session},sn:{sn}" if self.o.headers else "none"
+                        lines.append(f"  key={key!r} headers={shown} value={line[:2000].rstrip()}")
+        except _Abort as exc:
+            lines.append(f"  (stops here: {exc.message})")
+        where = ", ".join(f"{n} to topic {t!r}" for t, n in counts.items()) or "nothing"
+        auth = f", {self.o.security_protocol.lower()}" + (
+            f" as {self.o.sasl_username!r}" if self.o.sasl_username else ""
+        )
+        head = (
+            f"produce {sum(counts.values())} messages ({where}) to the Kafka brokers {','.join(self.o.brokers)}"
+            f" (acks=all, idempotence {'on' if self.o.idempotence else 'off'}, compression {self.o.compression}{auth})"
+        )
+        return "\n".join([head, *lines])
+
+    def close(self) -> None:
+        self._drop()
+
+
+def _text(err: Any) -> str:
+    """A KafkaError / KafkaException as its own words, not its repr."""
+    inner = err.args[0] if isinstance(err, Exception) and err.args else err
+    words = getattr(inner, "str", None)
+    return str(words() if callable(words) else inner)
+
+
+def _attr_text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
