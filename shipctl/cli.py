@@ -468,6 +468,61 @@ def preview_cmd(
     )
 
 
+state_app = typer.Typer(
+    cls=_Group,
+    help="Check the state file, or rebuild a damaged one (see README: recovering the state file).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(state_app, name="state")
+
+
+@state_app.command("check")
+def state_check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
+    """Read-only: integrity, schema version, queued batches, sinks' cursors, and what recover could save.
+    Exit 0 when sound (or not created yet), 73 when damaged."""
+    from shipctl.commands.state_cmd import check
+    from shipctl.config import load_config
+
+    res = check(load_config(config, require=False, env_optional=True))
+    if json_out:
+        _json(res)
+    else:
+        from shipctl import render
+
+        render.state_check(res)
+    if res.exit_code:
+        raise typer.Exit(res.exit_code)
+
+
+@state_app.command("recover")
+def state_recover_cmd(
+    config: ConfigOpt = None,
+    logs_from: Annotated[
+        str | None,
+        typer.Option(
+            "--logs-from",
+            help="Where logs whose offsets are lost resume: 'start' (read again: repeats what was shipped) or"
+            " 'end' (skip what they hold now). Required only when offsets cannot be recovered.",
+        ),
+    ] = None,
+    wait: WaitOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Move a damaged state file aside (state.db.damaged-<time>) and rebuild it from what can still be read:
+    queued batches, file offsets, sinks' cursors, session and sequence numbers."""
+    from shipctl.commands.state_cmd import recover
+    from shipctl.config import load_config
+
+    res = recover(load_config(config, require=False, env_optional=True), logs_from=logs_from, wait=wait)
+    if json_out:
+        _json(res)
+    else:
+        from shipctl import render
+
+        render.state_recover(res)
+
+
 def _version_flag(value: bool) -> None:
     if value:
         print(f"shipctl {__version__}")

@@ -76,7 +76,10 @@ def size(n: int | None) -> str:
 
 def status(result: StatusResult, *, verbose: bool) -> None:
     out = console()
-    out.print(f"State file: {result.state_path}" + ("" if result.exists else " (not created yet: nothing has run)"))
+    out.print(
+        f"State file: {result.state_path}"
+        + (f" ({state_size_line(result)})" if result.exists else " (not created yet: nothing has run)")
+    )
     out.print(f"Config:     {result.config_file}")
     now = result.now
 
@@ -302,3 +305,73 @@ def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
                 f" {when(up['next_attempt'])}",
                 style="bold red",
             )
+
+
+def state_size_line(result: StatusResult) -> str:
+    """The state file's size and its WAL's, for status (``State file: ... (12.0 MiB + 1.0 MiB WAL)``)."""
+    if result.state_bytes is None:
+        return ""
+    wal = f" + {size(result.wal_bytes)} WAL" if result.wal_bytes else ""
+    return f"{size(result.state_bytes)}{wal}"
+
+
+def state_check(result: Any) -> None:
+    """``shipctl state check``: one line per aspect, then the verdict."""
+    rep = result.report
+    out = console()
+    files = f"{size(rep.size)}" if rep.exists else "missing"
+    out.print(f"State file:  {rep.path} ({files}" + (f" + {size(rep.wal_size)} WAL)" if rep.wal_size else ")"))
+    if rep.earlier_runs and (not rep.exists or rep.size == 0):
+        out.print(f"Earlier runs: {rep.earlier_runs}")
+    if rep.open_error:
+        out.print(f"Opening:     FAILED: {rep.open_error}")
+    if rep.integrity:
+        first = rep.integrity[0]
+        more = f" (and {len(rep.integrity) - 1} more)" if len(rep.integrity) > 1 else ""
+        out.print(f"Integrity:   {'ok' if rep.integrity == ['ok'] else 'FAILED: ' + first + more}")
+    if rep.schema_version is not None:
+        missing = f"; MISSING: {', '.join(rep.missing)}" if rep.missing else ""
+        out.print(f"Schema:      version {rep.schema_version} of {rep.known_version}{missing}")
+    if rep.session is not None or rep.next_sn is not None:
+        out.print(f"Session:     {rep.session or '(unreadable)'}, next sequence number {rep.next_sn or '(unreadable)'}")
+    if rep.queue:
+        q = rep.queue
+        span = f", sn {q['first_sn']}-{q['last_sn']}" if q.get("batches") else ""
+        out.print(f"Queue:       {q['batches']} batches readable ({q['events']} events, {size(q['bytes'])}{span})")
+    if rep.lost_batches:
+        out.print(f"             {len(rep.lost_batches)} batches UNREADABLE (first sn {rep.lost_batches[0]})")
+    if "files" in rep.tables or rep.tracked_files:
+        out.print(f"Files:       {rep.tracked_files} tracked files readable")
+    for s in rep.sinks:
+        out.print(f"Sink:        {s['sink']}: cursor at sn {s['acked_sn']}")
+    for name, t in sorted(rep.tables.items()):
+        if not t.complete:
+            what = "missing" if not t.present else f"read in part: {t.rows} rows, {t.unreadable} lost; {t.error}"
+            out.print(f"Table:       {name}: {what}")
+    if rep.damaged:
+        out.print(f"Offsets:     {'LOST for some files' if rep.offsets_lost else 'all recoverable'}")
+    out.print(f"Verdict:     {rep.verdict}")
+
+
+def state_recover(result: Any) -> None:
+    """``shipctl state recover``: what was moved aside, what was saved, what was lost."""
+    out = console()
+    if not result.done:
+        for note in result.notes:
+            out.print(note)
+        return
+    out.print(f"Damaged file moved to {result.quarantined}")
+    out.print(
+        f"Rebuilt {result.path}: {result.batches} queued batches ({result.events} events),"
+        f" {result.tracked_files} file offsets, {len(result.cursors)} sink cursors recovered"
+    )
+    if result.logs_from:
+        where = "their current end" if result.logs_from == "end" else "their start"
+        out.print(f"Logs without a recovered offset resume from {where} ({len(result.positioned)} files set at end)")
+    for name in result.missing_tables:
+        out.print(f"Table {name} was missing: rebuilt empty")
+    for name in result.damaged_tables:
+        lost = result.unreadable.get(name)
+        out.print(f"Table {name} was read in part" + (f" ({lost} rows lost)" if lost else ""))
+    for note in result.notes:
+        out.print(note)

@@ -14,6 +14,7 @@ from shipctl.monitors import runner as run_monitor
 from shipctl.monitors.implicit import effective_monitors
 from shipctl.state import State, report, resolve_state_path
 from shipctl.state import scripts as scriptstate
+from shipctl.state.db import file_sizes
 from shipctl.state.queue import queue_stats
 
 
@@ -68,6 +69,8 @@ class StatusResult:
     now: float
     session: str = ""
     schema_version: int = 0
+    state_bytes: int | None = None  # the state file's size on disk (None: not created yet)
+    wal_bytes: int = 0  # its write-ahead log's
     logs: list[LogStatus] = field(default_factory=list)
     queue: dict[str, Any] = field(default_factory=dict)
     queue_sources: list[dict[str, Any]] = field(default_factory=list)
@@ -88,6 +91,7 @@ class StatusResult:
 def status(config: Config, *, verbose: bool = False, metric: str | None = None) -> StatusResult:
     path = resolve_state_path(config.agent.state)
     result = StatusResult(str(path), path.exists(), config.file, time.time(), metric=metric)
+    result.state_bytes, result.wal_bytes = file_sizes(path)
     if not result.exists:
         result.logs = [LogStatus(lg.id, lg.path, 0, None, "never checked") for lg in config.logs]
         return result
