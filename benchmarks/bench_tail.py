@@ -1,20 +1,26 @@
 """tail-once throughput and no-op cost, measured on real subprocesses (run by hand, not in CI).
 
-    python benchmarks/bench_tail.py [--mb 500] [--rules]
+    python benchmarks/bench_tail.py [--mb 500] [--rules] [--shipctl /path/to/venv] [--json]
 
 Prints MB/s and peak RSS of a tail-once over a fresh log, then wall time and peak RSS of a run with
 nothing new. Uses a throwaway state file; the generated log is kept in benchmarks/data/ for reuse.
+Peak RSS is "Maximum resident set size" of ``/usr/bin/time -v`` around each child. ``--shipctl`` picks
+the install to measure (a venv folder or a console script; default: the one beside this python).
+``--json`` adds one JSON line with the figures (for bench_compare.py).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from benchutil import shipctl_command, timed
 
 HERE = Path(__file__).parent
 # Typical rules: redactions that match a few lines, a sampling rule for health checks (1 line in 7).
@@ -37,19 +43,10 @@ def _rules(heavy: bool) -> str:
     )
 
 
-def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, subprocess.CompletedProcess[str]]:
-    """Wall seconds and peak RSS (KiB) of one child process, both measured by a small wrapper process so
-    neither the wrapper's start-up nor an earlier child's peak is counted."""
-    wrapper = (
-        "import resource, subprocess, sys, time; t = time.perf_counter(); p = subprocess.run(sys.argv[1:]);"
-        "w = time.perf_counter() - t;"
-        "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, w, file=sys.stderr); sys.exit(p.returncode)"
-    )
-    proc = subprocess.run([sys.executable, "-c", wrapper, *cmd], capture_output=True, text=True, env=env)
-    if proc.returncode:
-        raise SystemExit(f"{cmd} failed: {proc.stderr}")
-    rss, wall = proc.stderr.strip().splitlines()[-1].split()
-    return float(wall), int(rss), proc
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, int, float]:
+    """Wall seconds, peak RSS (KiB) and CPU seconds (both from /usr/bin/time -v) of one child process."""
+    t = timed(cmd, env, capture=False)
+    return t.wall, t.rss_kib, t.cpu
 
 
 def main() -> None:
@@ -58,6 +55,8 @@ def main() -> None:
     ap.add_argument("--rules", action="store_true", help="2 redaction rules, 1 sampling rule, 1 grouper")
     ap.add_argument("--heavy", action="store_true", help="with --rules: one redaction rewrites every line")
     ap.add_argument("--compress", action="store_true", help="agent.compress_queue = true")
+    ap.add_argument("--shipctl", help="venv folder or shipctl console script to measure (default: beside python)")
+    ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
     args = ap.parse_args()
     data = HERE / "data"
     data.mkdir(exist_ok=True)
@@ -73,13 +72,12 @@ def main() -> None:
             f'[[logs]]\npath = "{log}"\n' + (_rules(args.heavy) if args.rules else "")
         )
         env = {**os.environ, "SHIPCTL_STATE": str(tmp / "state.db")}
-        script = Path(sys.executable).parent / "shipctl"  # the console script, as cron runs it
-        shipctl = [str(script)] if script.exists() else [sys.executable, "-m", "shipctl"]
-        wall, rss, _ = run([*shipctl, "tail-once", "-c", str(cfg)], env)
+        shipctl = shipctl_command(args.shipctl)
+        wall, rss, cpu = run([*shipctl, "tail-once", "-c", str(cfg)], env)
         label = (" with heavy rules" if args.heavy else " with rules") if args.rules else ""
         print(
             f"tail-once {size / 1e6:.0f} MB{label}: {wall:.2f} s, "
-            f"{size / 1e6 / wall:.0f} MB/s, peak RSS {rss / 1024:.1f} MiB"
+            f"{size / 1e6 / wall:.0f} MB/s, CPU {cpu:.2f} s, peak RSS {rss / 1024:.1f} MiB"
         )
         walls, rsss = [], []
         for _ in range(5):
@@ -92,6 +90,19 @@ def main() -> None:
         )
         db = tmp / "state.db"
         print(f"state file after run: {db.stat().st_size / 1e6:.0f} MB")
+        if args.json:
+            figures = {
+                "bench": "tail",
+                "shipctl": shipctl[0],
+                "mb": size / 1e6,
+                "tail_s": wall,
+                "tail_mbs": size / 1e6 / wall,
+                "tail_rss_mib": rss / 1024,
+                "tail_cpu_s": cpu,
+                "noop_s": sorted(walls),
+                "noop_rss_mib": max(rsss) / 1024,
+            }
+            print("JSON " + json.dumps(figures))
     finally:
         shutil.rmtree(tmp)
 

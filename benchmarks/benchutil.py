@@ -45,6 +45,11 @@ class Timed:
     def rss_mib(self) -> float:
         return self.rss_kib / 1024
 
+    @property
+    def cpu(self) -> float:
+        """User + system seconds of the child, all threads (less sensitive than wall time to other load)."""
+        return float(self.fields.get("User time (seconds)", 0)) + float(self.fields.get("System time (seconds)", 0))
+
 
 def timed(cmd: list[str], env: dict[str, str] | None = None, *, capture: bool = True, check: bool = True) -> Timed:
     """Run ``cmd`` under ``/usr/bin/time -v`` (its report goes to a file, not mixed with stderr)."""
