@@ -101,16 +101,14 @@ def test_100k_lines_arrive_exactly_once_through_every_fault(env: Env, receiver: 
     assert all(q.body_bytes <= 100_000 for q in r.requests[big + 1 :])
 
 
-def test_kill_9_at_random_moments_loses_nothing(env: Env, receiver: Receiver) -> None:
-    r = receiver
-    r.delay = 0.02  # between storing and replying: kills land on requests in flight
-    log = setup(env, r, max_request_bytes=65_536)
-    log.write_text(numbered(50_000, width=20))  # about 100 requests
-    assert env.cli("tail-once").exit_code == 0
-    rng = random.Random(20261122)
+def _kill_uploads(env: Env, r: Receiver, most: int, seed: int) -> tuple[int, set[int]]:
+    """Start uploads and kill -9 each a few requests in, up to ``most`` times or until the queue is empty.
+    Returns the kills and the sequence numbers of the requests in flight at a kill (the only ones that may
+    repeat: the killed run may have sent them without booking the reply)."""
+    rng = random.Random(seed)
     in_flight: set[int] = set()
     kills = 0
-    while kills < 20 and queued(env):
+    while kills < most and queued(env):
         before = len(r.requests)
         proc = env.popen("upload", "--force", "--max-seconds", "0")
         target = before + rng.randint(1, 3)
@@ -127,7 +125,17 @@ def test_kill_9_at_random_moments_loses_nothing(env: Env, receiver: Receiver) ->
         r.wait_idle()
         mine = [q for q in r.requests[before:] if q.stored]
         if mine and proc.returncode == -signal.SIGKILL:
-            in_flight |= set(mine[-1].sns)  # the one request whose reply the killed run may not have booked
+            in_flight |= set(mine[-1].sns)
+    return kills, in_flight
+
+
+def test_kill_9_at_random_moments_loses_nothing(env: Env, receiver: Receiver) -> None:
+    r = receiver
+    r.delay = 0.02  # between storing and replying: kills land on requests in flight
+    log = setup(env, r, max_request_bytes=65_536)
+    log.write_text(numbered(50_000, width=20))  # about 100 requests
+    assert env.cli("tail-once").exit_code == 0
+    kills, in_flight = _kill_uploads(env, r, 20, seed=20261122)
     assert kills >= 20, f"only {kills} kills before the queue ran dry"
     res = env.proc("upload", "--force", "--max-seconds", "0")
     assert res.returncode == 0, res.stderr
@@ -369,27 +377,7 @@ def test_kill_9_during_a_fan_out_upload_loses_nothing_and_repeats_only_what_was_
     env.write_config(config_text(r.url, body, max_request_bytes=65_536), sink=False)
     log.write_text(numbered(50_000, width=20))
     assert env.cli("tail-once").exit_code == 0
-    rng = random.Random(20261130)
-    in_flight: set[int] = set()
-    kills = 0
-    while kills < 15 and queued(env):
-        before = len(r.requests)
-        proc = env.popen("upload", "--force", "--max-seconds", "0")
-        target = before + rng.randint(1, 3)
-        deadline = time.monotonic() + 20
-        while len(r.requests) < target and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.04))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
-        r.wait_idle()
-        mine = [q for q in r.requests[before:] if q.stored]
-        if mine and proc.returncode == -signal.SIGKILL:
-            in_flight |= set(mine[-1].sns)
+    kills, in_flight = _kill_uploads(env, r, 15, seed=20261130)
     assert kills >= 10, f"only {kills} kills before the queue ran dry"
     res = env.proc("upload", "--force", "--max-seconds", "0")
     assert res.returncode == 0, res.stderr

@@ -91,3 +91,13 @@ def check_header_values(values: dict[str, str]) -> None:
             value.encode("latin-1")
         except UnicodeEncodeError:
             raise ValueError(f"{name}: only Latin-1 characters can go in an HTTP header, got {value!r}") from None
+
+
+def tag_text(v: Any) -> str:
+    """A dimension or server attribute as a tag or label value: text as it is, booleans as InfluxDB and
+    Prometheus spell them, anything else as str() does."""
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)

@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 from shipctl.model import Batch, metrics
 from shipctl.schema import field, http_url, one_of, positive
 from shipctl.sinks.base import DISCARD, OK, RETRY, BatchSink, SendResult
-from shipctl.sinks.http import Poster, Reply, check_header_values
+from shipctl.sinks.http import Poster, Reply, check_header_values, tag_text
 from shipctl.sinks.lineproto import encode_point
 
 
@@ -67,7 +67,7 @@ class InfluxSink(BatchSink):
         self.base = base
 
     def bind(self, server_attributes: Mapping[str, Any]) -> None:
-        self.tags = {str(k): _text(v) for k, v in server_attributes.items()}
+        self.tags = {str(k): tag_text(v) for k, v in server_attributes.items()}
 
     def _headers(self) -> dict[str, str]:
         h = {"Content-Type": "text/plain; charset=utf-8"}
@@ -99,7 +99,7 @@ class InfluxSink(BatchSink):
                 fields["text" if isinstance(m.value, str) else "value"] = m.value
                 if m.rate is not None and math.isfinite(m.rate):
                     fields["rate"] = float(m.rate)
-                tags = {**self.tags, **{str(k): _text(v) for k, v in m.dims.items()}}
+                tags = {**self.tags, **{str(k): tag_text(v) for k, v in m.dims.items()}}
                 try:
                     lines.append(encode_point(m.name, tags, fields, int(m.ts)))
                 except (ValueError, TypeError) as exc:
@@ -153,11 +153,3 @@ class InfluxSink(BatchSink):
 
     def close(self) -> None:
         self.poster.close()
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)

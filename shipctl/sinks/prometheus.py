@@ -19,7 +19,7 @@ from typing import Any
 from shipctl.model import Batch, metrics
 from shipctl.schema import field, http_url, positive
 from shipctl.sinks.base import DISCARD, OK, BatchSink, SendResult
-from shipctl.sinks.http import Poster, check_header_values
+from shipctl.sinks.http import Poster, check_header_values, tag_text
 from shipctl.sinks.promwire import encode_write_request, sanitize_label_name, sanitize_metric_name, snappy_compress
 
 SeriesKey = tuple[tuple[str, str], ...]  # a series' sorted labels
@@ -56,7 +56,7 @@ class RemoteWriteSink(BatchSink):
         self._posts_left = MAX_SPLIT_POSTS
 
     def bind(self, server_attributes: Mapping[str, Any]) -> None:
-        self.labels = {sanitize_label_name(str(k)): _text(v) for k, v in server_attributes.items()}
+        self.labels = {sanitize_label_name(str(k)): tag_text(v) for k, v in server_attributes.items()}
 
     def series(
         self, batches: list[Batch], first_sn: int
@@ -75,7 +75,7 @@ class RemoteWriteSink(BatchSink):
                 value = float(value)
                 labels = dict(self.labels)
                 for k, v in m.dims.items():
-                    labels[sanitize_label_name(str(k))] = _text(v)
+                    labels[sanitize_label_name(str(k))] = tag_text(v)
                 labels["__name__"] = sanitize_metric_name(m.name)
                 key = tuple(sorted(labels.items()))
                 series.setdefault(key, []).append((int(m.ts) // 1_000_000, value))
@@ -162,11 +162,3 @@ class RemoteWriteSink(BatchSink):
 
     def close(self) -> None:
         self.poster.close()
-
-
-def _text(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    return str(v)
