@@ -41,6 +41,7 @@ batch by ``opentelemetry-proto``; everything that is not a plain line is built w
 
 from __future__ import annotations
 
+import abc
 import gzip
 import json
 import math
@@ -311,7 +312,7 @@ def _field(tag: int, payload: bytes) -> bytes:
 # --- chunks: consecutive events of one batch, encoded, cut at event boundaries --------------------------------
 
 
-class _Chunk:
+class _Chunk(abc.ABC):
     """Events ``first_sn .. first_sn + n - 1`` of one batch as encoded pieces: log records and metrics. Joining
     a chunk's pieces gives its records; cutting at an event boundary is list slicing."""
 
@@ -329,13 +330,13 @@ class _Chunk:
         last = self.first_sn + self.n - 1
         return Span(self.batch.id, self.first_sn, last, last == self.batch.sn + max(self.batch.n_events, 1) - 1)
 
+    @abc.abstractmethod
     def fit(self, room: int) -> int:
         """How many leading events fit in ``room`` bytes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def split(self, j: int) -> tuple[_Chunk, _Chunk]:
         """The first ``j`` events and the rest."""
-        raise NotImplementedError
 
 
 class _LineChunk(_Chunk):
@@ -453,7 +454,7 @@ class _Builder:
 # --- the two encodings -------------------------------------------------------------------------------------
 
 
-class _Encoding:
+class _Encoding(abc.ABC):
     """One wire encoding: records and metrics as pieces, and the request around them."""
 
     content_type: str
@@ -463,26 +464,26 @@ class _Encoding:
     def __init__(self, resource: list[tuple[str, Any]]) -> None:
         self.resource = resource
 
+    @abc.abstractmethod
     def lines(
         self, batch: Batch, start: int, const: list[tuple[str, Any]], sev: tuple[int, str] | None
     ) -> tuple[list[bytes], int, int, int, list[int] | None]:
         """Plain lines of ``batch`` from index ``start``: (pieces, pieces per record, records, bytes, and each
         record's bytes if known)."""
-        raise NotImplementedError
 
-    def record(self, rec: _Rec) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def record(self, rec: _Rec) -> bytes: ...
 
-    def metric(self, point: _Point) -> bytes:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def metric(self, point: _Point) -> bytes: ...
 
+    @abc.abstractmethod
     def body(self, signal: str, pieces: list[bytes], size: int) -> bytes:
         """The request around ``pieces`` (``size`` bytes together)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def render(self, signal: str, body: bytes) -> str:
         """A body as text, for --dry-run."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
