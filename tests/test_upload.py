@@ -129,6 +129,17 @@ def _kill_uploads(env: Env, r: Receiver, most: int, seed: int) -> tuple[int, set
     return kills, in_flight
 
 
+def _finish_and_check(env: Env, r: Receiver, in_flight: set[int], lines: int) -> None:
+    """A last upload empties the queue; every line arrived once, repeats only of requests in flight at a kill."""
+    res = env.proc("upload", "--force", "--max-seconds", "0")
+    assert res.returncode == 0, res.stderr
+    assert queued(env) == 0
+    assert_clean(r)
+    assert_exactly_once(r.messages(), range(lines))
+    stray = {sn for _, _, sn in r.repeats} - in_flight
+    assert not stray, f"{len(stray)} repeats of requests that were not in flight at a kill: {sorted(stray)[:5]}"
+
+
 def test_kill_9_at_random_moments_loses_nothing(env: Env, receiver: Receiver) -> None:
     r = receiver
     r.delay = 0.02  # between storing and replying: kills land on requests in flight
@@ -137,13 +148,7 @@ def test_kill_9_at_random_moments_loses_nothing(env: Env, receiver: Receiver) ->
     assert env.cli("tail-once").exit_code == 0
     kills, in_flight = _kill_uploads(env, r, 20, seed=20261122)
     assert kills >= 20, f"only {kills} kills before the queue ran dry"
-    res = env.proc("upload", "--force", "--max-seconds", "0")
-    assert res.returncode == 0, res.stderr
-    assert queued(env) == 0
-    assert_clean(r)
-    assert_exactly_once(r.messages(), range(50_000))
-    stray = {sn for _, _, sn in r.repeats} - in_flight
-    assert not stray, f"{len(stray)} repeats of requests that were not in flight at a kill: {sorted(stray)[:5]}"
+    _finish_and_check(env, r, in_flight, 50_000)
 
 
 def test_backoff_survives_runs_and_ends_after_success(env: Env, receiver: Receiver) -> None:
@@ -379,12 +384,6 @@ def test_kill_9_during_a_fan_out_upload_loses_nothing_and_repeats_only_what_was_
     assert env.cli("tail-once").exit_code == 0
     kills, in_flight = _kill_uploads(env, r, 15, seed=20261130)
     assert kills >= 10, f"only {kills} kills before the queue ran dry"
-    res = env.proc("upload", "--force", "--max-seconds", "0")
-    assert res.returncode == 0, res.stderr
-    assert queued(env) == 0
-    assert_clean(r)
-    assert_exactly_once(r.messages(), range(50_000))
-    stray = {sn for _, _, sn in r.repeats} - in_flight
-    assert not stray, f"{len(stray)} repeats of requests that were not in flight at a kill: {sorted(stray)[:5]}"
+    _finish_and_check(env, r, in_flight, 50_000)
     lines = [json.loads(x)["message"] for x in archive.read_text().splitlines()]
     assert_exactly_once(lines, range(50_000))

@@ -52,6 +52,16 @@ class Request:
         return self.spans[-1].last_sn
 
 
+def cut_to_deadline(connect: float, read: float, deadline: float | None) -> tuple[float, float]:
+    """Connect and read timeouts cut to what is left until ``deadline`` (``time.monotonic()``; None: no cut)."""
+    if deadline is None:
+        return connect, read
+    import time
+
+    left = max(0.05, deadline - time.monotonic())
+    return min(connect, left), min(read, left)
+
+
 class Sink(abc.ABC):
     """The one interface the upload command drives. A sink cuts the batches routed to it into requests
     (``requests()``), splitting a batch that does not fit, and sends one at a time (``post()``); the upload
@@ -68,12 +78,7 @@ class Sink(abc.ABC):
 
     def wait_limits(self, connect: float, read: float) -> tuple[float, float]:
         """The connect and read timeouts, cut to what is left of the run's budget."""
-        if self.deadline is None:
-            return connect, read
-        import time
-
-        left = max(0.05, self.deadline - time.monotonic())
-        return min(connect, left), min(read, left)
+        return cut_to_deadline(connect, read, self.deadline)
 
     #: how much queued payload to read from the state file at a time
     request_bytes: int

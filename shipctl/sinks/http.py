@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shipctl.schema import scrub
-from shipctl.sinks.base import RETRY, SendResult
+from shipctl.sinks.base import RETRY, SendResult, cut_to_deadline
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,12 @@ class Poster:
     ) -> Reply | SendResult:
         """The server's reply, or a RETRY result when there was none (refused, timed out, TLS). Waits end by
         ``deadline`` (``time.monotonic()``) when one is given: the run's budget."""
-        import time
-
         import requests
 
         if self._session is None:
             self._session = requests.Session()
         host = url.split("/")[2] if "//" in url else url
-        timeouts = self.timeouts
-        if deadline is not None:
-            left = max(0.05, deadline - time.monotonic())
-            timeouts = (min(timeouts[0], left), min(timeouts[1], left))
+        timeouts = cut_to_deadline(*self.timeouts, deadline)
         try:
             resp = self._session.post(url, data=body, headers=headers, auth=auth, timeout=timeouts)
         except requests.exceptions.ConnectTimeout:
