@@ -114,16 +114,14 @@ def upload(
         workers = [
             threading.Thread(
                 target=_deliver,
-                args=(
-                    ctx.config,
-                    ctx.state.path,
-                    sink_cfg,
-                    routes,
-                    res,
-                    budget,
-                    (max_batches, force, wait, readers_done),
-                ),
-                kwargs={"errors": errors},
+                args=(ctx.config, ctx.state.path, sink_cfg, routes, res, budget),
+                kwargs={
+                    "max_batches": max_batches,
+                    "force": force,
+                    "wait": wait,
+                    "readers_done": readers_done,
+                    "errors": errors,
+                },
                 name=f"shipctl-upload-{sink_cfg.id}",
                 daemon=True,
             )
@@ -152,13 +150,15 @@ def _deliver(
     routes: dict[str, plugins.Route],
     res: UploadResult,
     budget: Budget,
-    how: tuple[int, bool, bool, threading.Event | None],
     *,
+    max_batches: int,
+    force: bool,
+    wait: bool,
+    readers_done: threading.Event | None,
     errors: list[BaseException],
 ) -> None:
     """One sink's thread: its lock, its own connection (sqlite3 connections stay in their thread), passes."""
     t0 = time.monotonic()
-    max_batches, force, wait, readers_done = how
     try:
         with lock(path, lock_kind(sink_cfg.id), wait=wait), State.open(path) as state:
             run = _Run(Context(config, state), sink_cfg, routes, res)
