@@ -337,7 +337,7 @@ class _Mapper:
 
     def warn(self, table: dict[str, Any], w: Where, text: str) -> None:
         self.warnings.append(f"{w}: {text}")
-        self.notes.setdefault(id(table), []).append(f"{w.path}: {text}")
+        self.notes.setdefault(id(table), []).append(f"{w}: {text}")
 
     def get(self, key: str, check: Any, env: str | None = None) -> Any:
         """A top-level option with the agent's type rule; from the environment when no file sets it."""

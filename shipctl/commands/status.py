@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shipctl import __version__
 from shipctl.config import Config
 from shipctl.errors import ConfigError
 from shipctl.monitors import runner as run_monitor
@@ -83,6 +84,10 @@ class StatusResult:
     metric: str | None = None  # asked for with --metric
     metric_history: list[dict[str, Any]] = field(default_factory=list)  # one entry per series, points oldest first
     known_metrics: list[str] = field(default_factory=list)  # when the asked metric has no history
+    # What the agent's ``status -v`` also shows: every config file read, the version, who runs it.
+    config_files: list[str] = field(default_factory=list)
+    version: str = ""
+    user: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +97,7 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
     path = resolve_state_path(config.agent.state)
     result = StatusResult(str(path), path.exists(), config.file, time.time(), metric=metric)
     result.state_bytes, result.wal_bytes = file_sizes(path)
+    result.config_files, result.version, result.user = list(config.files), __version__, _user()
     if not result.exists:
         result.logs = [LogStatus(lg.id, lg.path, 0, None, "never checked") for lg in config.logs]
         return result
@@ -148,6 +154,16 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
             for r in state.last_runs(20 if verbose else 5)
         ]
     return result
+
+
+def _user() -> str:
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _metric(state: State, metric: str, result: StatusResult) -> None:
