@@ -58,36 +58,58 @@ GROUPER_MODES = {
 # that differs from the default gets a warning, a value of the wrong type an error (as from the agent).
 _UNUSED: dict[str, tuple[str, Any]] = {}
 for _names, _kind, _default in (
-    ("check_remote_if_no_tty use_unsafe_debugging debug_init pidfile_advanced_reuse_guard use_requests_lib use_tlslite"
-     " k8s_log_api_responses k8s_log_api_exclude_200s k8s_events_disable disable_send_requests enable_profiling"
-     " disable_logfile_addevents_format disable_leak_monitor_threads disable_leak_monitors_creation"
-     " disable_leak_new_file_matches disable_leak_scan_for_new_bytes disable_leak_processing_new_bytes"
-     " disable_leak_copying_thread disable_leak_overall_stats disable_leak_bandwidth_stats disable_copy_manager_stats"
-     " disable_leak_update_debug_log_level enable_gc_stats disable_leak_verify_config_cache_config", "bool", False),
+    (
+        "check_remote_if_no_tty use_unsafe_debugging debug_init pidfile_advanced_reuse_guard use_requests_lib"
+        " use_tlslite k8s_log_api_responses k8s_log_api_exclude_200s k8s_events_disable disable_send_requests"
+        " enable_profiling"
+        " disable_logfile_addevents_format disable_leak_monitor_threads disable_leak_monitors_creation"
+        " disable_leak_new_file_matches disable_leak_scan_for_new_bytes disable_leak_processing_new_bytes"
+        " disable_leak_copying_thread disable_leak_overall_stats disable_leak_bandwidth_stats"
+        " disable_copy_manager_stats disable_leak_update_debug_log_level enable_gc_stats"
+        " disable_leak_verify_config_cache_config",
+        "bool",
+        False,
+    ),
     ("k8s_verify_api_queries k8s_verify_kubelet_queries include_raw_timestamp_field", "bool", True),
-    ("copying_thread_profile_interval k8s_cache_expiry_fuzz_secs k8s_cache_start_fuzz_secs debug_level"
-     " k8s_log_api_min_response_len k8s_log_api_ratelimit_interval", "int", 0),
-    ("close_old_files_duration_in_seconds full_checkpoint_interval_in_seconds min_allowed_request_size"
-     " minimum_scan_interval low_water_bytes_sent high_water_bytes_sent max_log_offset_size"
-     " max_existing_log_offset_size max_sequence_number read_page_size internal_parse_max_line_size"
-     " log_rotation_backup_count log_rotation_max_bytes win32_max_open_fds k8s_cache_query_timeout_secs"
-     " k8s_cache_expiry_secs k8s_cache_purge_secs k8s_controlled_warmer_max_query_retries"
-     " k8s_controlled_warmer_max_attempts k8s_controlled_warmer_blacklist_time"
-     " k8s_ratelimit_consecutive_increase_threshold k8s_ratelimit_max_concurrency max_profile_interval_minutes"
-     " profile_duration_minutes user_agent_refresh_interval garbage_collect_interval disable_leak_all_config_updates"
-     " disable_leak_verify_config disable_leak_config_equivalence_check disable_leak_verify_can_write_to_logs"
-     " disable_leak_config_reload disable_leak_verify_config_create_monitors_manager"
-     " disable_leak_verify_config_create_copying_manager", "int", None),
-    ("min_request_spacing_interval max_request_spacing_interval max_error_request_spacing_interval"
-     " low_water_request_spacing_adjustment high_water_request_spacing_adjustment failure_request_spacing_adjustment"
-     " request_too_large_adjustment max_new_log_detection_time log_deletion_delay pipeline_threshold"
-     " copy_staleness_threshold healthy_max_time_since_last_copy_attempt k8s_log_api_min_latency"
-     " k8s_ratelimit_cluster_rps_init k8s_ratelimit_cluster_rps_min k8s_ratelimit_cluster_rps_max"
-     " k8s_ratelimit_increase_factor k8s_ratelimit_backoff_factor config_change_check_interval"
-     " overall_stats_log_interval copying_manager_stats_log_interval bandwidth_stats_log_interval", "float", None),
-    ("copying_thread_profile_output_path stdout_severity k8s_api_url k8s_kubelet_ca_cert k8s_service_account_cert"
-     " k8s_service_account_token k8s_service_account_namespace k8s_ratelimit_cluster_num_agents"
-     " k8s_ratelimit_strategy profile_clock profile_log_name memory_profile_log_name agent_data_path", "str", None),
+    (
+        "copying_thread_profile_interval k8s_cache_expiry_fuzz_secs k8s_cache_start_fuzz_secs debug_level"
+        " k8s_log_api_min_response_len k8s_log_api_ratelimit_interval",
+        "int",
+        0,
+    ),
+    (
+        "close_old_files_duration_in_seconds full_checkpoint_interval_in_seconds min_allowed_request_size"
+        " minimum_scan_interval low_water_bytes_sent high_water_bytes_sent max_log_offset_size"
+        " max_existing_log_offset_size max_sequence_number read_page_size internal_parse_max_line_size"
+        " log_rotation_backup_count log_rotation_max_bytes win32_max_open_fds k8s_cache_query_timeout_secs"
+        " k8s_cache_expiry_secs k8s_cache_purge_secs k8s_controlled_warmer_max_query_retries"
+        " k8s_controlled_warmer_max_attempts k8s_controlled_warmer_blacklist_time"
+        " k8s_ratelimit_consecutive_increase_threshold k8s_ratelimit_max_concurrency max_profile_interval_minutes"
+        " profile_duration_minutes user_agent_refresh_interval garbage_collect_interval disable_leak_all_config_updates"
+        " disable_leak_verify_config disable_leak_config_equivalence_check disable_leak_verify_can_write_to_logs"
+        " disable_leak_config_reload disable_leak_verify_config_create_monitors_manager"
+        " disable_leak_verify_config_create_copying_manager",
+        "int",
+        None,
+    ),
+    (
+        "min_request_spacing_interval max_request_spacing_interval max_error_request_spacing_interval"
+        " low_water_request_spacing_adjustment high_water_request_spacing_adjustment failure_request_spacing_adjustment"
+        " request_too_large_adjustment max_new_log_detection_time log_deletion_delay pipeline_threshold"
+        " copy_staleness_threshold healthy_max_time_since_last_copy_attempt k8s_log_api_min_latency"
+        " k8s_ratelimit_cluster_rps_init k8s_ratelimit_cluster_rps_min k8s_ratelimit_cluster_rps_max"
+        " k8s_ratelimit_increase_factor k8s_ratelimit_backoff_factor config_change_check_interval"
+        " overall_stats_log_interval copying_manager_stats_log_interval bandwidth_stats_log_interval",
+        "float",
+        None,
+    ),
+    (
+        "copying_thread_profile_output_path stdout_severity k8s_api_url k8s_kubelet_ca_cert k8s_service_account_cert"
+        " k8s_service_account_token k8s_service_account_namespace k8s_ratelimit_cluster_num_agents"
+        " k8s_ratelimit_strategy profile_clock profile_log_name memory_profile_log_name agent_data_path",
+        "str",
+        None,
+    ),
     ("json_library", "str", "auto"),
     ("max_send_rate_enforcement", "str", "unlimited"),
     ("k8s_ignore_namespaces k8s_include_namespaces", "strings", None),
@@ -153,7 +175,9 @@ def read_json(path: Path, warnings: list[str]) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a JSON object {{...}} at the top, got {describe(doc.value)}")
     if doc.trailing is not None:
         line, column = position(data, doc.trailing)
-        warnings.append(f"{path}: line {line}, column {column}: text after the closing '}}' is ignored (as by the agent)")
+        warnings.append(
+            f"{path}: line {line}, column {column}: text after the closing '}}' is ignored (as by the agent)"
+        )
     return doc.value
 
 
@@ -221,7 +245,9 @@ def load_fragment(path: Path, warnings: list[str], notes: dict[int, list[str]] |
         m.notes = notes
     for k in content:
         if k not in MULTI:
-            raise Where(str(path), k).error(f"not allowed in a fragment of a TOML config (expected one of: {', '.join(MULTI)})")
+            raise Where(str(path), k).error(
+                f"not allowed in a fragment of a TOML config (expected one of: {', '.join(MULTI)})"
+            )
     return m.fragment(path, content)
 
 
@@ -364,7 +390,9 @@ class _Mapper:
         handled.add("agent_log_path")
         if log_dir:
             self.log_dir = log_dir
-        self.module_paths = [p for p in (self.get("additional_monitor_module_paths", _str) or "").split(os.pathsep) if p]
+        self.module_paths = [
+            p for p in (self.get("additional_monitor_module_paths", _str) or "").split(os.pathsep) if p
+        ]
         handled.add("additional_monitor_module_paths")
         self.sample_interval = self.get("global_monitor_sample_interval", _float)
         handled.add("global_monitor_sample_interval")
@@ -395,7 +423,9 @@ class _Mapper:
                 if fixed.startswith("http://"):
                     fixed = "https://" + fixed[len("http://") :]
                 if fixed != server:
-                    self.warn(sink, self.where("scalyr_server"), f"{server!r} is reached as {fixed!r} (allow_http is false)")
+                    self.warn(
+                        sink, self.where("scalyr_server"), f"{server!r} is reached as {fixed!r} (allow_http is false)"
+                    )
                 server = fixed
             sink["server"] = server
         if allow_http:
@@ -425,7 +455,11 @@ class _Mapper:
             if 1 <= level <= 9:
                 sink["compression_level"] = level
             else:
-                self.warn(sink, self.where("compression_level"), f"{level} is not a deflate level (1 to 9); the default is used, as by the agent")
+                self.warn(
+                    sink,
+                    self.where("compression_level"),
+                    f"{level} is not a deflate level (1 to 9); the default is used, as by the agent",
+                )
         handled.add("max_allowed_request_size")
         size = self.get("max_allowed_request_size", _int)
         if size is not None:
@@ -435,7 +469,11 @@ class _Mapper:
             if legacy and size >= 64 * 1024:
                 sink["max_request_bytes"] = size
             else:
-                why = "below shipctl's minimum of 65536" if legacy else "overridden by max_send_rate_enforcement, as by the agent"
+                why = (
+                    "below shipctl's minimum of 65536"
+                    if legacy
+                    else "overridden by max_send_rate_enforcement, as by the agent"
+                )
                 self.warn(sink, self.where("max_allowed_request_size"), f"{size} not used ({why}); 5900000 applies")
 
         # [agent]
@@ -473,12 +511,21 @@ class _Mapper:
                     raise w.error("The debug level must be between 0 and 5 inclusive")
                 if key == "json_library" and checked not in ("auto", "json", "ujson", "orjson"):
                     raise w.error(f"expected one of auto, json, ujson, orjson, got {checked!r}")
-                if checked != default and key not in ("max_send_rate_enforcement", "disable_max_send_rate_enforcement_overrides"):
+                if checked != default and key not in (
+                    "max_send_rate_enforcement",
+                    "disable_max_send_rate_enforcement_overrides",
+                ):
                     self.warn(out, w, "an agent option shipctl does not implement; ignored")
             else:
                 self.warn(out, w, "unknown key; ignored (the agent ignores it too)")
 
-        out.update(self.variables(top.get("import_vars"), Where(str(self.owner.get("import_vars", self.main_path)), "import_vars"), out.get("import_vars", [])))
+        out.update(
+            self.variables(
+                top.get("import_vars"),
+                Where(str(self.owner.get("import_vars", self.main_path)), "import_vars"),
+                out.get("import_vars", []),
+            )
+        )
         if agent:
             out["agent"] = agent
         out.update(self.entries(top, Where(str(self.main_path))))
@@ -529,7 +576,9 @@ class _Mapper:
     def entries(self, data: dict[str, Any], w: Where) -> dict[str, Any]:
         out: dict[str, Any] = {}
         if data.get("logs") is not None:
-            out["logs"] = [self.log(x, w.key("logs").index(i)) for i, x in enumerate(_objects(data["logs"], w.key("logs")))]
+            out["logs"] = [
+                self.log(x, w.key("logs").index(i)) for i, x in enumerate(_objects(data["logs"], w.key("logs")))
+            ]
         if data.get("monitors") is not None:
             items = _objects(data["monitors"], w.key("monitors"))
             out["monitors"] = [self.monitor(x, w.key("monitors").index(i)) for i, x in enumerate(items)]
@@ -560,7 +609,10 @@ class _Mapper:
                 self.grouper(g, w.key("lineGroupers").index(i))
                 for i, g in enumerate(_objects(item["lineGroupers"], w.key("lineGroupers")))
             ]
-        for key, fields in (("sampling_rules", ("match_expression", "sampling_rate")), ("redaction_rules", ("match_expression", "replacement", "hash_salt"))):
+        for key, fields in (
+            ("sampling_rules", ("match_expression", "sampling_rate")),
+            ("redaction_rules", ("match_expression", "replacement", "hash_salt")),
+        ):
             if item.get(key) is None:
                 continue
             rules = []
@@ -581,7 +633,16 @@ class _Mapper:
                         self.warn(r, rw.key(k), "unknown key; ignored (the agent ignores it too)")
                 rules.append(r)
             out[key] = rules
-        known = {"path", "exclude", "attributes", "parser", "copy_from_start", "lineGroupers", "sampling_rules", "redaction_rules"}
+        known = {
+            "path",
+            "exclude",
+            "attributes",
+            "parser",
+            "copy_from_start",
+            "lineGroupers",
+            "sampling_rules",
+            "redaction_rules",
+        }
         for key, value in item.items():
             if key in known:
                 continue
@@ -601,9 +662,8 @@ class _Mapper:
         out = {"start": _str(g["start"], w.key("start"))}
         modes = [k for k in GROUPER_MODES if g.get(k) is not None]
         if len(modes) != 1:
-            raise w.error(
-                f"expected exactly one of {', '.join(GROUPER_MODES)} (got {len(modes)}{': ' + ', '.join(modes) if modes else ''})"
-            )
+            got = f"{len(modes)}: {', '.join(modes)}" if modes else "none"
+            raise w.error(f"expected exactly one of {', '.join(GROUPER_MODES)} (got {got})")
         out[GROUPER_MODES[modes[0]]] = _str(g[modes[0]], w.key(modes[0]))
         for k in g:
             if k != "start" and k not in GROUPER_MODES:
@@ -624,7 +684,11 @@ class _Mapper:
             n = self.ids[base] = self.ids.get(base, 0) + 1
             mid = base if n == 1 else f"{base}_{n}"
         out["id"] = mid
-        interval = _float(item["sample_interval"], w.key("sample_interval")) if item.get("sample_interval") is not None else self.sample_interval
+        interval = (
+            _float(item["sample_interval"], w.key("sample_interval"))
+            if item.get("sample_interval") is not None
+            else self.sample_interval
+        )
         if interval is not None:
             out["sample_interval"] = interval
         rest = {k: v for k, v in item.items() if k not in ("module", "id", "sample_interval")}
@@ -678,4 +742,3 @@ def _coerce(tp: Any, value: Any, w: Where) -> Any:
     if tp is str and isinstance(value, int | float) and not isinstance(value, bool):
         return str(value)
     return value
-

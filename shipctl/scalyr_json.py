@@ -359,7 +359,7 @@ class _Parser:
             i += 1
         self.pos = i
         text = buf.decode("ascii")
-        if text.isdigit() and len(text) <= 18 or not text:
+        if (text.isdigit() and len(text) <= 18) or not text:
             return sign * int(text or "0")
         if not any(ch in text for ch in ".eE"):
             try:
