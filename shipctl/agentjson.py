@@ -357,6 +357,8 @@ class _Mapper:
         self.ids: dict[str, int] = {}
         self.module_paths: list[str] = []
         self.sample_interval: float | None = None
+        self.max_line_size: int | None = None  # the top-level defaults of every log entry
+        self.line_wait: float | None = None
 
     def where(self, key: str) -> Where:
         return Where(str(self.owner.get(key, self.main_path)), key)
