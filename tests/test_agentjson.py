@@ -526,5 +526,7 @@ def test_own_log_is_shipped_and_status_lists_every_file(tmp_path: Path, monkeypa
     own = [lg for lg in st["logs"] if lg["log_id"] == "shipctl.log"]
     assert own and own[0]["path"] == str(tmp_path / "state" / "shipctl.log")
     assert own[0]["files"] and own[0]["files"][0]["lines_copied"] >= 1
+    (tmp_path / "agent.d" / "old.json.bak").write_text("")
     text = cli("status", "-c", str(conf)).stdout
     assert str(tmp_path / "agent.d" / "logs.json") in text and "running as" in text
+    assert f"Warning:    {tmp_path}/agent.d/old.json.bak: not read (only *.json files" in text.replace("\n", "")

@@ -86,6 +86,7 @@ class StatusResult:
     known_metrics: list[str] = field(default_factory=list)  # when the asked metric has no history
     # What the agent's ``status -v`` also shows: every config file read, the version, who runs it.
     config_files: list[str] = field(default_factory=list)
+    config_warnings: list[str] = field(default_factory=list)  # e.g. a conf.d file that is not read
     version: str = ""
     user: str = ""
 
@@ -98,6 +99,7 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
     result = StatusResult(str(path), path.exists(), config.file, time.time(), metric=metric)
     result.state_bytes, result.wal_bytes = file_sizes(path)
     result.config_files, result.version, result.user = list(config.files), __version__, _user()
+    result.config_warnings = list(config.warnings)
     if not result.exists:
         result.logs = [LogStatus(lg.id, lg.path, 0, None, "never checked") for lg in config.logs]
         return result
