@@ -216,8 +216,7 @@ class _Parser:
             if c != 0x3A:
                 raise self.error("Expected ':' delimiting object attribute value", self.pos)
             self.pos += 1
-            out.pop(key, None)  # the last value wins, at its own place (a JsonObject puts it last too)
-            out[key] = self.value()
+            out[key] = self.value()  # a repeated key: the last value wins, as in the agent's JsonObject
             c = self.skip()
             if c is None:
                 raise self.error("Need '}' for end of object", start)

@@ -530,3 +530,21 @@ def test_own_log_is_shipped_and_status_lists_every_file(tmp_path: Path, monkeypa
     text = cli("status", "-c", str(conf)).stdout
     assert str(tmp_path / "agent.d" / "logs.json") in text and "running as" in text
     assert f"Warning:    {tmp_path}/agent.d/old.json.bak: not read (only *.json files" in text.replace("\n", "")
+
+
+def test_config_convert_refuses_what_is_not_an_agent_json(tmp_path: Path) -> None:
+    toml = tmp_path / "shipctl.toml"
+    toml.write_text("[agent]\n")
+    r = cli("config", "convert", str(toml))
+    assert r.exit_code == 78 and r.stdout == ""
+    assert (
+        r.stderr.strip()
+        == f"shipctl: {toml}: not a Scalyr agent.json (expected a .json file, or one beginning with '{{')"
+    )
+    r = cli("config", "convert", str(tmp_path / "missing.json"))
+    assert r.exit_code == 78 and "config file not found" in r.stderr
+    bad = tmp_path / "agent.json"
+    bad.write_text('{ api_key: "k-0123456789abcdef", logs: [ { path: "/x", lineGroupers: [ { start: "a" } ] } ] }')
+    r = cli("config", "convert", str(bad))
+    assert r.exit_code == 78 and r.stdout == ""
+    assert "logs[0].lineGroupers[0]: expected exactly one of continueThrough" in r.stderr
