@@ -695,6 +695,13 @@ class _Mapper:
             out["sample_interval"] = interval
         rest = {k: v for k, v in item.items() if k not in ("module", "id", "sample_interval")}
         if mtype is None:
+            if module.startswith(MODULE_PREFIX):
+                self.warn(
+                    out,
+                    w.key("module"),
+                    "a built-in agent monitor shipctl has no equivalent for; it runs as a scalyr_monitor, which"
+                    " needs the scalyr_agent package importable",
+                )
             out["module"] = module
             if self.module_paths:
                 out["module_paths"] = list(self.module_paths)

@@ -548,3 +548,88 @@ def test_config_convert_refuses_what_is_not_an_agent_json(tmp_path: Path) -> Non
     r = cli("config", "convert", str(bad))
     assert r.exit_code == 78 and r.stdout == ""
     assert "logs[0].lineGroupers[0]: expected exactly one of continueThrough" in r.stderr
+
+
+# The agent.json a package install leaves, filled in: implicit monitors and the agent's own log on.
+STOCK = """\
+// Configuration for the Scalyr Agent. For help: https://www.scalyr.com/help/scalyr-agent
+{
+  import_vars: ["SCALYR_API_KEY"],
+  api_key: "$SCALYR_API_KEY",
+  scalyr_server: "{url}", allow_http: true,
+  server_attributes: {
+     serverHost: "host-a"
+  },
+  // Log files to upload to Scalyr.
+  logs: [
+    {
+      path: "{logs}/syslog",
+      attributes: {parser: "systemLog"},
+      copy_from_start: true
+    }
+  ],
+  monitors: [
+  ]
+}
+"""
+
+STOCK_TOML = """\
+import_vars = ["SCALYR_API_KEY"]
+server_attributes = {{ serverHost = "host-a" }}
+
+[agent]
+implicit_agent_log_collection = true
+
+[[logs]]
+path = "{logs}/syslog"
+attributes = {{ parser = "systemLog" }}
+
+[[sinks]]
+type = "scalyr"
+api_key = "$SCALYR_API_KEY"
+server = "{url}"
+allow_http = true
+"""
+
+
+def test_stock_agent_json_with_implicit_monitors_and_own_log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALYR_API_KEY", KEY)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "syslog").write_text(
+        "Nov 30 20:00:01 host-a CRON[1]: (root) CMD (true)\nNov 30 20:00:02 host-a sshd[2]: ok\n"
+    )
+    with Receiver() as rj, Receiver() as rt:
+        agent = tmp_path / "scalyr" / "agent.json"
+        agent.parent.mkdir()
+        agent.write_text(STOCK.replace("{url}", rj.url).replace("{logs}", str(logs)))
+        native = tmp_path / "native.toml"
+        native.write_text(STOCK_TOML.format(url=rt.url, logs=logs))
+        for _ in range(2):  # the second run also ships the own log the first one wrote
+            for config, state in ((agent, tmp_path / "sj" / "s.db"), (native, tmp_path / "st" / "s.db")):
+                _run(config, state, monkeypatch, "run")
+        results = []
+        for r in (rj, rt):
+            assert r.violations == []
+            own = [e for e in r.events if e["attrs"].get("parser") == "scalyrAgentLog"]
+            logged = sorted(
+                json.dumps(e["attrs"], sort_keys=True) for e in r.events if e["log"] is not None and e not in own
+            )
+            metrics = {
+                (e["thread"], e["attrs"]["metric"], tuple(sorted(k for k in e["attrs"] if k not in _VOLATILE)))
+                for e in r.events
+                if e["log"] is None
+            }
+            results.append((logged, metrics, [e["message"].split(" INFO ", 1)[-1].split(" ")[0] for e in own]))
+    (json_logs, json_metrics, json_own), (toml_logs, toml_metrics, toml_own) = results
+    assert json_logs == toml_logs and len(json_logs) == 2
+    assert json_metrics == toml_metrics
+    threads = {t for t, _, _ in json_metrics}
+    assert threads == {"system", "agent"}
+    assert {m for t, m, _ in json_metrics if t == "system"} >= {
+        "proc.stat.cpu",
+        "proc.meminfo.memtotal",
+        "sys.cpu.count",
+    }
+    assert json_own == toml_own == ["run:"]  # the first run's line in shipctl's own log, shipped by the second
