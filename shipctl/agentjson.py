@@ -202,9 +202,10 @@ def fragment_dir_files(directory: Path, ext: str, warnings: list[str]) -> list[P
     return out
 
 
-def load(path: Path) -> Mapped:
+def load(path: Path, *, env_optional: bool = False) -> Mapped:
     """Read agent.json, its fragments (``config_directory``, default agent.d, and $SCALYR_EXTRA_CONFIG_DIR), merge
-    them as the agent does and map the result."""
+    them as the agent does and map the result. ``env_optional``: no API key anywhere is not an error (``status``
+    and ``state`` must work in a shell without it): the key reads from $SCALYR_API_KEY, which is not set."""
     warnings: list[str] = []
     main = read_json(path, warnings)
     where = Where(str(path))
@@ -231,6 +232,7 @@ def load(path: Path) -> Mapped:
                 top[k] = v
             fragments.append((fp, content))
     m = _Mapper(path, owner, warnings)
+    m.env_optional = env_optional
     files = [(path, m.main(top))]
     files.extend((fp, m.fragment(fp, content)) for fp, content in fragments)
     return Mapped(files, [str(path)] + [str(fp) for fp, _ in fragments], warnings, m.notes)
@@ -359,6 +361,7 @@ class _Mapper:
         self.sample_interval: float | None = None
         self.max_line_size: int | None = None  # the top-level defaults of every log entry
         self.line_wait: float | None = None
+        self.env_optional = False
 
     def where(self, key: str) -> Where:
         return Where(str(self.owner.get(key, self.main_path)), key)
@@ -409,6 +412,8 @@ class _Mapper:
             sink["api_key"] = key
         else:
             name = next((n for n in ("SCALYR_API_KEY", "scalyr_api_key") if os.environ.get(n) is not None), None)
+            if name is None and self.env_optional:
+                name = "SCALYR_API_KEY"  # read as empty, with the loader's warning
             if name is None:
                 raise api_key_where.error(
                     "missing required key (a Write Logs API key; or set $SCALYR_API_KEY, which the agent reads too)"

@@ -174,7 +174,7 @@ def load_config(
     from shipctl import agentjson
 
     if agentjson.is_agent_json(path):  # a Scalyr agent.json, with its agent.d/*.json (shipctl/agentjson.py)
-        mapped = agentjson.load(path)
+        mapped = agentjson.load(path, env_optional=env_optional)
         config = _merge(path, mapped.files, env_optional=env_optional)
         return replace(config, warnings=tuple(mapped.warnings) + config.warnings)
     main = _read_toml(path)

@@ -447,6 +447,10 @@ def test_missing_api_key_is_an_error_unless_the_environment_has_it(
     conf.write_text("// no key here\n{ implicit_agent_log_collection: false }\n")
     r = cli("check-config", "-c", str(conf))
     assert r.exit_code == 78 and f"{conf}: api_key: missing required key" in r.stderr
+    assert cli("tail-once", "-c", str(conf)).exit_code == 78
+    r = cli("status", "--json", "-c", str(conf))  # status works in a shell without the key
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["config_files"] == [str(conf)]
     monkeypatch.setenv("SCALYR_API_KEY", KEY)
     monkeypatch.setenv("SCALYR_SERVER", "upload.example")
     r = cli("check-config", "-c", str(conf))
