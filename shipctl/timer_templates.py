@@ -10,7 +10,7 @@ from __future__ import annotations
 SERVICE = """\
 # {{generated}}
 # One pass of `shipctl run` (new log lines, due monitors, upload), started by shipctl.timer every {{every}}.
-# Sandboxed: `systemd-analyze security shipctl.service` rates it 1.8 OK (9.6 UNSAFE as root, unsandboxed).
+# Sandboxed: `systemd-analyze security shipctl.service` (systemd 252) rates it 1.8 OK; 9.6 UNSAFE as root.
 # Each setting says why no monitor or sink needs what it takes away. Change one in a drop-in
 # (`systemctl edit shipctl.service`), not here: `shipctl timers install` rewrites this file.
 
