@@ -414,7 +414,7 @@ def _check_target(root: Path, spec: Spec) -> tuple[int, int]:
 def install(spec: Spec, *, root: str = "/", cron: bool = False, print_only: bool = False) -> InstallResult:
     """Write and enable the units (or the cron file). ``root`` other than / installs into an image: the files
     are written under it and the timer enabled with ``systemctl --root`` (nothing is started)."""
-    base = Path(root)
+    base = Path(os.path.abspath(root))
     res = InstallResult("cron" if cron else "systemd", str(base), print_only)
     if cron:
         res.files.append(Written("/" + CRON_FILE, render_cron(spec)))
@@ -443,6 +443,8 @@ def install(spec: Spec, *, root: str = "/", cron: bool = False, print_only: bool
                 f" /{CRON_FILE}) or shipctl runs from both"
             )
         _env_file_note(base, spec, uid, gid, res)
+        if live and not any(shutil.which(d) for d in ("cron", "crond", "cronie")):
+            res.notes.append("no cron daemon found (cron, crond): install one, or nothing will run the file")
         res.notes.append(f"cron reads /{CRON_FILE} within a minute; runs log to cron mail only when they fail")
         return res
     if _under(base, "/" + CRON_FILE).exists():
@@ -450,7 +452,8 @@ def install(spec: Spec, *, root: str = "/", cron: bool = False, print_only: bool
     if shutil.which("systemctl") is None:
         raise Unavailable(f"systemctl not found: units written under {root}, but {TIMER_NAME} is not enabled")
     steps = (
-        [["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", TIMER_NAME]]
+        # restart, not just start: a timer already running keeps its old schedule until restarted.
+        [["systemctl", "daemon-reload"], ["systemctl", "enable", TIMER_NAME], ["systemctl", "restart", TIMER_NAME]]
         if live
         else [["systemctl", f"--root={base}", "enable", TIMER_NAME]]
     )
