@@ -443,6 +443,11 @@ def install(spec: Spec, *, root: str = "/", cron: bool = False, print_only: bool
                 f" /{CRON_FILE}) or shipctl runs from both"
             )
         _env_file_note(base, spec, uid, gid, res)
+        if live and not _in_group(spec.user, gid, "adm"):
+            # The unit adds adm by SupplementaryGroups=; cron only has the groups /etc/group gives the user.
+            res.notes.append(
+                f"{spec.user} is not in group adm, so cron runs cannot read /var/log: usermod -aG adm {spec.user}"
+            )
         if live and not any(shutil.which(d) for d in ("cron", "crond", "cronie")):
             res.notes.append("no cron daemon found (cron, crond): install one, or nothing will run the file")
         res.notes.append(f"cron reads /{CRON_FILE} within a minute; runs log to cron mail only when they fail")
@@ -479,6 +484,16 @@ def _state_dir(root: Path, uid: int, gid: int, res: InstallResult) -> None:
         raise CannotWrite(f"{path}: cannot hand it to uid {uid}: {exc.strerror} (run as root)") from None
     except OSError as exc:
         raise CannotWrite(f"{path}: cannot create the state directory: {exc.strerror}") from None
+
+
+def _in_group(user: str, gid: int, group: str) -> bool:
+    import grp
+
+    try:
+        g = grp.getgrnam(group)
+    except KeyError:
+        return True  # no such group here: nothing to join
+    return gid == g.gr_gid or user in g.gr_mem
 
 
 def _env_file_note(root: Path, spec: Spec, uid: int, gid: int, res: InstallResult) -> None:
