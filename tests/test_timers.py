@@ -167,6 +167,7 @@ def test_every_rejects_with_exit_64(text: str, says: str, tmp_path: Path) -> Non
         (["--user", "a;rm"], "expected a system user name"),
         (["--config", "shipctl.toml"], "--config 'shipctl.toml': expected an absolute path"),
         (["--exec", "/usr/bin/ship\nctl"], "control characters are not allowed"),
+        (["--exec", '/opt/q"x/shipctl'], "systemd refuses quotes and backslashes in a command path"),
     ],
 )
 def test_bad_options_exit_64(args: list[str], says: str) -> None:
@@ -183,11 +184,17 @@ VARIANTS = {
     "every 15s": ["--every", "15s"],
     "user logship": ["--user", "logship"],
     "every 5m, odd config path": ["--every", "5m", "--config", '/etc/ship ctl/50%$HOME"x.toml'],
+    # verify checks that the command exists: a %n (a specifier) or $HOME not taken literally would fail it.
+    "odd exec path": ["--exec", "/opt/ship ctl/50%n$HOME/shipctl"],
 }
 
 
 @pytest.mark.parametrize("args", VARIANTS.values(), ids=VARIANTS.keys())
 def test_installed_units_verify_and_score_ok(sysroot: Path, args: list[str]) -> None:
+    if "--exec" in args:
+        binary = sysroot / args[args.index("--exec") + 1].lstrip("/")
+        binary.parent.mkdir(parents=True)
+        shutil.copy2(sysroot / "usr/bin/shipctl", binary)
     code, out, err = cli("timers", "install", "--root", str(sysroot), *args)
     assert code == 0, err
     assert out == ""  # stdout is data: install reports on stderr

@@ -124,6 +124,9 @@ class Spec:
                 raise UsageError(f"{opt} {path!r}: expected an absolute path")
             if any(ord(c) < 32 or c == "\x7f" for c in path):
                 raise UsageError(f"{opt} {path!r}: control characters are not allowed in a path")
+        if any(c in "\"'\\" for c in self.exec_path):
+            # systemd refuses such a command name ("Executable name contains special characters").
+            raise UsageError(f"--exec {self.exec_path!r}: systemd refuses quotes and backslashes in a command path")
 
     @property
     def budget(self) -> int:
@@ -181,9 +184,10 @@ def fill(template: str, values: dict[str, str]) -> str:
     return re.sub(r"\{\{(\w+)\}\}", one, template)
 
 
-def _systemd_word(arg: str) -> str:
-    """One ExecStart= argument: % and $ escaped (specifiers, variables), quoted when it holds a space or quote."""
-    word = arg.replace("%", "%%").replace("$", "$$")
+def _systemd_word(arg: str, *, command: bool = False) -> str:
+    """One ExecStart= word, quoted when it holds a space or quote: % escaped (specifiers), and $ in arguments
+    (variables; systemd does not expand them in the command itself, so there $ stays as it is)."""
+    word = arg.replace("%", "%%") if command else arg.replace("%", "%%").replace("$", "$$")
     if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
         return word
     return '"' + word.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -200,7 +204,7 @@ def render_service(spec: Spec) -> str:
         {
             "generated": _generated(spec),
             "every": human(spec.every),
-            "exec_start": " ".join(_systemd_word(a) for a in spec.argv),
+            "exec_start": " ".join(_systemd_word(a, command=not i) for i, a in enumerate(spec.argv)),
             "budget": (
                 f"agent.max_seconds, default {spec.budget} s"
                 if spec.every == DEFAULT_EVERY
