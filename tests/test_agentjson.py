@@ -13,10 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from shipctl.cli import app
 from shipctl.commands.check_config import _plain
+from shipctl.commands.convert import convert
 from shipctl.config import Config, load_config
 from tests.conftest import Result
 from tests.receiver import KEY, Receiver
@@ -637,3 +640,40 @@ def test_stock_agent_json_with_implicit_monitors_and_own_log(tmp_path: Path, mon
         "sys.cpu.count",
     }
     assert json_own == toml_own == ["run:"]  # the first run's line in shipctl's own log, shipped by the second
+
+
+_text = st.text(max_size=12)
+_attr_values = _text | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False, width=64)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    attrs=st.dictionaries(_text, _attr_values, max_size=4),
+    server=st.dictionaries(_text.filter(lambda k: k != "serverHost"), _text, max_size=3),
+    path=st.text(min_size=1, max_size=15).filter(lambda p: "\0" not in p and not set(p) & set("[]*?")),
+    command=st.text(min_size=1, max_size=15).filter(lambda c: c.strip()),
+)
+def test_convert_round_trips_any_values(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    attrs: dict[str, Any],
+    server: dict[str, str],
+    path: str,
+    command: str,
+) -> None:
+    # Whatever the strings hold (quotes, backslashes, control characters, DEL, $, non-ASCII), the TOML that
+    # convert prints reads back to the config the agent.json gives.
+    monkeypatch.setenv("SCALYR_API_KEY", KEY)
+    conf = tmp_path / "rt" / "agent.json"
+    conf.parent.mkdir(exist_ok=True)
+    body = {
+        "import_vars": ["SCALYR_API_KEY"],
+        "api_key": "$SCALYR_API_KEY",
+        "server_attributes": server,
+        "logs": [{"path": "/srv/" + path, "attributes": attrs}],
+        "monitors": [{"module": "shell_monitor", "command": command}],
+    }
+    conf.write_text(json.dumps(body))
+    out = tmp_path / "rt" / "out.toml"
+    out.write_text(convert(str(conf)).toml)
+    _same(load_config(conf), load_config(out))

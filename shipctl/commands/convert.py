@@ -48,13 +48,13 @@ def _document(mapped: agentjson.Mapped) -> str:
     logs: list[dict[str, Any]] = []
     monitors: list[dict[str, Any]] = []
     top_notes: list[str] = []
-    for path, data in mapped.files:
+    for _path, data in mapped.files:
         names = {v["var"] for v in variables}
         variables += [v for v in data.get("import_vars", []) if v["var"] not in names]
         attrs.update(data.get("server_attributes", {}))
         logs += data.get("logs", [])
         monitors += data.get("monitors", [])
-        top_notes += [f"{path}: {n}" for n in notes.get(id(data), [])]
+        top_notes += notes.get(id(data), [])
     sinks = [dict(s) for s in main.get("sinks", [])]
     sink_notes: list[list[str]] = [notes.get(id(s), []) for s in main.get("sinks", [])]
     for s, sn in zip(sinks, sink_notes, strict=True):
@@ -73,7 +73,7 @@ def _document(mapped: agentjson.Mapped) -> str:
         out += [f"#   {n}" for n in top_notes]
     out.append("")
     if variables:
-        out.append(f"import_vars = {_value(variables)}")
+        out.append(_line("import_vars", variables))
     if attrs:
         out.append(f"server_attributes = {_value(attrs)}")
     if main.get("agent"):
@@ -83,8 +83,15 @@ def _document(mapped: agentjson.Mapped) -> str:
             out += ["", f"[[{name}]]"]
             remarks = list(sink_notes[i]) if name == "sinks" else _notes_in(t, notes)
             out += [f"# {n}" for n in remarks]
-            out += [f"{_key(k)} = {_value(v)}" for k, v in t.items()]
+            out += [_line(k, v) for k, v in t.items()]
     return "\n".join(out) + "\n"
+
+
+def _line(k: str, v: Any) -> str:
+    """``key = value``; an array of tables one table a line (TOML's inline tables must fit on one)."""
+    if isinstance(v, list) and len(v) > 1 and all(isinstance(x, dict) for x in v):
+        return f"{_key(k)} = [\n" + "".join(f"  {_value(x)},\n" for x in v) + "]"
+    return f"{_key(k)} = {_value(v)}"
 
 
 def _notes_in(value: Any, notes: dict[int, list[str]]) -> list[str]:
