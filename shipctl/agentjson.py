@@ -364,7 +364,7 @@ class _Mapper:
         self.env_optional = False
 
     def where(self, key: str) -> Where:
-        return Where(str(self.owner.get(key, self.main_path)), key)
+        return Where(str(self.owner.get(key, self.main_path))).key(key)  # .key(): marks api_key & co secret
 
     def warn(self, table: dict[str, Any], w: Where, text: str) -> None:
         self.warnings.append(f"{w}: {text}")
@@ -681,7 +681,9 @@ class _Mapper:
     def monitor(self, item: dict[str, Any], w: Where) -> dict[str, Any]:
         if item.get("module") is None:
             raise w.key("module").error('missing required key (e.g. "scalyr_agent.builtin_monitors.shell_monitor")')
-        module = _str(item["module"], w.key("module")) or ""
+        module = (_str(item["module"], w.key("module")) or "").strip()
+        if not module:
+            raise w.key("module").error('expected a module name such as "scalyr_agent.builtin_monitors.shell_monitor"')
         short = module.removeprefix(MODULE_PREFIX)
         mtype = BUILTIN_MONITORS.get(short) if "." not in short else None
         out: dict[str, Any] = {"type": mtype or CUSTOM_MONITOR}

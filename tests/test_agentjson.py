@@ -394,6 +394,8 @@ def test_mysql_module_maps_to_its_type_with_the_agents_options(tmp_path: Path) -
         ),
         ('{ monitors: [ { id: "x" } ] }', None, "monitors[0].module: missing required key"),
         ('{ monitors: [ "shell_monitor" ] }', None, "monitors[0]: expected an object"),
+        ('{ monitors: [ { module: " " } ] }', None, "monitors[0].module: expected a module name"),
+        ('{ api_key: { k: "sk-live-0123456789" } }', None, 'api_key: expected a string, got "****'),
         ('{ compression_type: "gzip" }', None, "compression_type: expected one of deflate, bz2"),
         ('{ max_line_size: "big" }', None, "max_line_size: expected an integer"),
         ("{ debug_level: 9 }", None, "debug_level: The debug level must be between 0 and 5"),
@@ -421,6 +423,7 @@ def test_agent_rules(
     else:
         assert r.exit_code == 78, r.stdout
         assert r.stderr.startswith(f"shipctl: {tmp_path}/") and message in r.stderr, r.stderr
+        assert "0123456789" not in r.stderr  # a secret value is never shown
         assert "Traceback" not in r.stderr
 
 
