@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -501,6 +500,8 @@ class _Mapper:
         handled.add("strip_domain_from_default_server_host")
         attrs = self.server_attributes(top, Where(str(self.main_path)))
         if self.get("strip_domain_from_default_server_host", _bool) and "serverHost" not in self._all_server_hosts():
+            import socket
+
             attrs["serverHost"] = socket.gethostname().split(".")[0]
         if attrs:
             out["server_attributes"] = attrs

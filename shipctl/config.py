@@ -171,26 +171,37 @@ def load_config(
         if require:
             raise ConfigError(f"{path}: config file not found (write one, or give --config / $SHIPCTL_CONFIG)")
         return _build("<defaults>", [], {}, {})
-    from shipctl import agentjson
+    if path.suffix.lower() != ".toml":  # a TOML config does not pay for importing the agent.json reader
+        from shipctl import agentjson
 
-    if agentjson.is_agent_json(path):  # a Scalyr agent.json, with its agent.d/*.json (shipctl/agentjson.py)
-        mapped = agentjson.load(path, env_optional=env_optional)
-        config = _merge(path, mapped.files, env_optional=env_optional)
-        return replace(config, warnings=tuple(mapped.warnings) + config.warnings)
+        if agentjson.is_agent_json(path):  # a Scalyr agent.json, with its agent.d/*.json (shipctl/agentjson.py)
+            mapped = agentjson.load(path, env_optional=env_optional)
+            config = _merge(path, mapped.files, env_optional=env_optional)
+            return replace(config, warnings=tuple(mapped.warnings) + config.warnings)
     main = _read_toml(path)
     files: list[tuple[Path, dict[str, Any]]] = [(path, main)]
     warnings: list[str] = []
     conf_d = path.parent / "conf.d"
     # *.toml, and agent-style *.json fragments (their logs and monitors); any other file is named in a warning.
-    for p in agentjson.fragment_dir_files(conf_d, "", warnings):
+    for p in _conf_d_files(conf_d, warnings):
         if p.suffix == ".toml":
             files.append((p, _read_toml(p)))
         elif p.suffix == ".json":
+            from shipctl import agentjson
+
             files.append((p, agentjson.load_fragment(p, warnings)))
         else:
             warnings.append(f"{p}: not read (only *.toml and *.json files in {conf_d} are read)")
     config = _merge(path, files, env_optional=env_optional)
     return replace(config, warnings=tuple(warnings) + config.warnings)
+
+
+def _conf_d_files(conf_d: Path, warnings: list[str]) -> list[Path]:
+    if not conf_d.is_dir():
+        return []
+    from shipctl import agentjson
+
+    return agentjson.fragment_dir_files(conf_d, "", warnings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
