@@ -305,10 +305,17 @@ def test_config_convert_reads_back_to_the_same_config(
     assert KEY not in out + r.stderr  # a key written in agent.json is not printed
     assert 'api_key = "$SCALYR_API_KEY"' in out
     assert "# " in out and "rename_logfile" in out and "rename_me" in out and "json_library" in out
-    assert "rename_logfile: an agent log option shipctl does not implement" in r.stderr
+    assert "pepper" not in out  # nor a hash_salt: it reads from a variable the user sets
+    assert 'hash_salt = "$SCALYR_HASH_SALT"' in out
+    assert "# hash_salt: the salt written in agent.json is not printed; set $SCALYR_HASH_SALT to it" in out
     converted = tmp_path / "converted.toml"
     converted.write_text(out)
-    _same(load_config(agent), load_config(converted))
+    monkeypatch.setenv("SCALYR_HASH_SALT", "pepper")
+    want, got = _resolved(load_config(agent)), _resolved(load_config(converted))
+    # The same, but for the salt's variable (a secret now, where agent.json held it as written).
+    assert got["imported"].pop("SCALYR_HASH_SALT") == "pepper"
+    got["secrets"] = tuple(x for x in got["secrets"] if x != "pepper")
+    assert want == got
     cfg = load_config(converted)
     (own,) = [m for m in cfg.monitors if m.type == "scalyr_monitor"]
     assert own.id == "queue_depth"
