@@ -1,0 +1,98 @@
+"""Fidelity to the behaviour users know from the Scalyr agent, CoScale scripts and Panoptes (issue 11)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Env, append, assert_exactly_once, numbered
+
+
+def _two_entries(env: Env, *, first: bool = True, second: bool = True) -> None:
+    """An entry for app.log, then a glob over the directory that matches app.log too (in that order)."""
+    text = ""
+    if first:
+        text += f'[[logs]]\nid = "app"\npath = "{env.logs}/app.log"\nattributes = {{ parser = "app" }}\n'
+    if second:
+        text += f'[[logs]]\nid = "all"\npath = "{env.logs}/*.log"\nattributes = {{ parser = "all" }}\n'
+    env.write_config(text)
+
+
+def _by_parser(env: Env) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for e in env.events():
+        if e["kind"] == "log":
+            out.setdefault(str(e["attrs"]["parser"]), []).append(str(e["message"]))
+    return out
+
+
+def _status_files(env: Env) -> dict[tuple[str, str], dict[str, Any]]:
+    r = env.cli("status", "--json")
+    assert r.exit_code == 0, r.stderr
+    return {(lg["log_id"], f["path"]): f for lg in json.loads(r.stdout)["logs"] for f in lg["files"]}
+
+
+def test_a_file_matched_by_two_entries_is_shipped_once_by_the_first(env: Env) -> None:
+    (env.logs / "app.log").write_text(numbered(50))
+    (env.logs / "other.log").write_text(numbered(5, start=1000))
+    _two_entries(env)
+    env.ship()
+    got = _by_parser(env)
+    assert_exactly_once(got["app"], range(50))  # with the first entry's attributes
+    assert_exactly_once(got["all"], range(1000, 1005))  # the rest of the glob is still the second's
+    files = _status_files(env)
+    shadowed = files[("all", str(env.logs / "app.log"))]
+    assert shadowed["state"] == "shadowed" and "log 'app'" in shadowed["last_error"]
+    assert files[("app", str(env.logs / "app.log"))]["lines_copied"] == 50
+    # The table says it too, on the shadowed file's row.
+    table = env.cli("status").stdout
+    assert "shadowed" in table and "first matching" in table
+
+
+def test_check_config_names_the_shadowed_file_and_the_entry_that_ships_it(env: Env) -> None:
+    (env.logs / "app.log").write_text("x\n")
+    (env.logs / "other.log").write_text("y\n")
+    _two_entries(env)
+    r = env.cli("check-config")
+    assert r.exit_code == 0, r.stderr
+    (w,) = [line for line in r.stderr.splitlines() if "app.log" in line]
+    assert "logs[1]" in w and "'all'" in w and "'app'" in w and "first" in w
+    data = json.loads(r.stdout)
+    assert data["shadowed"] == [{"log": "all", "path": str(env.logs / "app.log"), "shipped_by": "app"}]
+
+
+def test_upgrade_a_file_the_second_entry_already_tailed_is_not_sent_again(env: Env) -> None:
+    """Before the fix both entries read app.log; the state then holds a record for each. Here the second
+    entry alone read it first (the worst case: the first entry has no offset of its own to go on from)."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(100))
+    _two_entries(env, first=False)
+    env.ship()
+    _two_entries(env)  # the specific entry is added in front
+    append(log, numbered(20, start=100))
+    env.ship()
+    got = _by_parser(env)
+    assert_exactly_once(got["all"] + got["app"], range(120))
+    assert len(got["app"]) == 20  # new lines go out under the entry that now ships the file
+    # And back: the first entry removed, the glob takes the file over where the first entry left it.
+    _two_entries(env, first=False)
+    append(log, numbered(10, start=120))
+    env.ship()
+    got = _by_parser(env)
+    assert_exactly_once(got["all"] + got["app"], range(130))
+
+
+def test_a_symlink_to_a_file_an_earlier_entry_ships_is_the_same_file(env: Env, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "real.log").write_text(numbered(10))
+    (env.logs / "alias.log").symlink_to(other / "real.log")
+    env.write_config(
+        f'[[logs]]\nid = "real"\npath = "{other}/real.log"\nattributes = {{ parser = "real" }}\n'
+        f'[[logs]]\nid = "links"\npath = "{env.logs}/*.log"\nattributes = {{ parser = "links" }}\n'
+    )
+    env.ship()
+    got = _by_parser(env)
+    assert_exactly_once(got["real"], range(10))
+    assert "links" not in got
