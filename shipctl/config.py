@@ -312,7 +312,8 @@ def _abs(value: str | None, base: Path) -> str | None:
     if not value:
         return value
     p = Path(value).expanduser()
-    return str(p if p.is_absolute() else base / p)
+    # Normalised: "conf.d/../logs/app.log" names the log (its default id, the logfile shown) as logs/app.log.
+    return os.path.normpath(p if p.is_absolute() else base / p)
 
 
 def _load_log(item: Any, where: Where, base: Path) -> LogConfig:

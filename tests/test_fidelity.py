@@ -96,3 +96,70 @@ def test_a_symlink_to_a_file_an_earlier_entry_ships_is_the_same_file(env: Env, t
     got = _by_parser(env)
     assert_exactly_once(got["real"], range(10))
     assert "links" not in got
+
+
+# --- globs as the agent reads them ------------------------------------------------------------------------
+
+TREE = ("x.log", "a/y.log", "a/b/z.log", ".h/h.log", ".h/c/hc.log", ".dot.log", "a/.dot2.log", "d/w.txt")
+PATTERNS = (
+    "**", "**/*.log", "**/.dot2.log", "**/*", "a/**", "**/b/*.log", "**/**/*.log", "*/**/*.log", ".h/**",
+    "**.log", "a**/*.log", "**/.h/*.log", "**/.*", "*.log", "*", "a/y.log", "[ax]*", "**/c/*",
+)  # fmt: skip
+
+
+def test_a_path_matches_a_glob_exactly_when_the_agents_glob_lists_it(tmp_path: Path) -> None:
+    """``**`` is zero or more directories (the agent's glob.glob(recursive=True); its docs say "one or
+    more", but a config that ships x.log with logs/**/*.log there must ship it here too)."""
+    import glob
+
+    from shipctl.tail.discover import discover, matches
+
+    root = tmp_path / "t"
+    for name in TREE:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text("x\n")
+    files = sorted(str(root / n) for n in TREE)
+    for pattern in PATTERNS:
+        full = f"{root}/{pattern}"
+        listed = sorted({p for p in glob.glob(full, recursive=True) if Path(p).is_file()})
+        assert [f for f in files if matches(f, full)] == listed, pattern
+        assert discover(full).paths == listed, pattern
+
+
+def test_preview_picks_the_entry_tail_once_ships_the_file_under(env: Env) -> None:
+    (env.logs / "sub").mkdir()
+    top, deep = env.logs / "top.log", env.logs / "sub" / "deep.log"
+    top.write_text("t\n")
+    deep.write_text("d\n")
+    env.write_config(
+        f'[[logs]]\nid = "flat"\npath = "{env.logs}/*.log"\n'  # "*" stays within a directory name
+        f'[[logs]]\nid = "tree"\npath = "{env.logs}/**/*.log"\n'  # "**" is zero or more directories
+    )
+    assert env.cli("preview", str(deep)).stderr.endswith("(log tree)\n")
+    assert env.cli("preview", str(top)).stderr.endswith("(log flat)\n")
+    env.write_config(f'[[logs]]\nid = "tree"\npath = "{env.logs}/**/*.log"\n')
+    r = env.cli("preview", str(top))
+    assert r.exit_code == 0 and r.stderr.endswith("(log tree)\n"), r.stderr
+    env.ship()
+    assert sorted(env.messages()) == ["d", "t"]  # what tail-once ships under that glob
+
+
+def test_conf_d_paths_are_normalised_and_the_old_name_is_not_sent_again(env: Env) -> None:
+    conf_d = env.config.parent / "conf.d"
+    conf_d.mkdir()
+    log = env.logs / "app.log"
+    log.write_text(numbered(30))
+    rel = f"../{env.logs.name}/app.log"
+    env.write_config("")
+    # Before: the id (and the name shown) kept the "..": state holds the file under that id.
+    (conf_d / "app.toml").write_text(f'[[logs]]\nid = "{conf_d}/{rel}"\npath = "{rel}"\n')
+    env.ship()
+    (conf_d / "app.toml").write_text(f'[[logs]]\npath = "{rel}"\n')
+    r = env.cli("check-config")
+    assert r.exit_code == 0, r.stderr
+    (entry,) = json.loads(r.stdout)["logs"]
+    assert entry["path"] == entry["id"] == str(log)
+    append(log, numbered(5, start=30))
+    env.ship()
+    assert_exactly_once(env.messages(), range(35))
+    assert {e["source"] for e in env.events()} == {str(log)}
