@@ -163,3 +163,86 @@ def test_conf_d_paths_are_normalised_and_the_old_name_is_not_sent_again(env: Env
     env.ship()
     assert_exactly_once(env.messages(), range(35))
     assert {e["source"] for e in env.events()} == {str(log)}
+
+
+# --- CoScale metadata kept on the events ---------------------------------------------------------------------
+
+META_SCRIPT = r"""#!/bin/bash
+if [ "$1" = "-c" ]; then cat <<'JSON'
+{"metrics": [{"id": 1, "name": "queue depth", "description": "Jobs waiting in the queue", "unit": "jobs",
+              "tags": "QUEUE, MYTAG2", "datatype": "GAUGE", "dimensions": [{"id": 1, "name": "queue"}]}],
+ "events": [{"id": 1, "name": "job failed", "description": "A job exited non-zero",
+             "attributeDescriptions": [{"name": "Exit code", "type": "integer", "unit": ""},
+                                       {"name": "Host", "type": "string", "unit": ""},
+                                       {"name": "Retried", "type": "boolean", "unit": ""},
+                                       {"name": "Took", "type": "double", "unit": "s"}]}]}
+JSON
+exit 0; fi
+echo 'M1 "1:mail" 7'
+echo 'E1 0 0 "job 12 failed" "{"Exit code":"137","Host":42,"Retried":"true","Took":"3"}" S'
+echo 'E1 0 0 "job 13 failed" "{"Exit code":"n/a"}" S'
+"""
+
+
+def test_coscale_metadata_and_attribute_types_reach_the_sinks(
+    env: Env, tmp_path: Path, httpserver: Any, influxdb: Any
+) -> None:
+    import gzip
+
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+    from werkzeug import Response
+
+    script = tmp_path / "queue.sh"
+    script.write_text(META_SCRIPT)
+    script.chmod(0o755)
+    bodies: list[bytes] = []
+
+    def handler(req: Any) -> Response:
+        data = req.get_data()
+        if req.path.endswith("/v1/metrics"):
+            bodies.append(gzip.decompress(data) if req.headers.get("Content-Encoding") == "gzip" else data)
+        return Response(b"", 200, content_type="application/x-protobuf")
+
+    httpserver.expect_request("/v1/metrics", method="POST").respond_with_handler(handler)
+    httpserver.expect_request("/v1/logs", method="POST").respond_with_handler(handler)
+    db = influxdb.create_db()
+    env.write_config(
+        "[agent]\nimplicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
+        f'[[monitors]]\ntype = "script"\nid = "jobs"\ncommand = "{script}"\n'
+        f'[[sinks]]\nid = "archive"\ntype = "file"\npath = "{env.sink}"\n'
+        f'[[sinks]]\nid = "otel"\ntype = "otlp"\nendpoint = "{httpserver.url_for("")}"\n'
+        f'[[sinks]]\nid = "tsdb"\ntype = "influxdb"\nurl = "{influxdb.url}"\ndatabase = "{db}"\n',
+        sink=False,
+    )
+    r = env.cli("run-monitor", "jobs")
+    assert r.exit_code == 0, r.stderr
+    # The one bad value is named, and its event still goes out with the value as printed.
+    assert "attribute 'Exit code' is declared integer, got 'n/a'" in r.stderr
+    assert env.cli("upload").exit_code == 0
+
+    # The file (and Scalyr) sink: as attributes of the metric and of the events.
+    (m,) = [e for e in env.events() if e["kind"] == "metric"]
+    assert (m["attrs"]["unit"], m["attrs"]["description"], m["attrs"]["tags"]) == (
+        "jobs",
+        "Jobs waiting in the queue",
+        "QUEUE,MYTAG2",
+    )
+    first, second = [e["attrs"] for e in env.events() if e["kind"] == "event"]
+    assert first["description"] == "A job exited non-zero"
+    assert (first["Exit code"], first["Host"], first["Retried"], first["Took"]) == (137, "42", True, 3.0)
+    assert second["Exit code"] == "n/a"
+
+    # OTLP: the metric's own unit and description fields; the tags in its metadata.
+    (metric,) = [
+        mt
+        for body in bodies
+        for rm in ExportMetricsServiceRequest.FromString(body).resource_metrics
+        for sm in rm.scope_metrics
+        for mt in sm.metrics
+    ]
+    assert (metric.name, metric.unit, metric.description) == ("queue depth", "jobs", "Jobs waiting in the queue")
+    assert {kv.key: kv.value.string_value for kv in metric.metadata}["tags"] == "QUEUE,MYTAG2"
+
+    # InfluxDB: the tags as a tag (unit stays the field it was), the series still keyed by its dimension.
+    (row,) = influxdb.rows(db, 'SELECT * FROM "queue depth"')
+    assert (row["tags"], row["queue"], row["value"], row["unit"]) == ("QUEUE,MYTAG2", "mail", 7, "jobs")
