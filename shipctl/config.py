@@ -92,6 +92,7 @@ class AgentConfig:
     max_queue_bytes: int = field(0, check=non_negative)  # 0 = no limit; over it upload drops the oldest batches
     implicit_metric_monitor: bool = True
     implicit_agent_process_metrics_monitor: bool = True
+    plugins_dir: str | None = None  # every .panoptes-plugin below it runs without a [[monitors]] entry
 
 
 @dataclass(frozen=True)
@@ -266,6 +267,7 @@ def _build(
         agent,
         state=_abs(agent.state, base),
         log_file=_abs(agent.log_file, base),
+        plugins_dir=_abs(agent.plugins_dir, base),
     )
     log_objs = _unique_ids([_load_log(item, where, d) for item, where, d in logs], "logs", logs)
     mon_objs = _unique_ids([_load_monitor(item, where) for item, where, _ in monitors], "monitors", monitors)

@@ -246,3 +246,74 @@ def test_coscale_metadata_and_attribute_types_reach_the_sinks(
     # InfluxDB: the tags as a tag (unit stays the field it was), the series still keyed by its dimension.
     (row,) = influxdb.rows(db, 'SELECT * FROM "queue depth"')
     assert (row["tags"], row["queue"], row["value"], row["unit"]) == ("QUEUE,MYTAG2", "mail", 7, "jobs")
+
+
+# --- Panoptes plugins dropped into plugins_dir ---------------------------------------------------------------
+
+PLUGIN = """
+from yahoo_panoptes.polling.polling_plugin import PanoptesPollingPlugin
+from yahoo_panoptes.framework.metrics import (
+    PanoptesMetric, PanoptesMetricDimension, PanoptesMetricsGroup, PanoptesMetricsGroupSet, PanoptesMetricType)
+
+
+class Plugin(PanoptesPollingPlugin):
+    def run(self, context):
+        group = PanoptesMetricsGroup(context.data, "{group}", 60)
+        group.add_dimension(PanoptesMetricDimension("host", "here"))
+        group.add_metric(PanoptesMetric("{metric}", {value}, PanoptesMetricType.GAUGE))
+        out = PanoptesMetricsGroupSet()
+        out.add(group)
+        return out
+"""
+
+
+def _descriptor(directory: Path, name: str, metric: str, value: float, *, frequency: int = 60) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.py").write_text(PLUGIN.format(group=name, metric=metric, value=value))
+    path = directory / f"{name}.panoptes-plugin"
+    path.write_text(
+        f"[Core]\nName = {name}\nModule = {name}.py\n[Documentation]\nDescription = test\n"
+        f'[main]\nexecute_frequency = {frequency}\nresource_filter = resource_endpoint = "localhost"\n'
+    )
+    return path
+
+
+def test_plugins_dropped_into_plugins_dir_run_without_monitors_entries(env: Env) -> None:
+    plugins = env.tmp / "plugins"
+    _descriptor(plugins, "disk", "disk_free", 42.5)
+    _descriptor(plugins / "net", "iface", "iface_up", 1)
+    (plugins / "broken.panoptes-plugin").write_text("[Core\nName = broken\n")  # not INI
+    (plugins / "nomodule.panoptes-plugin").write_text("[Core]\nName = nomodule\nModule = gone.py\n")
+    (plugins / "disk.py.bak").write_text("not a descriptor")
+    env.write_config(
+        '[agent]\nplugins_dir = "plugins"\n'  # relative to the config file
+        "implicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
+    )
+    r = env.cli("check-config")
+    assert r.exit_code == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["plugins_found"] == ["panoptes:broken", "panoptes:disk", "panoptes:net/iface", "panoptes:nomodule"]
+    assert "broken.panoptes-plugin: invalid descriptor" in r.stderr and "gone.py not found" in r.stderr
+
+    r = env.cli("run-monitor")
+    assert r.exit_code == 65  # the broken two fail, each alone and named ...
+    errors = [line for line in r.stderr.splitlines() if "cannot set up" in line]
+    assert len(errors) == 2 and "panoptes:broken" in errors[0] and "panoptes:nomodule" in errors[1], r.stderr
+    assert env.cli("upload").exit_code == 0
+    got = {(e["source"], e["attrs"]["metric"], e["attrs"]["value"]) for e in env.events() if e["kind"] == "metric"}
+    assert got == {("panoptes:disk", "disk_free", 42.5), ("panoptes:net/iface", "iface_up", 1)}  # ... the rest ran
+
+    status = json.loads(env.cli("status", "--json").stdout)
+    mons = {m["id"]: m for m in status["monitors"]}
+    assert mons["panoptes:disk"]["runs"] == 1 and mons["panoptes:disk"]["interval"] == 60
+    assert "invalid descriptor" in mons["panoptes:broken"]["last_error"]
+
+    # A [[monitors]] entry naming a descriptor takes it over (its id, its options): the plugin runs once.
+    env.write_config(
+        '[agent]\nplugins_dir = "plugins"\n'
+        "implicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
+        '[[monitors]]\ntype = "plugin"\nid = "disk"\ndescriptor = "plugins/disk.panoptes-plugin"\n'
+    )
+    r = env.cli("check-config")
+    assert "panoptes:disk" not in json.loads(r.stdout)["plugins_found"]
+    assert "panoptes:net/iface" in json.loads(r.stdout)["plugins_found"]  # ids do not move when others change
