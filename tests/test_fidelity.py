@@ -317,3 +317,22 @@ def test_plugins_dropped_into_plugins_dir_run_without_monitors_entries(env: Env)
     r = env.cli("check-config")
     assert "panoptes:disk" not in json.loads(r.stdout)["plugins_found"]
     assert "panoptes:net/iface" in json.loads(r.stdout)["plugins_found"]  # ids do not move when others change
+
+
+def test_a_rotated_generation_the_first_entry_finished_is_not_shipped_by_a_glob_over_rotated_names(env: Env) -> None:
+    log = env.logs / "app.log"
+    log.write_text(numbered(40))
+    env.write_config(
+        f'[[logs]]\nid = "app"\npath = "{log}"\nattributes = {{ parser = "app" }}\n'
+        f'[[logs]]\nid = "any"\npath = "{log}*"\nattributes = {{ parser = "any" }}\n'  # app.log.1 too
+    )
+    env.ship()
+    append(log, numbered(10, start=40))
+    log.rename(env.logs / "app.log.1")  # rotated: "app" finishes it, then reads the new file
+    log.write_text(numbered(5, start=50))
+    env.ship()
+    append(env.logs / "app.log.1", numbered(3, start=55))  # written late, after the rename
+    env.ship()
+    got = _by_parser(env)
+    assert_exactly_once(got["app"], range(58))
+    assert "any" not in got

@@ -185,9 +185,14 @@ class _LogTailer:
         not read here; an own record of a file shadowed until now is set aside for ``_start`` to resume."""
         own: list[str] = []
         shadowed: set[str] = set()
+        theirs = {p for p, o in self.claims.paths.items() if o != self.log.id}
         for path in paths:
             key = file_key(path)
-            owner = self.claims.owner(path, key) or self._followed_elsewhere(path, key)
+            owner = (
+                self.claims.owner(path, key)
+                or self._followed_elsewhere(path, key)
+                or (self._rotated_from(path, theirs) if theirs else None)
+            )
             if owner is not None and owner != self.log.id:
                 shadowed.add(path)
                 self.out.shadowed.append(path)
@@ -221,6 +226,23 @@ class _LogTailer:
             for log_id, rec in holders:
                 if holds(src, _ident(rec)):
                     return log_id
+        return None
+
+    def _rotated_from(self, path: str, theirs: set[str]) -> str | None:
+        """The earlier entry that read this file before it was rotated away from a path that entry ships
+        (``app.log.1`` matched here by ``app.log*``, ``app.log`` shipped by the entry before): its record has
+        moved on to the new file, but what it finished is remembered by content. It also reads what is
+        written to the file late, so any part of it read there makes the whole file that entry's."""
+        if not self.index.is_generation_of_any(path, theirs):
+            return None
+        try:
+            src = Source(path)
+        except OSError:
+            return None
+        with src:
+            for owner in dict.fromkeys(self.claims.paths[p] for p in sorted(theirs)):
+                if seen_offset(src, filestate.seen(self.state.conn, owner)):
+                    return owner
         return None
 
     def _shadow(self, path: str, owner: str) -> None:
