@@ -75,10 +75,11 @@ def tail_once(ctx: Context, budget: Budget, *, progress: Progress | None = None)
     result = TailResult()
     walk_limit = Limit()  # directory entries all the globs of this run may look at
     claims = Claims()  # files taken by the entries before: a file matched twice is shipped by the first
-    for log_cfg in ctx.config.logs:
+    for n, log_cfg in enumerate(ctx.config.logs):
         if budget.exhausted():
             break
         tailer = _LogTailer(ctx, log_cfg, budget, result, progress, walk_limit, claims)
+        tailer.alone = len(ctx.config.logs) == 1 and n == 0  # nothing to share a file with: no claims to check
         result.logs.append(tailer.run())
     result.elapsed = time.monotonic() - started
     result.stopped = budget.stopped
@@ -127,6 +128,7 @@ class _LogTailer:
         self.out = LogResult(log_cfg.id)
         self._refused: set[str] = set()  # candidates reported as not regular files in this run
         self.claims = claims if claims is not None else Claims()
+        self.alone = False
         self._resume: dict[str, FileRecord] = {}  # own records of files shadowed until now, by path
         self._by_file: dict[tuple[int, int], list[FileRecord]] | None = None  # every log's records, by file
 
@@ -183,6 +185,8 @@ class _LogTailer:
         """The matched files this entry ships: those no earlier entry took (by path, by file, or as a file
         it follows under another name). The others are recorded as shadowed, so status says why they are
         not read here; an own record of a file shadowed until now is set aside for ``_start`` to resume."""
+        if self.alone and not any(r.state == "shadowed" for r in self.records.values()):
+            return paths  # the only entry: a stat per file saved
         own: list[str] = []
         shadowed: set[str] = set()
         theirs = {p for p, o in self.claims.paths.items() if o != self.log.id}
