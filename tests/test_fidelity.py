@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from tests.conftest import Env, append, assert_exactly_once, numbered
 
 
@@ -124,6 +127,29 @@ def test_a_path_matches_a_glob_exactly_when_the_agents_glob_lists_it(tmp_path: P
         listed = sorted({p for p in glob.glob(full, recursive=True) if Path(p).is_file()})
         assert [f for f in files if matches(f, full)] == listed, pattern
         assert discover(full).paths == listed, pattern
+
+
+_PARTS = ("*", "**", "?", "a", "b", ".h", "*.log", "[ab]*", "x.log", ".*", "**.log", "?.log", "c")
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(parts=st.lists(st.sampled_from(_PARTS), min_size=1, max_size=4))
+def test_generated_globs_match_what_the_agents_glob_lists(tmp_path: Path, parts: list[str]) -> None:
+    import glob
+
+    from shipctl.tail.discover import discover, matches
+
+    root = tmp_path / "g"
+    if not root.exists():
+        for name in (*TREE, "a/b/c/x.log", "b/.h/y.log", "c"):
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text("x\n")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    full = f"{root}/" + "/".join(parts)
+    # (glob lists "x.log/" for "x.log/**": a name no open() takes as the file, and the agent fails to read it)
+    listed = sorted({p for p in glob.glob(full, recursive=True) if Path(p).is_file() and not p.endswith("/")})
+    assert [f for f in files if matches(f, full)] == listed
+    assert discover(full).paths == listed  # the walk tail-once does, too
 
 
 def test_preview_picks_the_entry_tail_once_ships_the_file_under(env: Env) -> None:
