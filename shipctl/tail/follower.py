@@ -206,9 +206,9 @@ class _LogTailer:
             self.claims.take(self.log.id, path, key)
             rec = self.records.get(path)
             if rec is not None and rec.state == "shadowed":
+                # Followed as a new file (from the furthest offset any entry reached in it); the record is
+                # reused in the transaction that starts it, so a crash in between leaves it shadowed.
                 self._resume[path] = self.records.pop(path)
-                with self.state.write() as conn:
-                    filestate.delete(conn, rec)
         for path, rec in list(self.records.items()):
             if rec.state == "shadowed" and path not in shadowed:  # matched by neither entry any more
                 with self.state.write() as conn:
@@ -495,6 +495,9 @@ class _LogTailer:
         others = [r for r in self.records.values() if r.path != path]
         for other in others:
             if other.state == "active" and _key(src) == (other.dev, other.ino) and holds(src, _ident(other)):
+                if path in self._resume:  # followed under its other name: this record has nothing left to say
+                    with self.state.write() as conn:
+                        filestate.delete(conn, self._resume.pop(path))
                 return None  # the same file as another match (a link), or a rotated file not finished yet
         adopted = self._adopt(src, path)
         if adopted is not None:
@@ -505,7 +508,7 @@ class _LogTailer:
                         "info",
                         f"{path}: goes on at offset {adopted.offset}, where log {adopted.log_id!r} had read it",
                     )
-            return self._new_record(path, _real(path), src, adopted.offset)
+            return self._resumed(path, src, adopted.offset)
         if skip_history:
             size = src.size()
             tail = src.read_at(max(0, size - self.rsize), self.rsize)
@@ -513,7 +516,20 @@ class _LogTailer:
         elif self.index.is_generation_of_any(path, {o.path for o in others}):
             # A rotated generation of a followed file, under a name the glob matches: skip what was read.
             offset = seen_offset(src, filestate.seen(self.state.conn, self.log.id))
-        return self._new_record(path, _real(path), src, offset, skipped=offset if skip_history else 0)
+        return self._resumed(path, src, offset, skipped=offset if skip_history else 0)
+
+    def _resumed(self, path: str, src: Source, offset: int, *, skipped: int = 0) -> FileRecord:
+        """A record for ``src`` at ``offset``: this entry's record of a file shadowed until now, reused (its
+        counters kept), else a new one."""
+        rec = self._resume.pop(path, None)
+        if rec is None:
+            return self._new_record(path, _real(path), src, offset, skipped=skipped)
+        rec.bytes_skipped += skipped
+        rec.last_error = None
+        rec.gen_since = self.now
+        self.records[path] = rec
+        self._switch(rec, src, FileResult(path), offset=offset, rotated=False)  # saved, state active
+        return rec
 
     def _new_record(
         self, path: str, real_path: str, src: Source, offset: int, *, state: str = "active", skipped: int = 0
