@@ -95,6 +95,7 @@ class AgentConfig:
     # Ship shipctl's own log (log_file) as a log source, as the Scalyr agent ships agent.log. On by default for
     # an agent.json (the agent's default); off for TOML, whose users chose their logs explicitly.
     implicit_agent_log_collection: bool = False
+    plugins_dir: str | None = None  # every .panoptes-plugin below it runs without a [[monitors]] entry
 
 
 @dataclass(frozen=True)
@@ -294,6 +295,7 @@ def _build(
         agent,
         state=_abs(agent.state, base),
         log_file=_abs(agent.log_file, base),
+        plugins_dir=_abs(agent.plugins_dir, base),
     )
     logs = list(logs)
     if agent.implicit_agent_log_collection:
@@ -356,7 +358,8 @@ def _abs(value: str | None, base: Path) -> str | None:
     if not value:
         return value
     p = Path(value).expanduser()
-    return str(p if p.is_absolute() else base / p)
+    # Normalised: "conf.d/../logs/app.log" names the log (its default id, the logfile shown) as logs/app.log.
+    return os.path.normpath(p if p.is_absolute() else base / p)
 
 
 def _load_log(item: Any, where: Where, base: Path) -> LogConfig:

@@ -19,6 +19,10 @@ DEFAULT_INTERVAL = 30.0
 def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
     """The configured monitors plus the implicit ones that apply."""
     mons = list(config.monitors)
+    if config.agent.plugins_dir:  # Panoptes plugins dropped into the directory (pyplugins/scan.py)
+        from shipctl.pyplugins.scan import scan
+
+        mons += scan(config).monitors
     if not sys.platform.startswith("linux") or not os.path.exists("/proc/self/stat"):
         return tuple(mons)
     ids = {m.id for m in mons}
