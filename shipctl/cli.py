@@ -419,8 +419,26 @@ def status_cmd(
     metric: Annotated[
         str | None, typer.Option("--metric", help="Also show a sparkline of this metric's recent history.")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Monitoring-plugin output and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) against the"
+            " [agent.health] levels, for Nagios/Icinga/NRPE/check_by_ssh or a systemd OnFailure= hook.",
+        ),
+    ] = False,
 ) -> None:
     """Where everything stands: files and offsets, queue, uploads, monitors, recent problems."""
+    if check:
+        from shipctl.commands.health import check as health_check
+        from shipctl.commands.status import status as gather
+
+        outcome = health_check(config, gather)
+        if json_out:
+            _json(outcome.to_dict())
+        else:
+            print("\n".join(outcome.lines()))
+        raise typer.Exit(outcome.code)
     from shipctl.commands.status import status
     from shipctl.config import load_config
 

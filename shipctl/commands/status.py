@@ -83,6 +83,9 @@ class StatusResult:
     metric: str | None = None  # asked for with --metric
     metric_history: list[dict[str, Any]] = field(default_factory=list)  # one entry per series, points oldest first
     known_metrics: list[str] = field(default_factory=list)  # when the asked metric has no history
+    # Health (status --check, self-metrics): each command's latest run and latest success; ongoing problems.
+    commands: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -147,6 +150,8 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
             dict(zip(("command", "started", "ended", "exit_code", "summary"), r, strict=True))
             for r in state.last_runs(20 if verbose else 5)
         ]
+        result.commands = report.runs_by_command(state)
+        result.problems = report.problems(state)
     return result
 
 
