@@ -122,6 +122,7 @@ class _LogTailer:
         self.walk_limit = walk_limit or Limit()
         self.out = LogResult(log_cfg.id)
         self._refused: set[str] = set()  # candidates reported as not regular files in this run
+        self._cleared: set[int] = set()  # records whose last_error this run cleared (to be saved)
 
     # --- orchestration ---------------------------------------------------------------------------
     def run(self) -> LogResult:
@@ -204,6 +205,8 @@ class _LogTailer:
                 if rec is not None:
                     self._read(rec, cur, fres, final=False)
                 return
+            if rec.last_error is not None and rec.id is not None:
+                self._cleared.add(rec.id)  # the unchanged-file shortcut in _read must still save the cleared error
             rec.last_error = None  # last_error says what the latest run that looked at the file ran into
             if (
                 rec.state == "active"
@@ -585,6 +588,7 @@ class _LogTailer:
                 if (
                     not final
                     and rec.id is not None
+                    and rec.id not in self._cleared
                     and before == (rec.pending_since, rec.size, rec.mtime_ns, rec.state, rec.last_error)
                 ):
                     self.checked.append(rec.id)  # unchanged: one UPDATE for all such files at the end
