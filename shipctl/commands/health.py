@@ -160,7 +160,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
             h.upload_failures_critical,
             f"sink {sink}: {failures} consecutive upload failures{last}{backoff}",
         )
-        out.perfdata.append(Perf(f"lag_{sink}", round(lag, 1), "s", h.lag_warning, h.lag_critical))
+        out.perfdata.append(Perf(f"lag_{sink}", round(lag, 3), "s", h.lag_warning, h.lag_critical))
         out.perfdata.append(
             Perf(f"upload_failures_{sink}", failures, "", h.upload_failures_warning, h.upload_failures_critical)
         )
@@ -206,7 +206,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
     if successes:
         since = max(0.0, now - max(successes))
         judge(since, h.last_run_warning, h.last_run_critical, f"last successful run {_age(since)} ago")
-        out.perfdata.append(Perf("last_success_age", round(since, 1), "s", h.last_run_warning, h.last_run_critical))
+        out.perfdata.append(Perf("last_success_age", round(since, 3), "s", h.last_run_warning, h.last_run_critical))
     else:
         findings.append(Finding(WARNING, "no successful run recorded in the state file yet"))
 
