@@ -1,4 +1,4 @@
-"""Persistent problems are reported once: by the first run that meets one, again when it changes, and by the run
+"""Lasting problems are reported once: by the first run that meets one, again when it changes, and by the run
 that sees it clear — not by every timer tick. A log that stays unreadable used to make every cron run exit 65
 with the same line, so cron mailed it every minute; the problem now stays visible in ``status`` (its own
 section, and the log's row) and in ``status --check`` (read_errors), and runs after the first stay quiet.
@@ -42,5 +42,7 @@ def settle_tail(ctx: Context, res: TailResult) -> Reported:
         return not res.stopped and log_id in looked_at
 
     with ctx.state.write() as conn:
-        changes = health.update(conn, res.errors, owns, time.time())
-    return Reported(changes.new, changes.ongoing, changes.cleared)
+        changes = health.update(conn, res.lasting, owns, time.time())
+    # An event (lines lost to a rotation, a file truncated in place) is news each time it happens.
+    events = [e for e in res.errors if e not in res.lasting]
+    return Reported(events + changes.new, changes.ongoing, changes.cleared)

@@ -63,6 +63,9 @@ class TailResult:
     elapsed: float = 0.0
     stopped: str | None = None  # why the run ended before reading everything
     errors: list[str] = field(default_factory=list)
+    # The errors above that describe a condition (unreadable, not a regular file), which the next run will likely
+    # meet again, as opposed to an event (lines lost to a rotation): reported once (shipctl/commands/problems.py).
+    lasting: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[int], None]
@@ -134,7 +137,7 @@ class _LogTailer:
         walk_error = None
         if found.truncated and not self.budget.stopped:  # a budget stop is the run's, said once for all
             walk_error = found.truncated
-            self._error(self.log.path, None, walk_error)
+            self._error(self.log.path, None, walk_error, lasting=True)
         self.records = records = {r.path: r for r in filestate.records(conn, self.log.id)}
         skip_history = self.log.start_at == "end" and not filestate.log_initialized(conn, self.log.id)
         # Followed files first: once a rotated file is finished, a new glob match that is that very file
@@ -151,7 +154,7 @@ class _LogTailer:
             except OSError as exc:
                 where = f" ({exc.filename})" if exc.filename and exc.filename != path else ""
                 fres.error = f"{(exc.strerror or str(exc)).lower()}{where}"
-                self._error(path, records.get(path), fres.error)
+                self._error(path, records.get(path), fres.error, lasting=True)
         if not self.budget.exhausted():
             self._late_writes(out)
         failed = [f for f in out.files if f.error]
@@ -167,8 +170,10 @@ class _LogTailer:
             filestate.mark_checked(wconn, self.checked, self.now)
         return out
 
-    def _error(self, path: str, rec: FileRecord | None, message: str) -> None:
+    def _error(self, path: str, rec: FileRecord | None, message: str, *, lasting: bool = False) -> None:
         self.result.errors.append(f"log {self.log.id}: {path}: {message}")
+        if lasting:
+            self.result.lasting.append(self.result.errors[-1])
         log.warning("log %s: %s: %s", self.log.id, path, message)
         with self.state.write() as conn:
             self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
@@ -192,7 +197,7 @@ class _LogTailer:
                 self._refused.add(path)
                 message = f"{exc.strerror}; passed over"
                 self.out.files.append(FileResult(path, error=message))
-                self._error(path, self.records.get(path), message)
+                self._error(path, self.records.get(path), message, lasting=True)
             return None
 
     def _follow(self, path: str, rec: FileRecord | None, fres: FileResult, *, skip_history: bool) -> None:
