@@ -41,8 +41,10 @@ def settle_tail(ctx: Context, res: TailResult) -> Reported:
             return True  # its log is no longer configured: nothing will ever clear it otherwise
         return not res.stopped and log_id in looked_at
 
+    events = [e for e in res.errors if e not in res.lasting]
+    if not res.lasting and not health.problems(ctx.state.conn):
+        return Reported(events)  # the usual case: nothing to remember, no write transaction
     with ctx.state.write() as conn:
         changes = health.update(conn, res.lasting, owns, time.time())
     # An event (lines lost to a rotation, a file truncated in place) is news each time it happens.
-    events = [e for e in res.errors if e not in res.lasting]
     return Reported(events + changes.new, changes.ongoing, changes.cleared)

@@ -45,6 +45,10 @@ def problems(conn: sqlite3.Connection) -> list[Problem]:
     return out
 
 
+def is_ongoing(conn: sqlite3.Connection, text: str) -> bool:
+    return conn.execute("SELECT 1 FROM meta WHERE key = ?", (PROBLEM + text,)).fetchone() is not None
+
+
 def update(conn: sqlite3.Connection, found: Iterable[str], owns: Callable[[str], bool], now: float) -> Changes:
     """Record this run's problems. ``owns(text)`` says which earlier problems this run was in a position to meet
     again (a tail-once run owns its logs' problems, not a monitor's): only those can clear."""

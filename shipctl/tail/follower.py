@@ -19,6 +19,7 @@ from shipctl.config import LogConfig
 from shipctl.model import PendingBatch
 from shipctl.runtime import Budget, Context, log
 from shipctl.state import files as filestate
+from shipctl.state import health as healthstate
 from shipctl.state.files import FileRecord
 from shipctl.state.queue import insert_batch
 from shipctl.tail.discover import Limit, discover
@@ -176,7 +177,9 @@ class _LogTailer:
             self.result.lasting.append(self.result.errors[-1])
         log.warning("log %s: %s: %s", self.log.id, path, message)
         with self.state.write() as conn:
-            self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
+            # A lasting problem already known gets no notice per run: 200 copies would push every other one out.
+            if not (lasting and healthstate.is_ongoing(conn, self.result.errors[-1])):
+                self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
             if rec is not None and rec.id is not None:
                 rec.last_error = message
                 rec.last_checked = self.now
