@@ -356,3 +356,27 @@ def test_implicit_shipctl_monitor_sends_the_textfile_figures_to_the_sinks(env: E
     st = json.loads(env.cli("status", "--json").stdout)
     assert "shipctl" not in {m["id"] for m in st["monitors"] if m["last_run"] is None}
     assert "shipctl" in {m["id"] for m in st["monitors"]}  # the state still remembers its earlier runs
+
+
+def test_perfdata_labels_quoted_and_messages_kept_on_one_line(env: Env) -> None:
+    """A sink id with a space, a quote or an equals sign still gives one parseable perfdata item per figure, and a
+    "|" or a newline in a message never starts perfdata or another line."""
+    env.write_config(
+        f"[agent]\n{QUIET}[agent.health]\nupload_failures_warning = 0\n"
+        f'[[sinks]]\nid = "my \'odd\'=sink"\ntype = "scalyr"\napi_key = "0123456789abcdef-key"\n'
+        f'server = "http://127.0.0.1:{free_port()}/a|b"\nallow_http = true\nconnect_timeout = 2\n',
+        sink=False,
+    )
+    log = env.logs / "app.log"
+    log.write_text("one\n")
+    fifo = env.logs / "pipe.log"
+    os.mkfifo(fifo)
+    with open(env.config, "a") as fh:
+        fh.write(f'[[logs]]\npath = "{log}"\n[[logs]]\nid = "a|b\\nc"\npath = "{fifo}"\n')
+    env.cli("run")
+    code, lines = check(env)
+    assert code == 1, lines
+    perf = perfdata(lines[0])
+    assert perf["lag_my _odd__sink"][1] == "s" and perf["upload_failures_my _odd__sink"][0] == 1
+    assert "'lag_my _odd__sink'=" in lines[0] and perf["read_errors"][0] == 1
+    assert any(x.startswith(f"WARNING: 1 logs or files cannot be read: log a/b c: {fifo}: ") for x in lines), lines

@@ -94,6 +94,7 @@ def check(config_path: str | None, gather: Callable[[Config], StatusResult]) -> 
     """Never raises for what it finds: a monitoring system must get a level, not a traceback or exit 78."""
     from shipctl.config import load_config
     from shipctl.state import resolve_state_path
+    from shipctl.state.db import StateDamaged
     from shipctl.state.health import probe
 
     try:
@@ -112,9 +113,10 @@ def check(config_path: str | None, gather: Callable[[Config], StatusResult]) -> 
         return unknown(f"state file {what}: {path}: {detail}", *([hint] if hint else []))
     try:
         res = gather(cfg)
+    except StateDamaged as exc:  # found past the probe: a damaged page, a missing table
+        return unknown(f"state file corrupt: {exc.message}")
     except ShipctlError as exc:
-        what = "corrupt" if "damaged" in exc.message or "corrupt" in exc.message else "unreadable"
-        return unknown(f"state file {what}: {exc.message}")
+        return unknown(f"state file unreadable: {exc.message}")
     return evaluate(res, cfg.agent.health)
 
 
