@@ -571,6 +571,49 @@ def state_recover_cmd(
         render.state_recover(res)
 
 
+timers_app = typer.Typer(
+    cls=_Group,
+    help="Run shipctl on a schedule: sandboxed systemd units, or an /etc/cron.d file without systemd.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(timers_app, name="timers")
+
+
+@timers_app.command("install")
+def timers_install_cmd(
+    every: Annotated[
+        str, typer.Option("--every", help="How often: 5s-30s dividing a minute, 1m-30m dividing an hour, or 1h-24h.")
+    ] = "1m",
+    user: Annotated[str, typer.Option("--user", help="The user shipctl runs as (not root).")] = "shipctl",
+    config: Annotated[
+        str, typer.Option("--config", "-c", help="The config file the runs use.")
+    ] = "/etc/shipctl/shipctl.toml",
+    exec_path: Annotated[str, typer.Option("--exec", help="The shipctl binary the runs start.")] = "/usr/bin/shipctl",
+    print_only: Annotated[bool, typer.Option("--print", help="Print the files on stdout; write nothing.")] = False,
+    cron: Annotated[bool, typer.Option("--cron", help="Write /etc/cron.d/shipctl instead (no systemd).")] = False,
+    root: Annotated[
+        str,
+        typer.Option("--root", help="Install under this directory (an image): systemctl --root enable, no start."),
+    ] = "/",
+) -> None:
+    """Write shipctl.service and shipctl.timer (or /etc/cron.d/shipctl with --cron) and enable them.
+    Exit 69 when systemd is not running (use --cron), 67 when the user does not exist."""
+    from shipctl.commands import timers
+
+    spec = timers.Spec(timers.parse_every(every), user, config, exec_path)
+    res = timers.install(spec, root=root, cron=cron, print_only=print_only)
+    if print_only:
+        print("\n".join(f"# ==> {f.path} <==\n{f.text}" for f in res.files), end="")
+        return
+    for note in res.notes:
+        _err(f"shipctl: note: {note}")
+    for f in res.files:
+        _err(f"shipctl: wrote {f.path}" + ("" if root == "/" else f" under {root}"))
+    for argv in res.commands:
+        _err(f"shipctl: ran {' '.join(argv)}")
+
+
 def _version_flag(value: bool) -> None:
     if value:
         print(f"shipctl {__version__}")
