@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from shipctl.errors import ShipctlError
 from shipctl.runtime import Context, log
 from shipctl.state import health as healthstate
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from shipctl.config import Config
 
 GAUGE, COUNTER = "gauge", "counter"
+PROBLEM = "self-metrics: "  # how its problems are keyed among the state file's lasting problems
 
 # name -> (type, help). Names follow the Prometheus conventions: base units, _total for counters.
 METRICS: dict[str, tuple[str, str]] = {
@@ -178,8 +180,8 @@ def write_textfile(path: str, text: str) -> None:
 
 
 def after_run(ctx: Context, gather: Callable[[Config], StatusResult]) -> str | None:
-    """Write the textfile and/or the snapshot, if configured. Returns a problem to report once (None: fine);
-    self-metrics never fail the run that they describe."""
+    """Write the textfile and/or the snapshot, if configured. Returns a problem to report (None: fine, or already
+    reported by an earlier run): self-metrics never fail the run that they describe."""
     agent = ctx.config.agent
     if not agent.textfile and not agent.implicit_shipctl_monitor:
         return None
@@ -187,16 +189,23 @@ def after_run(ctx: Context, gather: Callable[[Config], StatusResult]) -> str | N
     problem = None
     try:
         figs = figures(gather(ctx.config))
+    except ShipctlError as exc:
+        problem = f"{PROBLEM}cannot gather them: {exc.message}"
+    else:
         if agent.implicit_shipctl_monitor:
             snap = {"ts": now, "figures": [[f.name, METRICS[f.name][0], dict(f.labels), f.value] for f in figs]}
             with ctx.state.write() as conn:
                 healthstate.save_snapshot(conn, snap)
         if agent.textfile:
-            write_textfile(agent.textfile, exposition(figs))
-    except OSError as exc:
-        problem = f"textfile {agent.textfile}: cannot write it: {exc.strerror or exc}"
+            try:
+                write_textfile(agent.textfile, exposition(figs))
+            except OSError as exc:
+                problem = f"{PROBLEM}textfile {agent.textfile}: cannot write it: {exc.strerror or exc}"
+    known = [p for p in healthstate.problems(ctx.state.conn) if p.text.startswith(PROBLEM)]
+    if problem is None and not known:
+        return None  # the usual case: no write transaction
     with ctx.state.write() as conn:
-        changes = healthstate.update(conn, [problem] if problem else [], lambda t: t.startswith("textfile "), now)
+        changes = healthstate.update(conn, [problem] if problem else [], lambda t: t.startswith(PROBLEM), now)
     if changes.new:
         log.warning("%s", changes.new[0])
         return changes.new[0]
