@@ -85,10 +85,10 @@ def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
 
 def _self_metrics(ctx: Any) -> None:
     """The textfile for node_exporter and the snapshot the implicit shipctl monitor sends, when configured."""
-    agent = ctx.config.agent
-    if not agent.textfile and not agent.implicit_shipctl_monitor:
-        return  # a plain run pays nothing for self-metrics
-    from shipctl.commands.selfmetrics import after_run
+    from shipctl.commands.selfmetrics import after_run, wanted
+
+    if not wanted(ctx.config):
+        return  # a plain run pays nothing more for self-metrics
     from shipctl.commands.status import status
 
     problem = after_run(ctx, status)

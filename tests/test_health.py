@@ -354,6 +354,12 @@ def test_implicit_shipctl_monitor_sends_the_textfile_figures_to_the_sinks(env: E
     assert sent[("shipctl_log_lines_read_total", "app")] == 5 == value(fams, "shipctl_log_lines_read", log="app")
     assert sent[("shipctl_run_exit_code", "run")] == 0
     assert ("shipctl_queue_bytes", "") in sent
+    # Configured by hand instead, with an interval of its own: the run leaves it a snapshot all the same.
+    setup(env, extra='[[monitors]]\ntype = "shipctl_metrics"\nid = "self"\nsample_interval = 600\n')
+    assert env.cli("run").exit_code == 0
+    assert env.cli("run-monitor", "self").exit_code == 0 and env.cli("upload").exit_code == 0
+    mine = [e for e in env.events() if e["kind"] == "metric" and e["source"] == "self"]
+    assert any(e["attrs"]["metric"] == "shipctl_queue_bytes" for e in mine), mine  # type: ignore[index]
     # Off by default: a config without it has no such monitor.
     setup(env)
     st = json.loads(env.cli("status", "--json").stdout)

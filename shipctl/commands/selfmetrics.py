@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from shipctl.config import Config
 
 GAUGE, COUNTER = "gauge", "counter"
+MONITOR_TYPE = "shipctl_metrics"
 PROBLEM = "self-metrics: "  # how its problems are keyed among the state file's lasting problems
 
 # name -> (type, help). Names follow the Prometheus conventions: base units, _total for counters.
@@ -179,11 +180,20 @@ def write_textfile(path: str, text: str) -> None:
         raise
 
 
+def wants_snapshot(config: Config) -> bool:
+    """The implicit monitor, or one configured by hand (``type = "shipctl_metrics"``, an interval of its own)."""
+    return config.agent.implicit_shipctl_monitor or any(m.type == MONITOR_TYPE for m in config.monitors)
+
+
+def wanted(config: Config) -> bool:
+    return bool(config.agent.textfile) or wants_snapshot(config)
+
+
 def after_run(ctx: Context, gather: Callable[[Config], StatusResult]) -> str | None:
     """Write the textfile and/or the snapshot, if configured. Returns a problem to report (None: fine, or already
     reported by an earlier run): self-metrics never fail the run that they describe."""
     agent = ctx.config.agent
-    if not agent.textfile and not agent.implicit_shipctl_monitor:
+    if not wanted(ctx.config):
         return None
     now = time.time()
     problem = None
@@ -192,7 +202,7 @@ def after_run(ctx: Context, gather: Callable[[Config], StatusResult]) -> str | N
     except ShipctlError as exc:
         problem = f"{PROBLEM}cannot gather them: {exc.message}"
     else:
-        if agent.implicit_shipctl_monitor:
+        if wants_snapshot(ctx.config):
             snap = {"ts": now, "figures": [[f.name, METRICS[f.name][0], dict(f.labels), f.value] for f in figs]}
             with ctx.state.write() as conn:
                 healthstate.save_snapshot(conn, snap)
