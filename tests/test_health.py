@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -97,7 +98,7 @@ def test_check_backlog_warns_on_queue_bytes_and_is_critical_on_lag(env: Env) -> 
     time.sleep(0.01)
     code, lines = check(env)
     assert code == 2 and lines[0].startswith("SHIPCTL CRITICAL - sink file: oldest undelivered batch is"), lines
-    assert "1 batches" in lines[0] and perfdata(lines[0])["lag_file"][0] > 0
+    assert "1 batch," in lines[0] and perfdata(lines[0])["lag_file"][0] > 0
     assert env.cli("upload").exit_code == 0
     code, lines = check(env)
     assert code == 0, lines
@@ -114,7 +115,7 @@ def test_check_sink_down_warning_then_critical_with_failures(env: Env) -> None:
     assert env.cli("upload").exit_code == 69
     code, lines = check(env)
     assert code == 1, lines
-    assert lines[0].startswith("SHIPCTL WARNING - sink central: 1 consecutive upload failures"), lines
+    assert lines[0].startswith("SHIPCTL WARNING - sink central: 1 consecutive upload failure "), lines
     assert perfdata(lines[0])["upload_failures_central"][:4] == (1.0, "", "0", "2")
     for _ in range(2):
         env.cli("upload", "--force")
@@ -131,8 +132,8 @@ def test_check_unreadable_file_and_failing_monitor_warn(env: Env) -> None:
     env.cli("tail-once")
     code, lines = check(env)
     assert code == 1, lines
-    assert any(f"WARNING: 1 logs or files cannot be read: log app: {log}: not a regular file" in x for x in lines)
-    assert any(x.startswith("WARNING: 1 monitors failing: broken: ") for x in lines), lines
+    assert any(f"WARNING: 1 log or file cannot be read: log app: {log}: not a regular file" in x for x in lines)
+    assert any(x.startswith("WARNING: 1 monitor failing: broken: ") for x in lines), lines
     perf = perfdata(lines[0])
     assert perf["read_errors"][0] == 1 and perf["monitors_failing"][0] == 1
     setup(env, health="read_errors_critical = 0\nread_errors_warning = 0", extra="")
@@ -166,6 +167,19 @@ def test_check_unknown_when_state_corrupt(env: Env) -> None:
     code, lines = check(env)
     assert code == 3 and lines[0].startswith(f"SHIPCTL UNKNOWN - state file corrupt: {env.state}"), lines
     assert "state recover" in "\n".join(lines)
+
+
+def test_check_unknown_when_state_lacks_part_of_its_schema(env: Env) -> None:
+    """Past the read-only probe: a table dropped by hand is found by the state's own checks, still UNKNOWN."""
+    setup(env)
+    assert env.cli("run").exit_code == 0
+    conn = sqlite3.connect(env.state)
+    conn.execute("DROP TABLE upload_state")
+    conn.commit()
+    conn.close()
+    code, lines = check(env)
+    assert code == 3 and lines[0].startswith(f"SHIPCTL UNKNOWN - state file corrupt: {env.state}: "), lines
+    assert "missing upload_state" in lines[0]
 
 
 def test_check_unknown_when_state_locked(env: Env) -> None:
@@ -388,4 +402,4 @@ def test_perfdata_labels_quoted_and_messages_kept_on_one_line(env: Env) -> None:
     perf = perfdata(lines[0])
     assert perf["lag_my _odd__sink"][1] == "s" and perf["upload_failures_my _odd__sink"][0] == 1
     assert "'lag_my _odd__sink'=" in lines[0] and perf["read_errors"][0] == 1
-    assert any(x.startswith(f"WARNING: 1 logs or files cannot be read: log a/b c: {fifo}: ") for x in lines), lines
+    assert any(x.startswith(f"WARNING: 1 log or file cannot be read: log a/b c: {fifo}: ") for x in lines), lines

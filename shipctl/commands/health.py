@@ -149,7 +149,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
             lag,
             h.lag_warning,
             h.lag_critical,
-            f"sink {sink}: oldest undelivered batch is {_age(lag)} old ({s.get('pending_batches', 0)} batches,"
+            f"sink {sink}: oldest undelivered batch is {_age(lag)} old ({_n(s.get('pending_batches', 0), 'batch')},"
             f" {_size(s.get('pending_bytes', 0))} waiting)",
         )
         last = f" (last: {s['last_message']})" if s.get("last_message") else ""
@@ -160,14 +160,14 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
             failures,
             h.upload_failures_warning,
             h.upload_failures_critical,
-            f"sink {sink}: {failures} consecutive upload failures{last}{backoff}",
+            f"sink {sink}: {_n(failures, 'consecutive upload failure')}{last}{backoff}",
         )
         out.perfdata.append(Perf(f"lag_{sink}", round(lag, 3), "s", h.lag_warning, h.lag_critical))
         out.perfdata.append(
             Perf(f"upload_failures_{sink}", failures, "", h.upload_failures_warning, h.upload_failures_critical)
         )
         out.info.append(
-            f"sink {sink}: {s.get('pending_events', 0)} events pending, last success"
+            f"sink {sink}: {_n(s.get('pending_events', 0), 'event')} pending, last success"
             f" {_age(now - s['last_success']) + ' ago' if s.get('last_success') else 'never'}"
         )
 
@@ -187,7 +187,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
         len(read_errors),
         h.read_errors_warning,
         h.read_errors_critical,
-        f"{len(read_errors)} logs or files cannot be read: "
+        f"{_n(len(read_errors), 'log or file', 'logs or files')} cannot be read: "
         + "; ".join(read_errors[:3])
         + (f" (and {len(read_errors) - 3} more)" if len(read_errors) > 3 else ""),
     )
@@ -198,7 +198,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
         len(failing),
         h.monitors_failing_warning,
         h.monitors_failing_critical,
-        f"{len(failing)} monitors failing: " + "; ".join(f"{m.id}: {m.last_error}" for m in failing[:3]),
+        f"{_n(len(failing), 'monitor')} failing: " + "; ".join(f"{m.id}: {m.last_error}" for m in failing[:3]),
     )
     out.perfdata.append(
         Perf("monitors_failing", len(failing), "", h.monitors_failing_warning, h.monitors_failing_critical)
@@ -224,10 +224,15 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
         out.summary = "; ".join(worst) + (f" (+{more} more)" if more else "")
     else:
         out.summary = (
-            f"{len(res.sinks)} sinks delivering, queue {_size(qbytes)},"
+            f"{_n(len(res.sinks), 'sink')} delivering, queue {_size(qbytes)},"
             f" last successful run {_age(now - max(successes))} ago"
         )
     return out
+
+
+def _n(count: int, noun: str, plural: str = "") -> str:
+    plural = plural or noun + ("es" if noun.endswith(("ch", "s")) else "s")
+    return f"{count} {noun if count == 1 else plural}"
 
 
 def _plain(text: str) -> str:
