@@ -20,7 +20,8 @@ DEFAULT_INTERVAL = 30.0
 def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
     """The configured monitors plus the implicit ones that apply."""
     mons = list(config.monitors)
-    if config.agent.implicit_shipctl_monitor and SHIPCTL_ID not in {m.id for m in mons}:
+    configured = {m.id for m in mons} | {m.type for m in mons}  # one by hand replaces it, as for the system one
+    if config.agent.implicit_shipctl_monitor and not {SHIPCTL_ID, "shipctl_metrics"} & configured:
         # Opt-in, unlike the two below: it adds ~10 series per sink and 6 per log to every sink (billed per event by
         # some), and node_exporter's textfile (agent.textfile) already serves a host's own scrape.
         where = Where(config.file, "agent.implicit_shipctl_monitor")
