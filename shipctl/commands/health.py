@@ -175,14 +175,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
     judge(qbytes, h.queue_bytes_warning, h.queue_bytes_critical, f"queue holds {_size(qbytes)}")
     out.perfdata.append(Perf("queue_bytes", qbytes, "B", h.queue_bytes_warning, h.queue_bytes_critical))
 
-    read_errors = []
-    for lg in res.logs:
-        if lg.path == "(no longer configured)":
-            continue
-        errs = [f"log {lg.log_id}: {f.path}: {f.last_error}" for f in lg.files if f.last_error]
-        if lg.error and not any(f.last_error and f.last_error in lg.error for f in lg.files):
-            errs.append(f"log {lg.log_id}: {lg.path}: {lg.error}")
-        read_errors += errs
+    read_errors = [e for lg in res.logs for e in lg.read_errors()]
     judge(
         len(read_errors),
         h.read_errors_warning,

@@ -101,9 +101,7 @@ def figures(res: StatusResult) -> list[Figure]:
     for lg in res.logs:
         if lg.path == "(no longer configured)":
             continue
-        errors = sum(1 for f in lg.files if f.last_error)
-        if lg.error and not any(f.last_error and f.last_error in lg.error for f in lg.files):
-            errors += 1
+        errors = len(lg.read_errors())
         qbytes, oldest = queued.get(lg.log_id, [0, 0.0])
         add("shipctl_log_lines_read_total", sum(f.lines_copied for f in lg.files), log=lg.log_id)
         add("shipctl_log_bytes_read_total", sum(f.bytes_copied for f in lg.files), log=lg.log_id)

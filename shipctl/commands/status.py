@@ -45,6 +45,16 @@ class LogStatus:
     error: str | None
     files: list[FileStatus] = field(default_factory=list)
 
+    def read_errors(self) -> list[str]:
+        """What the latest run could not read: each file's error, and the log's own when it is about no file row
+        (a glob matching nothing readable, a walk cut short). One list for status --check and the self-metrics."""
+        if self.path == "(no longer configured)" or self.last_checked is None:
+            return []  # gone from the config, or not looked at yet ("never checked" is no read error)
+        errs = [f"log {self.log_id}: {f.path}: {f.last_error}" for f in self.files if f.last_error]
+        if self.error and not any(f.last_error and f.last_error in self.error for f in self.files):
+            errs.append(f"log {self.log_id}: {self.path}: {self.error}")
+        return errs
+
 
 @dataclass
 class MonitorStatus:
