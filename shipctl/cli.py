@@ -614,6 +614,28 @@ def timers_install_cmd(
         _err(f"shipctl: ran {' '.join(argv)}")
 
 
+config_app = typer.Typer(
+    cls=_Group,
+    help="Work with config files: convert a Scalyr agent.json to shipctl's TOML.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("convert")
+def config_convert_cmd(
+    file: Annotated[str, typer.Argument(help="The agent.json to convert (its agent.d/*.json are merged in).")],
+) -> None:
+    """Print the shipctl TOML equivalent to a Scalyr agent.json; keys without an equivalent become comments."""
+    from shipctl.commands.convert import convert
+
+    res = convert(file)
+    sys.stdout.write(res.toml)
+    for warning in res.warnings:
+        _err(f"shipctl: warning: {warning}")
+
+
 def _version_flag(value: bool) -> None:
     if value:
         print(f"shipctl {__version__}")

@@ -131,6 +131,9 @@ class AgentConfig:
     textfile: str | None = None
     implicit_shipctl_monitor: bool = False
     health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
+    # Ship shipctl's own log (log_file) as a log source, as the Scalyr agent ships agent.log. On by default for
+    # an agent.json (the agent's default); off for TOML, whose users chose their logs explicitly.
+    implicit_agent_log_collection: bool = False
 
 
 @dataclass(frozen=True)
@@ -207,12 +210,37 @@ def load_config(
         if require:
             raise ConfigError(f"{path}: config file not found (write one, or give --config / $SHIPCTL_CONFIG)")
         return _build("<defaults>", [], {}, {})
+    if path.suffix.lower() != ".toml":  # a TOML config does not pay for importing the agent.json reader
+        from shipctl import agentjson
+
+        if agentjson.is_agent_json(path):  # a Scalyr agent.json, with its agent.d/*.json (shipctl/agentjson.py)
+            mapped = agentjson.load(path, env_optional=env_optional)
+            config = _merge(path, mapped.files, env_optional=env_optional)
+            return replace(config, warnings=tuple(mapped.warnings) + config.warnings)
     main = _read_toml(path)
     files: list[tuple[Path, dict[str, Any]]] = [(path, main)]
+    warnings: list[str] = []
     conf_d = path.parent / "conf.d"
-    if conf_d.is_dir():
-        files.extend((p, _read_toml(p)) for p in sorted(conf_d.glob("*.toml")))
-    return _merge(path, files, env_optional=env_optional)
+    # *.toml, and agent-style *.json fragments (their logs and monitors); any other file is named in a warning.
+    for p in _conf_d_files(conf_d, warnings):
+        if p.suffix == ".toml":
+            files.append((p, _read_toml(p)))
+        elif p.suffix == ".json":
+            from shipctl import agentjson
+
+            files.append((p, agentjson.load_fragment(p, warnings)))
+        else:
+            warnings.append(f"{p}: not read (only *.toml and *.json files in {conf_d} are read)")
+    config = _merge(path, files, env_optional=env_optional)
+    return replace(config, warnings=tuple(warnings) + config.warnings)
+
+
+def _conf_d_files(conf_d: Path, warnings: list[str]) -> list[Path]:
+    if not conf_d.is_dir():
+        return []
+    from shipctl import agentjson
+
+    return agentjson.fragment_dir_files(conf_d, "", warnings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -311,6 +339,9 @@ def _build(
             # node_exporter's textfile collector reads only *.prom files: any other name would be ignored silently
             raise Where(main, "agent.textfile").error(f"expected a file path ending in .prom, got {agent.textfile!r}")
         agent = replace(agent, textfile=_abs(agent.textfile, base))
+    logs = list(logs)
+    if agent.implicit_agent_log_collection:
+        logs.append(_own_log(agent, Where(main, "agent.implicit_agent_log_collection")))
     log_objs = _unique_ids([_load_log(item, where, d) for item, where, d in logs], "logs", logs)
     mon_objs = _unique_ids([_load_monitor(item, where) for item, where, _ in monitors], "monitors", monitors)
     sink_objs = _unique_ids([_load_sink(item, where, d) for item, where, d in sinks], "sinks", sinks)
@@ -323,6 +354,19 @@ def _build(
         sinks=tuple(sink_objs),
         imported=types.MappingProxyType(dict(imported)),
     )
+
+
+OWN_LOG_ID = "shipctl.log"
+
+
+def _own_log(agent: AgentConfig, where: Where) -> tuple[dict[str, Any], Where, Path]:
+    """shipctl's own log as a [[logs]] entry (implicit_agent_log_collection), where commands/common.py writes
+    it: agent.log_file, else shipctl.log beside the state file."""
+    from shipctl.state.db import resolve_state_path
+
+    path = Path(agent.log_file) if agent.log_file else resolve_state_path(agent.state).with_name("shipctl.log")
+    entry = {"path": str(path), "id": OWN_LOG_ID, "attributes": {"parser": "scalyrAgentLog"}, "start_at": "end"}
+    return entry, where, path.parent
 
 
 def _kind_of(value: Any) -> str:

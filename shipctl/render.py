@@ -81,6 +81,11 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         + (f" ({state_size_line(result)})" if result.exists else " (not created yet: nothing has run)")
     )
     out.print(f"Config:     {result.config_file}")
+    for extra in result.config_files[1:]:
+        out.print(f"            {extra}")
+    out.print(f"Version:    shipctl {result.version}, running as {result.user}")
+    for warning in result.config_warnings:
+        out.print(f"Warning:    {warning}")
     now = result.now
 
     # A narrow terminal gets the columns that matter most; a wide one or a pipe gets them all.

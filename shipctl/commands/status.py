@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shipctl import __version__
 from shipctl.config import Config
 from shipctl.errors import ConfigError
 from shipctl.monitors import runner as run_monitor
@@ -96,6 +97,11 @@ class StatusResult:
     # Health (status --check, self-metrics): each command's latest run and latest success; ongoing problems.
     commands: dict[str, dict[str, Any]] = field(default_factory=dict)
     problems: list[dict[str, Any]] = field(default_factory=list)
+    # What the agent's ``status -v`` also shows: every config file read, the version, who runs it.
+    config_files: list[str] = field(default_factory=list)
+    config_warnings: list[str] = field(default_factory=list)  # e.g. a conf.d file that is not read
+    version: str = ""
+    user: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,6 +111,8 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
     path = resolve_state_path(config.agent.state)
     result = StatusResult(str(path), path.exists(), config.file, time.time(), metric=metric)
     result.state_bytes, result.wal_bytes = file_sizes(path)
+    result.config_files, result.version, result.user = list(config.files), __version__, _user()
+    result.config_warnings = list(config.warnings)
     if not result.exists:
         result.logs = [LogStatus(lg.id, lg.path, 0, None, "never checked") for lg in config.logs]
         return result
@@ -163,6 +171,16 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
         result.commands = report.runs_by_command(state)
         result.problems = report.problems(state)
     return result
+
+
+def _user() -> str:
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _metric(state: State, metric: str, result: StatusResult) -> None:
