@@ -19,6 +19,7 @@ from shipctl.config import LogConfig
 from shipctl.model import PendingBatch
 from shipctl.runtime import Budget, Context, log
 from shipctl.state import files as filestate
+from shipctl.state import health as healthstate
 from shipctl.state.files import FileRecord
 from shipctl.state.queue import insert_batch
 from shipctl.tail.claims import Claims, file_key, shadow_message
@@ -65,6 +66,9 @@ class TailResult:
     elapsed: float = 0.0
     stopped: str | None = None  # why the run ended before reading everything
     errors: list[str] = field(default_factory=list)
+    # The errors above that describe a condition (unreadable, not a regular file), which the next run will likely
+    # meet again, as opposed to an event (lines lost to a rotation): reported once (shipctl/commands/problems.py).
+    lasting: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[int], None]
@@ -131,6 +135,7 @@ class _LogTailer:
         self.alone = False
         self._resume: dict[str, FileRecord] = {}  # own records of files shadowed until now, by path
         self._by_file: dict[tuple[int, int], list[FileRecord]] | None = None  # every log's records, by file
+        self._cleared: set[int] = set()  # records whose last_error this run cleared (to be saved)
 
     # --- orchestration ---------------------------------------------------------------------------
     def run(self) -> LogResult:
@@ -143,7 +148,7 @@ class _LogTailer:
         walk_error = None
         if found.truncated and not self.budget.stopped:  # a budget stop is the run's, said once for all
             walk_error = found.truncated
-            self._error(self.log.path, None, walk_error)
+            self._error(self.log.path, None, walk_error, lasting=True)
         skip_history = self.log.start_at == "end" and not filestate.log_initialized(conn, self.log.id)
         # Followed files first: once a rotated file is finished, a new glob match that is that very file
         # under a rotated name (app.log -> app-20260101.log with path = "*.log") is recognised, not re-read.
@@ -161,7 +166,7 @@ class _LogTailer:
             except OSError as exc:
                 where = f" ({exc.filename})" if exc.filename and exc.filename != path else ""
                 fres.error = f"{(exc.strerror or str(exc)).lower()}{where}"
-                self._error(path, records.get(path), fres.error)
+                self._error(path, records.get(path), fres.error, lasting=True)
         if not self.budget.exhausted():
             self._late_writes(out)
         failed = [f for f in out.files if f.error]
@@ -294,11 +299,15 @@ class _LogTailer:
                 best = rec
         return best
 
-    def _error(self, path: str, rec: FileRecord | None, message: str) -> None:
+    def _error(self, path: str, rec: FileRecord | None, message: str, *, lasting: bool = False) -> None:
         self.result.errors.append(f"log {self.log.id}: {path}: {message}")
+        if lasting:
+            self.result.lasting.append(self.result.errors[-1])
         log.warning("log %s: %s: %s", self.log.id, path, message)
         with self.state.write() as conn:
-            self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
+            # A lasting problem already known gets no notice per run: 200 copies would push every other one out.
+            if not (lasting and healthstate.is_ongoing(conn, self.result.errors[-1])):
+                self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
             if rec is not None and rec.id is not None:
                 rec.last_error = message
                 rec.last_checked = self.now
@@ -319,7 +328,7 @@ class _LogTailer:
                 self._refused.add(path)
                 message = f"{exc.strerror}; passed over"
                 self.out.files.append(FileResult(path, error=message))
-                self._error(path, self.records.get(path), message)
+                self._error(path, self.records.get(path), message, lasting=True)
             return None
 
     def _follow(self, path: str, rec: FileRecord | None, fres: FileResult, *, skip_history: bool) -> None:
@@ -332,6 +341,8 @@ class _LogTailer:
                 if rec is not None:
                     self._read(rec, cur, fres, final=False)
                 return
+            if rec.last_error is not None and rec.id is not None:
+                self._cleared.add(rec.id)  # the unchanged-file shortcut in _read must still save the cleared error
             rec.last_error = None  # last_error says what the latest run that looked at the file ran into
             if (
                 rec.state == "active"
@@ -739,6 +750,7 @@ class _LogTailer:
                 if (
                     not final
                     and rec.id is not None
+                    and rec.id not in self._cleared
                     and before == (rec.pending_since, rec.size, rec.mtime_ns, rec.state, rec.last_error)
                 ):
                     self.checked.append(rec.id)  # unchanged: one UPDATE for all such files at the end
