@@ -83,8 +83,22 @@ def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
     )
 
 
+def _self_metrics(ctx: Any) -> None:
+    """The textfile for node_exporter and the snapshot the implicit shipctl monitor sends, when configured."""
+    from shipctl.commands.selfmetrics import after_run, wanted
+
+    if not wanted(ctx.config):
+        return  # a plain run pays nothing more for self-metrics
+    from shipctl.commands.status import status
+
+    problem = after_run(ctx, status)
+    if problem:
+        _err(f"shipctl: {problem}")
+
+
 def _finish(ctx: Any, command: str, started: float, code: int, summary: dict[str, Any]) -> None:
     ctx.state.record_run(command, started, code, summary)
+    _self_metrics(ctx)
     if code or any(v for v in summary.values() if isinstance(v, int | float | list)):
         # The tool's own log gets a line per run that did something; idle timer ticks stay silent.
         from shipctl.runtime import log
@@ -134,11 +148,10 @@ def tail_once_cmd(
             res = tail_once(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=advance)
         if json_out:
             _json(res)
-        for e in res.errors:
-            _err(f"shipctl: {e}")
+        reported = _report_tail(ctx, res, verbose)
         if verbose:
             _err(_tail_summary(res))
-        code = EXIT_SOURCE_ERRORS if res.errors else 0
+        code = reported.exit_code
         _finish(
             ctx,
             "tail-once",
@@ -152,6 +165,20 @@ def tail_once_cmd(
                 "errors": len(res.errors),
             },
         )
+
+
+def _report_tail(ctx: Any, res: Any, verbose: bool) -> Any:
+    """Print the log problems this run is the first to meet (and those that cleared); exit 65 only for new ones."""
+    from shipctl.commands.problems import settle_tail
+
+    reported = settle_tail(ctx, res)
+    for e in reported.new:
+        _err(f"shipctl: {e}")
+    for e in reported.ongoing if verbose else []:
+        _err(f"shipctl: {e} (ongoing: reported before, see status)")
+    for e in reported.cleared:
+        _err(f"shipctl: resolved: {e}")
+    return reported
 
 
 def _n(count: int, noun: str) -> str:
@@ -340,6 +367,7 @@ def run_monitor_cmd(
                     EXIT_SOURCE_ERRORS if res.errors else 0,
                     {"monitors": len(res.results), "errors": len(res.errors)},
                 )
+                _self_metrics(ctx)
     if print_only:
         _print_events(res)
     elif json_out:
@@ -374,8 +402,10 @@ def run_cmd(
         if json_out:
             _json(res)
         errors = list(res.tail.errors) if res.tail else []
+        # A log problem already reported by an earlier run stays quiet (status shows it); see commands/problems.py.
+        fresh = _report_tail(ctx, res.tail, verbose).new if res.tail else []
         errors += res.monitors.errors if res.monitors else []
-        for e in errors:
+        for e in res.monitors.errors if res.monitors else []:
             _err(f"shipctl: {e}")
         for s in res.skipped:
             if verbose or "no [[sinks]]" not in s:
@@ -387,7 +417,7 @@ def run_cmd(
             if res.monitors:
                 _err(f"run-monitor: {len(res.monitors.results)} ran, {len(res.monitors.not_due)} not due")
         # A timer tick during backoff stays quiet (cron would mail every minute); status shows it.
-        code = EXIT_SOURCE_ERRORS if errors else 0
+        code = EXIT_SOURCE_ERRORS if fresh or (res.monitors and res.monitors.errors) else 0
         for r in up.sinks if up is not None else []:
             if verbose or (r.failed and not r.backing_off_until) or r.dropped_batches:
                 for line in _upload_lines(r):
@@ -419,8 +449,26 @@ def status_cmd(
     metric: Annotated[
         str | None, typer.Option("--metric", help="Also show a sparkline of this metric's recent history.")
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Monitoring-plugin output and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) against the"
+            " [agent.health] levels, for Nagios/Icinga/NRPE/check_by_ssh or a systemd OnFailure= hook.",
+        ),
+    ] = False,
 ) -> None:
     """Where everything stands: files and offsets, queue, uploads, monitors, recent problems."""
+    if check:
+        from shipctl.commands.health import check as health_check
+        from shipctl.commands.status import status as gather
+
+        outcome = health_check(config, gather)
+        if json_out:
+            _json(outcome.to_dict())
+        else:
+            print("\n".join(outcome.lines()))
+        raise typer.Exit(outcome.code)
     from shipctl.commands.status import status
     from shipctl.config import load_config
 

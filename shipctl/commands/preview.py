@@ -14,6 +14,7 @@ from typing import Any
 from shipctl.config import Config, LogConfig
 from shipctl.errors import UsageError
 from shipctl.model import Batch
+from shipctl.tail.discover import matches
 from shipctl.tail.files import Source
 from shipctl.tail.pipeline import Pipeline, read_size
 
@@ -35,7 +36,9 @@ def find_log(config: Config, path: str, log_id: str | None) -> LogConfig:
         return config.log(log_id)
     full = os.path.abspath(path)
     for lg in config.logs:
-        if fnmatch.fnmatch(full, lg.path) and not any(fnmatch.fnmatch(full, ex) for ex in lg.exclude):
+        # The entry tail-once ships the file under: the first whose glob lists it (exclude globs are fnmatch
+        # over the whole path, as in the Scalyr agent).
+        if matches(full, lg.path) and not any(fnmatch.fnmatch(full, ex) for ex in lg.exclude):
             return lg
     raise UsageError(f"{path}: no [[logs]] entry in {config.file} matches this file; name one with --log ID")
 

@@ -10,6 +10,7 @@ by all the logs of a run; and the run's time budget is checked at each directory
 from __future__ import annotations
 
 import fnmatch
+import functools
 import glob
 import os
 import stat
@@ -75,6 +76,36 @@ def discover(
         seen.add(key)
         found.paths.append(path)
     return found
+
+
+def matches(path: str, pattern: str) -> bool:
+    """Whether ``discover(pattern)`` would list ``path`` (as named, without looking at the disk): the same
+    rules as ``glob.glob(pattern, recursive=True)``, which the Scalyr agent uses. ``*``, ``?`` and ``[..]``
+    stay within one name; a ``**`` name stands for zero or more directories (as the last name, any file
+    below); a name starting with "." matches only a pattern name that starts with "." too (never ``**``)."""
+    if not glob.has_magic(pattern):
+        return os.path.normpath(path) == os.path.normpath(pattern)
+    names, parts = path.split("/"), pattern.split("/")
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if i == len(parts):
+            return j == len(names)
+        part = parts[i]
+        if part == "**":
+            if i == len(parts) - 1:  # the files below, at any depth (a directory itself is never followed)
+                return j < len(names) and not any(_hidden(n) for n in names[j:])
+            return match(i + 1, j) or (j < len(names) - 1 and not _hidden(names[j]) and match(i, j + 1))
+        if j == len(names):
+            return False
+        name = names[j]
+        if glob.has_magic(part):
+            if _hidden(name) and not _hidden(part):
+                return False
+            return fnmatch.fnmatchcase(name, part) and match(i + 1, j + 1)
+        return name == part and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 class _Stop(Exception):
