@@ -135,8 +135,6 @@ _LOG_UNUSED: dict[str, tuple[str, Any]] = {
     "parse_format": ("str", "raw"),
     "json_message_field": ("str", "log"),
     "json_timestamp_field": ("str", "time"),
-    "rename_logfile": ("any", None),
-    "rename_no_original": ("bool", False),
 }
 
 
@@ -666,6 +664,18 @@ class _Mapper:
                         self.warn(r, rw.key(k), "unknown key; ignored (the agent ignores it too)")
                 rules.append(r)
             out[key] = rules
+        if "rename_logfile" in item:
+            self.rename(item["rename_logfile"], w.key("rename_logfile"), out)
+        if "rename_no_original" in item:
+            # The agent looks only at whether the key is there, whatever its value.
+            out["rename_no_original"] = True
+            if item["rename_no_original"] is not True:
+                self.warn(
+                    out,
+                    w.key("rename_no_original"),
+                    f"{describe(item['rename_no_original'])}: the agent only checks that the key is present;"
+                    " original_file is not sent",
+                )
         known = {
             "path",
             "exclude",
@@ -675,6 +685,8 @@ class _Mapper:
             "lineGroupers",
             "sampling_rules",
             "redaction_rules",
+            "rename_logfile",
+            "rename_no_original",
         }
         for key, value in item.items():
             if key in known:
@@ -688,6 +700,37 @@ class _Mapper:
             else:
                 self.warn(out, kw, "unknown key; ignored (the agent ignores it too)")
         return out
+
+    def rename(self, value: Any, w: Where, out: dict[str, Any]) -> None:
+        """rename_logfile as the agent reads it: a string template, or {match, replacement}; anything the agent
+        would never rename with (other types, an incomplete table, a bad template or regex) is ignored, with a
+        warning here where the agent would warn while running."""
+        import re
+
+        from shipctl import logrename
+
+        if isinstance(value, str):
+            problem = logrename.check(value)
+            if problem is None:
+                out["rename_logfile"] = value
+                return
+        elif isinstance(value, dict):
+            if "match" not in value or "replacement" not in value:
+                self.warn(out, w, "expected both match and replacement (as the agent); ignored, the path is sent")
+                return
+            match, replacement = _str(value["match"], w.key("match")), _str(value["replacement"], w.key("replacement"))
+            try:
+                problem = logrename.check(logrename.RenameRule(re.compile(match or ""), replacement or ""))
+            except re.error as exc:
+                problem = f"invalid regular expression {match!r}: {exc}"
+            if problem is None:
+                out["rename_logfile"] = {"match": match, "replacement": replacement}
+                return
+        elif value is None:
+            return
+        else:
+            problem = f"expected a string or {{match, replacement}}, got {describe(value)}"
+        self.warn(out, w, f"{problem}; ignored, the path is sent (the agent would warn while running)")
 
     def grouper(self, g: dict[str, Any], w: Where) -> dict[str, Any]:
         if g.get("start") is None:

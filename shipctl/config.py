@@ -18,8 +18,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from shipctl import schema
+from shipctl import logrename, schema
 from shipctl.errors import ConfigError
+from shipctl.logrename import RenameRule
 from shipctl.model import KINDS
 from shipctl.schema import Where, between, field, is_secret_key, non_negative, one_of, positive
 from shipctl.schema import mask as mask  # re-exported: callers mask secrets through config
@@ -61,6 +62,10 @@ def _empty() -> Mapping[str, Any]:
     return types.MappingProxyType({})
 
 
+def _rename_check(value: Any) -> str | None:
+    return None if value is None else logrename.check(value)
+
+
 @dataclass(frozen=True)
 class LogConfig:
     path: str
@@ -74,6 +79,9 @@ class LogConfig:
     sampling_rules: tuple[SamplingRule, ...] = ()
     redaction_rules: tuple[RedactionRule, ...] = ()
     rotated_patterns: tuple[str, ...] = ()
+    # The name its events carry as logfile instead of the path (the agent's option; shipctl/logrename.py).
+    rename_logfile: str | RenameRule | None = field(None, check=_rename_check)  # noqa: RUF009 (a dataclass field)
+    rename_no_original: bool = False  # no original_file attribute when renamed
 
     @property
     def has_rules(self) -> bool:

@@ -304,7 +304,8 @@ def test_config_convert_reads_back_to_the_same_config(
     out = r.stdout
     assert KEY not in out + r.stderr  # a key written in agent.json is not printed
     assert 'api_key = "$SCALYR_API_KEY"' in out
-    assert "# " in out and "rename_logfile" in out and "rename_me" in out and "json_library" in out
+    assert "# " in out and "rename_me" in out and "json_library" in out
+    assert 'rename_logfile = "/renamed.log"' in out
     assert "pepper" not in out  # nor a hash_salt: it reads from a variable the user sets
     assert 'hash_salt = "$SCALYR_HASH_SALT"' in out
     assert "# hash_salt: the salt written in agent.json is not printed; set $SCALYR_HASH_SALT to it" in out
