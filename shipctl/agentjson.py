@@ -13,7 +13,8 @@ the file and the key. Unknown keys are ignored by the agent: a warning here.
 
 Variables: each file's ``import_vars`` are substituted into that file with the agent's rules before anything
 else reads it (shipctl/agentvars.py: per file, plain-text ``$NAME``, an empty variable gives the default, so
-``"$X"`` also works in a boolean or number field); the mapped result holds no variable references.
+``"$X"`` also works in a boolean or number field); the mapped result holds final values, not substituted
+again (config._merge(substitute=False)), so a ``$NAME`` the agent leaves as written stays so.
 """
 
 from __future__ import annotations
@@ -148,6 +149,7 @@ class Mapped:
     # Remarks for ``config convert``: id() of an output table -> comment lines (a key without equivalent).
     notes: dict[int, list[str]] = field(default_factory=dict)
     vars: AgentVars | None = None  # import_vars as substituted (values, secrets, TOML forms for convert)
+    key_env: str | None = None  # the API key came from this environment variable (no file sets api_key)
 
 
 def is_agent_json(path: Path) -> bool:
@@ -249,7 +251,10 @@ def load(path: Path, *, env_optional: bool = False) -> Mapped:
     m.env_optional = env_optional
     files = [(path, m.main(top))]
     files.extend((fp, m.fragment(fp, content)) for fp, content in fragments)
-    return Mapped(files, [str(path)] + [str(fp) for fp, _ in fragments], warnings, m.notes, av)
+    if m.key_env is not None:  # masked like a variable's secret
+        av.imported[m.key_env] = os.environ.get(m.key_env, "")
+        av.secret_names.add(m.key_env)
+    return Mapped(files, [str(path)] + [str(fp) for fp, _ in fragments], warnings, m.notes, av, m.key_env)
 
 
 def load_fragment(
@@ -382,6 +387,7 @@ class _Mapper:
         self.max_line_size: int | None = None  # the top-level defaults of every log entry
         self.line_wait: float | None = None
         self.env_optional = False
+        self.key_env: str | None = None  # the variable the API key was read from, when no file sets it
 
     def where(self, key: str) -> Where:
         return Where(str(self.owner.get(key, self.main_path))).key(key)  # .key(): marks api_key & co secret
@@ -447,13 +453,15 @@ class _Mapper:
         else:
             name = next((n for n in ("SCALYR_API_KEY", "scalyr_api_key") if os.environ.get(n) is not None), None)
             if name is None and self.env_optional:
-                name = "SCALYR_API_KEY"  # read as empty, with the loader's warning
+                name = "SCALYR_API_KEY"  # read as empty (status works in a shell without the key)
+                self.warnings.append(f"{api_key_where}: environment variable {name} is not set; read as empty")
             if name is None:
                 raise api_key_where.error(
                     "missing required key (a Write Logs API key; or set $SCALYR_API_KEY, which the agent reads too)"
                 )
-            sink["api_key"] = f"${name}"
-            out.setdefault("import_vars", []).append({"var": name})
+            # The value itself: the mapped files are not substituted again (config._merge(substitute=False)).
+            sink["api_key"] = os.environ.get(name, "")
+            self.key_env = name
         allow_http = self.get("allow_http", _bool) or False
         server = self.get("scalyr_server", _str, env="SCALYR_SERVER")
         if server is not None:

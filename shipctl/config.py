@@ -227,7 +227,7 @@ def load_config(
 
         if agentjson.is_agent_json(path):  # a Scalyr agent.json, with its agent.d/*.json (shipctl/agentjson.py)
             mapped = agentjson.load(path, env_optional=env_optional)
-            config = _merge(path, mapped.files, env_optional=env_optional)
+            config = _merge(path, mapped.files, env_optional=env_optional, substitute=False)
             config = _with_agent_vars(config, mapped.vars)
             return replace(config, warnings=tuple(mapped.warnings) + config.warnings)
     main = _read_toml(path)
@@ -285,7 +285,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {exc.start})") from None
 
 
-def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]], *, env_optional: bool = False) -> Config:
+def _merge(
+    main_path: Path, files: list[tuple[Path, dict[str, Any]]], *, env_optional: bool = False, substitute: bool = True
+) -> Config:
+    """``substitute=False``: the files hold final values (an agent.json, substituted by the agent's rules)."""
     imported: dict[str, str] = {}
     warnings: list[str] = []
     # Variables first, from every file, so any file may use any imported name.
@@ -297,7 +300,7 @@ def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]], *, env_opt
     secret_vars = {name for name in imported if schema.is_secret_key(name)}
     substituted = []
     for path, raw in files:
-        substituted.append(_substitute(raw, imported, Where(str(path)), secret_vars, warnings))
+        substituted.append(_substitute(raw, imported, Where(str(path)), secret_vars, warnings) if substitute else raw)
     secret_values = tuple(sorted({imported[n] for n in secret_vars if len(imported[n]) >= 4}, key=len, reverse=True))
     schema.set_secret_values(secret_values)
 

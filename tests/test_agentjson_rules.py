@@ -323,3 +323,107 @@ def test_own_log_path_is_one_function(tmp_path: Path, monkeypatch: pytest.Monkey
     assert r.exit_code == 0, r.stderr
     assert elsewhere.exists() and elsewhere.read_text()
     assert not (tmp_path / "state" / "shipctl.log").exists()
+
+
+# --- rename_logfile ---------------------------------------------------------------------------------------
+
+
+def test_rename_logfile_reaches_the_receiver(conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.receiver import Receiver
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    logs = conf.parent / "logs" / "nginx"
+    logs.mkdir(parents=True)
+    for name in ("access.log", "error.log", "other.txt", "mine.log"):
+        (logs / name).write_text(f"a line of {name}\n")
+    with Receiver() as r:
+        conf.write_text(
+            json.dumps(
+                {
+                    "scalyr_server": r.url,
+                    "allow_http": True,
+                    "implicit_agent_log_collection": False,
+                    "implicit_metric_monitor": False,
+                    "implicit_agent_process_metrics_monitor": False,
+                    "logs": [
+                        # A template over the path: $PATH<n> counts from the first directory (the root is none).
+                        {
+                            "path": f"{logs}/*.log",
+                            "exclude": ["*/mine.log"],
+                            "copy_from_start": True,
+                            "rename_logfile": "/web/$PATH4/$BASENAME_NO_EXT",
+                        },
+                        # A regex; rename_no_original present (whatever its value): no original_file.
+                        {
+                            "path": f"{logs}/*.txt",
+                            "copy_from_start": True,
+                            "rename_no_original": False,
+                            "rename_logfile": {"match": "^.*/(\\w+)\\.txt$", "replacement": "/txt/\\1"},
+                        },
+                        # The log's own logfile attribute wins; original_file still tells the path.
+                        {
+                            "path": f"{logs}/mine.log",
+                            "copy_from_start": True,
+                            "attributes": {"logfile": "/mine"},
+                            "rename_logfile": "/renamed/$BASENAME",
+                        },
+                    ],
+                }
+            )
+        )
+        for cmd in ("tail-once", "upload"):
+            res = cli(cmd, "-c", str(conf))
+            assert res.exit_code == 0, res.stderr
+        assert r.violations == []
+        got = {e["attrs"]["message"]: e["attrs"] for e in r.events}
+    parts = str(logs).strip("/").split("/")
+    assert len(parts) >= 4  # tmp_path is deep enough for $PATH4 to be a directory of it
+    assert got["a line of access.log"]["logfile"] == f"/web/{parts[3]}/access"
+    assert got["a line of access.log"]["original_file"] == str(logs / "access.log")
+    assert got["a line of error.log"]["logfile"] == f"/web/{parts[3]}/error"
+    assert got["a line of other.txt"]["logfile"] == "/txt/other"
+    assert "original_file" not in got["a line of other.txt"]
+    assert got["a line of mine.log"]["logfile"] == "/mine"
+    assert got["a line of mine.log"]["original_file"] == str(logs / "mine.log")
+
+
+@pytest.mark.parametrize(
+    ("rename", "warning"),
+    [
+        ('"/x/$PATH9000"', None),  # valid, but no such component: the path is sent, warned in the run
+        ('"/x/$HOST"', "rename_logfile: unknown placeholder $HOST"),
+        ('"/x/$"', "rename_logfile: invalid $ placeholder"),
+        ('{ match: "(" , replacement: "x" }', "rename_logfile: invalid regular expression '('"),
+        ('{ match: "a" }', "rename_logfile: expected both match and replacement"),
+        ("[1]", "rename_logfile: expected a string or {match, replacement}, got"),
+    ],
+)
+def test_rename_logfile_the_agent_could_not_use_is_ignored(conf: Path, rename: str, warning: str | None) -> None:
+    conf.write_text(
+        f'{{ implicit_agent_log_collection: false, logs: [ {{ path: "/srv/a.log", rename_logfile: {rename} }} ] }}'
+    )
+    got = check(conf)
+    (lg,) = got["logs"]
+    if warning is None:
+        assert lg["rename_logfile"] == "/x/$PATH9000"
+        assert "rename_logfile" not in got["stderr"]
+    else:
+        assert lg["rename_logfile"] is None
+        assert f"{conf}: logs[0].{warning}" in got["stderr"], got["stderr"]
+
+
+def test_rename_logfile_in_toml(tmp_path: Path) -> None:
+    toml = tmp_path / "shipctl.toml"
+    base = '[[sinks]]\ntype = "file"\npath = "out.jsonl"\n[[logs]]\npath = "/srv/a.log"\n'
+    toml.write_text(base + 'rename_logfile = { match = "^/srv/(.*)", replacement = "/app/\\\\1" }\n')
+    (lg,) = check(toml)["logs"]
+    assert lg["rename_logfile"]["replacement"] == "/app/\\1"
+    for bad, message in (
+        ('rename_logfile = "/x/$HOST"', "logs[0].rename_logfile: unknown placeholder $HOST"),
+        ('rename_logfile = { match = "(", replacement = "x" }', "logs[0].rename_logfile.match: invalid regular"),
+        ('rename_logfile = { match = "a", replacement = "\\\\2" }', "logs[0].rename_logfile: invalid replacement"),
+        ("rename_logfile = 3", "logs[0].rename_logfile: expected "),
+    ):
+        toml.write_text(base + bad + "\n")
+        r = cli("check-config", "-c", str(toml))
+        assert r.exit_code == 78 and message in r.stderr, (bad, r.stderr)

@@ -38,7 +38,9 @@ def convert(file: str) -> ConvertResult:
     mapped = agentjson.load(path)
     from shipctl.config import _merge
 
-    _merge(path, mapped.files, env_optional=True)  # a config that would not load is an error now, not later
+    _merge(
+        path, mapped.files, env_optional=True, substitute=False
+    )  # a config that would not load is an error now, not later
     return ConvertResult(str(path), mapped.read, _document(mapped), list(mapped.warnings))
 
 
@@ -64,7 +66,11 @@ def _document(mapped: agentjson.Mapped) -> str:
     sink_notes: list[list[str]] = [list(notes.get(id(s), [])) for s in main.get("sinks", [])]
     for s, sn in zip(sinks, sink_notes, strict=True):
         key = s.get("api_key")
-        if isinstance(key, str) and "$" not in key:
+        if mapped.key_env is not None:  # no file sets it: the agent read it from the environment, so does the TOML
+            s["api_key"] = f"${mapped.key_env}"
+            if mapped.key_env not in {v["var"] for v in variables}:
+                variables.append({"var": mapped.key_env})
+        elif isinstance(key, str) and "$" not in key:
             s["api_key"] = f"${KEY_VAR}"
             if KEY_VAR not in {v["var"] for v in variables}:
                 variables.append({"var": KEY_VAR})
