@@ -622,6 +622,8 @@ def _substitute(
 
         def sub(m: re.Match[str]) -> str:
             name = m[1] or m[2]
+            if where.path.endswith("rename_logfile") and logrename.is_field(name):
+                return m[0]  # $BASENAME, $PATH1, ...: the rename template's own placeholders
             if name not in imported:
                 warnings.append(f"{where}: ${name} is not in import_vars; left as written")
                 return m[0]

@@ -35,6 +35,11 @@ class RenameRule:
     replacement: str
 
 
+def is_field(name: str) -> bool:
+    """A template placeholder of rename_logfile (not an import_vars reference in a TOML config)."""
+    return bool(_FIELD.fullmatch(name))
+
+
 def check(value: Any) -> str | None:
     """Why ``value`` can never rename a path (an error text), or None."""
     if isinstance(value, str):

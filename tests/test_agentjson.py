@@ -293,7 +293,7 @@ def test_config_convert_reads_back_to_the_same_config(
     agent = _write_agent(tmp_path / "scalyr", "https://upload.example", web, tmp_path / "logs")
     text = agent.read_text().replace('api_key: "$SCALYR_API_KEY",', f'api_key: "{KEY}",')
     text = text.replace("implicit_agent_log_collection: false,", 'rename_me: 1, json_library: "json",')
-    text = text.replace("copy_from_start: true,", 'copy_from_start: true, rename_logfile: "/renamed.log",')
+    text = text.replace("copy_from_start: true,", 'copy_from_start: true, rename_logfile: "/renamed/$BASENAME",')
     agent.write_text(text)
     (agent.parent / "agent.d" / "90-own.json").write_text(
         '{ monitors: [ { module: "acme.monitors.queue_depth", queue: "jobs", limit: 5 } ], '
@@ -305,7 +305,7 @@ def test_config_convert_reads_back_to_the_same_config(
     assert KEY not in out + r.stderr  # a key written in agent.json is not printed
     assert 'api_key = "$SCALYR_API_KEY"' in out
     assert "# " in out and "rename_me" in out and "json_library" in out
-    assert 'rename_logfile = "/renamed.log"' in out
+    assert 'rename_logfile = "/renamed/$BASENAME"' in out
     assert "pepper" not in out  # nor a hash_salt: it reads from a variable the user sets
     assert 'hash_salt = "$SCALYR_HASH_SALT"' in out
     assert "# hash_salt: the salt written in agent.json is not printed; set $SCALYR_HASH_SALT to it" in out

@@ -418,6 +418,13 @@ def test_rename_logfile_in_toml(tmp_path: Path) -> None:
     toml.write_text(base + 'rename_logfile = { match = "^/srv/(.*)", replacement = "/app/\\\\1" }\n')
     (lg,) = check(toml)["logs"]
     assert lg["rename_logfile"]["replacement"] == "/app/\\1"
+    # The template's placeholders are not import_vars references (no warning, not substituted); others are.
+    toml.write_text(
+        'import_vars = [{ var = "APP", default = "shop" }]\n' + base + 'rename_logfile = "/$APP/$PATH1/$BASENAME"\n'
+    )
+    got = check(toml)
+    assert got["logs"][0]["rename_logfile"] == "/shop/$PATH1/$BASENAME"
+    assert "import_vars" not in got["stderr"]
     for bad, message in (
         ('rename_logfile = "/x/$HOST"', "logs[0].rename_logfile: unknown placeholder $HOST"),
         ('rename_logfile = { match = "(", replacement = "x" }', "logs[0].rename_logfile.match: invalid regular"),
