@@ -434,3 +434,23 @@ def test_rename_logfile_in_toml(tmp_path: Path) -> None:
         toml.write_text(base + bad + "\n")
         r = cli("check-config", "-c", str(toml))
         assert r.exit_code == 78 and message in r.stderr, (bad, r.stderr)
+
+
+def test_json_fragment_of_a_toml_config_substitutes_its_own_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "frag-secret-0123456789"
+    monkeypatch.setenv("DB_PASSWORD", password)
+    monkeypatch.setenv("TEAM", "")
+    toml = tmp_path / "shipctl.toml"
+    toml.write_text('import_vars = [{ var = "DC", default = "fra1" }]\n[[sinks]]\ntype = "file"\npath = "o.jsonl"\n')
+    (tmp_path / "conf.d").mkdir()
+    (tmp_path / "conf.d" / "app.json").write_text(
+        '{ import_vars: [ "DB_PASSWORD", { var: "TEAM", default: "web" } ],'
+        ' logs: [ { path: "/srv/app.log", attributes: { team: "$TEAM", dc: "$DC", note: "pw $DB_PASSWORD" } } ] }'
+    )
+    got = check(toml)
+    (lg,) = got["logs"]
+    # Its own variables by the agent's rules (empty TEAM: the default); a $NAME left then reads the TOML's.
+    assert (lg["attributes"]["team"], lg["attributes"]["dc"]) == ("web", "fra1")
+    assert password not in json.dumps(got) and lg["attributes"]["note"].startswith("pw ****")
