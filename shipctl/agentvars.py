@@ -51,10 +51,12 @@ class AgentVars:
     secret_names: set[str] = field(default_factory=set)
     defaults: dict[str, str | None] = field(default_factory=dict)  # name -> its default; None: differs by file
     templates: dict[int, Template] = field(default_factory=dict)
+    secret_strings: set[str] = field(default_factory=set)  # substituted strings under a secret key
 
     @property
     def secret_values(self) -> tuple[str, ...]:
-        return tuple(sorted({self.imported[n] for n in self.secret_names if len(self.imported[n]) >= 4}))
+        values = {self.imported[n] for n in self.secret_names} | self.secret_strings
+        return tuple(sorted(v for v in values if len(v) >= 4))
 
     def template(self, value: Any) -> Template | None:
         """The TOML form of a substituted string (this very object), if it has one."""
@@ -94,6 +96,7 @@ class AgentVars:
         used = [n for n in subs if f"${n}" in s]
         if where.secret:
             self.secret_names.update(used)
+            self.secret_strings.add(out)  # whole: a value rewritten by a later variable is no variable's value
         text = _template(s, subs, out)
         # "" and 1-character strings are shared objects: their id() says nothing.
         if text is not None and len(out) > 1 and all(_NAME.fullmatch(n) for n in text[1]):

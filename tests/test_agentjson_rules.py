@@ -454,3 +454,19 @@ def test_json_fragment_of_a_toml_config_substitutes_its_own_variables(
     # Its own variables by the agent's rules (empty TEAM: the default); a $NAME left then reads the TOML's.
     assert (lg["attributes"]["team"], lg["attributes"]["dc"]) == ("web", "fra1")
     assert password not in json.dumps(got) and lg["attributes"]["note"].startswith("pw ****")
+
+
+def test_convert_never_prints_a_secret_it_cannot_write_as_a_reference(
+    conf: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    password = "chained-secret-0123456789"
+    monkeypatch.setenv("BAR", password)
+    # WRAP's value holds "$BAR", rewritten by BAR listed after it: no ${NAME} form reads back to that.
+    conf.write_text(
+        '{ import_vars: [ { var: "WRAP", default: "<$BAR>" }, "BAR" ], server_attributes: { db_password: "$WRAP" },'
+        " implicit_agent_log_collection: false }"
+    )
+    r = cli("config", "convert", str(conf))
+    assert r.exit_code == 0, r.stderr
+    assert password not in r.stdout + r.stderr
+    assert r.stdout.startswith("# Note: a secret variable's value is shown masked")

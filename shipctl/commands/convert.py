@@ -99,7 +99,18 @@ def _document(mapped: agentjson.Mapped) -> str:
             remarks = list(sink_notes[i]) if name == "sinks" else _notes_in(t, notes)
             out += [f"# {n}" for n in remarks]
             out += [_line(k, v) for k, v in t.items()]
-    return "\n".join(out) + "\n"
+    text = "\n".join(out) + "\n"
+    secrets = mapped.vars.secret_values if mapped.vars is not None else ()
+    if any(v in text for v in secrets):
+        # A secret variable's value that could not be written back as a reference (rewritten by a later
+        # variable, or joined into a path): masked rather than printed; the line needs editing by hand.
+        from shipctl.schema import mask
+
+        for v in sorted(secrets, key=len, reverse=True):  # longest first: a value holding a shorter one goes whole
+            text = text.replace(v, mask(v))
+        head = "# Note: a secret variable's value is shown masked (****) where no ${NAME} form was possible: edit it"
+        text = head + "\n" + text
+    return text
 
 
 class _Templater:
