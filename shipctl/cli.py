@@ -461,10 +461,14 @@ def preview_cmd(
     res = preview(load_config(config), file, log, limit=limit)
     for e in res.events:
         print(json.dumps(e, ensure_ascii=False))
+    from shipctl.humanize import plural
+
     stopped = " (stopped at --limit: counts cover the part read)" if limit and len(res.events) >= limit else ""
+    why = "named by --log" if res.chosen_by == "--log" else "the first entry whose path matches the file"
+    _err(f"preview: rules of [[logs]] entry {res.log_id!r} (path {res.log_path}; {why})")
     _err(
-        f"preview: {res.lines} lines -> {len(res.events)} events, {res.lines_dropped} dropped by sampling,"
-        f" {res.redactions} redactions (log {res.log_id}){stopped}"
+        f"preview: {plural(res.lines, 'line')} -> {plural(len(res.events), 'event')},"
+        f" {plural(res.lines_dropped, 'line')} dropped by sampling, {plural(res.redactions, 'redaction')}{stopped}"
     )
 
 
