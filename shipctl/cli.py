@@ -19,15 +19,28 @@ from shipctl.errors import ShipctlError
 
 EXIT_SOURCE_ERRORS = 65
 EXIT_UPLOAD_FAILED = 69
+EXIT_USAGE = 64
 
 
 class _Group(typer.core.TyperGroup):
     """Turn a ShipctlError into its message and exit code inside the app, so in-process runners
     (CliRunner in tests) see what a shell user sees; main() keeps the same handling as a fallback."""
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except typer.core._click.exceptions.UsageError as exc:
+            exc.exit_code = EXIT_USAGE
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except typer.core._click.exceptions.UsageError as exc:
+            # click says 2 for a usage mistake; shipctl's documented code is 64 (EX_USAGE), for every one of
+            # them: an unknown option or command, a missing argument, a value that does not parse.
+            exc.exit_code = EXIT_USAGE
+            raise
         except ShipctlError as exc:
             if os.environ.get("SHIPCTL_DEBUG"):
                 raise
@@ -40,26 +53,54 @@ app = typer.Typer(
     name="shipctl",
     help="Daemonless log and metrics shipper: run from cron or a systemd timer; state in one SQLite file.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion [bash|zsh|fish]
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 ConfigOpt = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="Config file (default $SHIPCTL_CONFIG or /etc/shipctl/shipctl.toml)."),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="Config file (default $SHIPCTL_CONFIG or /etc/shipctl/shipctl.toml).",
+    ),
 ]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for a concurrent run of this command to finish.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary on stderr.")]
+# -v means one thing everywhere: say more about what was done. Run commands then print their summary on
+# stderr (stdout stays data); status, whose output is the report itself, adds recent runs and all problems.
+VERBOSE_HELP = "More detail: what the run did, on stderr (status: also recent runs and every problem)."
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)]
 MaxSecondsOpt = Annotated[
     float | None,
-    typer.Option("--max-seconds", min=0, help="Stop cleanly after this long (default agent.max_seconds; 0: no limit)."),
+    typer.Option(
+        "--max-seconds",
+        min=0,
+        metavar="SECONDS",
+        help="Stop cleanly after this many seconds (default agent.max_seconds; 0 means no limit).",
+    ),
 ]
+
+
+def _size_option(text: str) -> int:
+    from shipctl.humanize import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:  # "Invalid value for '--max-bytes': expected ..." (exit 64)
+        raise typer.BadParameter(str(exc)) from None
+
+
 MaxBytesOpt = Annotated[
     int | None,
     typer.Option(
-        "--max-bytes", min=0, help="Stop cleanly after reading this much (default agent.max_bytes; 0: no limit)."
+        "--max-bytes",
+        parser=_size_option,
+        metavar="SIZE",
+        help="Stop cleanly after reading this much: bytes, or 512K, 100M, 2G (KiB/MiB/GiB also; powers of 1024)"
+        " (default agent.max_bytes; 0 means no limit).",
     ),
 ]
 
@@ -111,11 +152,15 @@ def _tail_progress(ctx: Any) -> Any:
 
 
 def _tail_summary(res: Any) -> str:
-    text = f"tail-once: {res.lines} lines, {res.bytes} bytes, {res.batches} batches in {res.elapsed:.2f}s"
+    from shipctl.humanize import plural, size
+
+    text = (
+        f"tail-once: {plural(res.lines, 'line')}, {size(res.bytes)}, {_n(res.batches, 'batch')} in {res.elapsed:.2f} s"
+    )
     return text + (f" (stopped: {res.stopped}; the rest follows next run)" if res.stopped else "")
 
 
-@app.command("tail-once")
+@app.command("tail-once", short_help="Read what is new in the logs into the queue.")
 def tail_once_cmd(
     config: ConfigOpt = None,
     max_seconds: MaxSecondsOpt = None,
@@ -155,8 +200,15 @@ def tail_once_cmd(
 
 
 def _n(count: int, noun: str) -> str:
-    plural = noun + ("es" if noun.endswith(("ch", "s")) else "s")
-    return f"{count} {noun if count == 1 else plural}"
+    from shipctl.humanize import plural
+
+    return plural(count, noun)
+
+
+def _size(n: int) -> str:
+    from shipctl.humanize import size
+
+    return size(n)
 
 
 def _upload_lines(res: Any) -> list[str]:
@@ -165,8 +217,8 @@ def _upload_lines(res: Any) -> list[str]:
         return [f"upload: skipped {res.skipped}"]
     if res.dropped_batches:
         lines.append(
-            f"upload: QUEUE OVER agent.max_queue_bytes: dropped the {res.dropped_batches} oldest batches"
-            f" ({res.dropped_events} events) unsent to {res.sink}"
+            f"upload: QUEUE OVER agent.max_queue_bytes: dropped the {_n(res.dropped_batches, 'oldest batch')}"
+            f" ({_n(res.dropped_events, 'event')}) unsent to {res.sink}"
         )
     if res.backing_off_until:
         from shipctl.render import when
@@ -178,31 +230,36 @@ def _upload_lines(res: Any) -> list[str]:
         ]
     if res.batches or not res.failed:
         lines.append(
-            f"upload: {_n(res.events, 'event')} in {_n(res.batches, 'batch')} ({res.bytes} bytes,"
+            f"upload: {_n(res.events, 'event')} in {_n(res.batches, 'batch')} ({_size(res.bytes)},"
             f" {_n(res.requests, 'request')}) to {res.sink}, {_n(res.remaining_batches, 'batch')} left"
         )
     if res.discarded_batches or res.discarded_events:
         lines.append(
-            f"upload: {res.sink}: receiver discarded {res.discarded_events} events ({res.discarded_batches} batches)"
+            f"upload: {res.sink}: receiver discarded {_n(res.discarded_events, 'event')}"
+            f" ({_n(res.discarded_batches, 'batch')})"
         )
     if res.request_limit:
         lines.append(
-            f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most {res.request_limit} bytes"
+            f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most {_size(res.request_limit)}"
         )
     if res.failed:
         lines.append(f"upload: {res.sink}: failed: {res.failed}; batches kept for the next run")
     return lines
 
 
-@app.command("upload")
+@app.command("upload", short_help="Deliver the queue to every sink.")
 def upload_cmd(
     config: ConfigOpt = None,
     max_seconds: MaxSecondsOpt = None,
-    max_batches: Annotated[int, typer.Option("--max-batches", min=0, help="Send at most this many batches.")] = 0,
+    max_batches: Annotated[
+        int,
+        typer.Option("--max-batches", min=0, metavar="N", help="Send at most this many batches (0 means no limit)."),
+    ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Ignore the backoff after failures.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")] = False,
     sink: Annotated[
-        list[str] | None, typer.Option("--sink", help="Deliver to this sink id only (repeatable; default: all).")
+        list[str] | None,
+        typer.Option("--sink", metavar="ID", help="Deliver to this sink id only (repeatable; default: all)."),
     ] = None,
     wait: WaitOpt = False,
     json_out: JsonOpt = False,
@@ -252,6 +309,11 @@ def upload_cmd(
         )
 
 
+def _event_dict(source: str, e: dict[str, Any]) -> dict[str, Any]:
+    """A monitor's event as ``--print`` and ``--json`` show it (one set of keys for both)."""
+    return {"ts": e.get("t"), "kind": e.get("k"), "source": source, "message": e.get("m"), "attrs": e.get("a", {})}
+
+
 def _print_events(res: Any) -> None:
     import json
 
@@ -259,30 +321,45 @@ def _print_events(res: Any) -> None:
         if r.info:  # what the monitor worked from, e.g. a script's parsed -c output
             print(json.dumps({"kind": "config", "source": r.id, "config": r.info}))
         for e in r.events:
-            print(
-                json.dumps(
-                    {
-                        "ts": e.get("t"),
-                        "kind": e.get("k"),
-                        "source": r.id,
-                        "message": e.get("m"),
-                        "attrs": e.get("a", {}),
-                    }
-                )
-            )
+            print(json.dumps(_event_dict(r.id, e)))
 
 
-@app.command("run-monitor")
+def _monitor_json(res: Any) -> dict[str, Any]:
+    """``run-monitor --json``: each monitor's outcome, its events with the keys ``--print`` uses."""
+    return {
+        "queued": res.queued,
+        "not_due": res.not_due,
+        "monitors": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "started": r.started,
+                "duration": r.duration,
+                "samples": r.samples,
+                "error": r.error,
+                "warnings": r.warnings,
+                "config": r.info,
+                "events": [_event_dict(r.id, e) for e in r.events],
+            }
+            for r in res.results
+        ],
+    }
+
+
+@app.command("run-monitor", short_help="Run monitors now (configured, or one type ad hoc).")
 def run_monitor_cmd(
     targets: Annotated[
-        list[str] | None, typer.Argument(help="Configured monitor ids, or one monitor type for an ad hoc run.")
+        list[str] | None,
+        typer.Argument(metavar="[MONITOR]...", help="Configured monitor ids, or one monitor type for an ad hoc run."),
     ] = None,
     config: ConfigOpt = None,
     command: Annotated[
-        str | None, typer.Option("--command", help="Ad hoc: the command of a shell or script monitor.")
+        str | None,
+        typer.Option("--command", metavar="COMMAND", help="Ad hoc: the command of a shell or script monitor."),
     ] = None,
     opt: Annotated[
-        list[str] | None, typer.Option("--opt", help="Ad hoc: a monitor option as key=value (repeatable).")
+        list[str] | None,
+        typer.Option("--opt", metavar="KEY=VALUE", help="Ad hoc: a monitor option as key=value (repeatable)."),
     ] = None,
     due: Annotated[bool, typer.Option("--due", help="Run only the monitors whose interval has elapsed.")] = False,
     print_only: Annotated[
@@ -290,6 +367,7 @@ def run_monitor_cmd(
     ] = False,
     wait: WaitOpt = False,
     json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
     from shipctl.commands.common import session
@@ -343,16 +421,26 @@ def run_monitor_cmd(
     if print_only:
         _print_events(res)
     elif json_out:
-        _json(res)
+        _json(_monitor_json(res))
     for e in res.errors:
         _err(f"shipctl: {e}")
     for w in res.warnings:
         _err(f"shipctl: warning: {w}")
+    if verbose:
+        from shipctl.humanize import plural
+
+        events = sum(len(r.events) for r in res.results)
+        what = "printed" if print_only else "queued"
+        due = f", {len(res.not_due)} not due" if res.not_due else ""
+        _err(
+            f"run-monitor: {plural(len(res.results), 'monitor')} ran{due}, {plural(events, 'event')} {what},"
+            f" {plural(len(res.errors), 'error')}"
+        )
     if res.errors:
         raise typer.Exit(EXIT_SOURCE_ERRORS)
 
 
-@app.command("run")
+@app.command("run", short_help="tail-once, due monitors and upload: the one-line crontab.")
 def run_cmd(
     config: ConfigOpt = None,
     max_seconds: MaxSecondsOpt = None,
@@ -411,13 +499,18 @@ def run_cmd(
         )
 
 
-@app.command("status")
+@app.command("status", short_help="Where everything stands (--json for machines).")
 def status_cmd(
     config: ConfigOpt = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show recent problems and runs.")] = False,
     json_out: JsonOpt = False,
     metric: Annotated[
-        str | None, typer.Option("--metric", help="Also show a sparkline of this metric's recent history.")
+        str | None,
+        typer.Option(
+            "--metric",
+            metavar="NAME",
+            help="Show only a sparkline of this metric's recent history (exit 64 when it has none).",
+        ),
     ] = None,
 ) -> None:
     """Where everything stands: files and offsets, queue, uploads, monitors, recent problems."""
@@ -427,13 +520,20 @@ def status_cmd(
     res = status(load_config(config, env_optional=True), verbose=verbose, metric=metric)
     if json_out:
         _json(res.to_dict())
+    if metric and not res.metric_history:
+        known = ", ".join(res.known_metrics) or "none yet"
+        raise ShipctlError(f"no history for metric {metric!r} (metrics with history: {known})", EXIT_USAGE)
+    if json_out:
         return
     from shipctl import render
 
+    if metric:  # just the sparkline: a quick look, or a line for a script or a tmux pane
+        render.metric(res)
+        return
     render.status(res, verbose=verbose)
 
 
-@app.command("check-config")
+@app.command("check-config", short_help="Validate the config; print it resolved, secrets masked.")
 def check_config_cmd(config: ConfigOpt = None) -> None:
     """Validate the config and print it resolved (JSON), secrets masked."""
     from shipctl.commands.check_config import check_config
@@ -445,12 +545,19 @@ def check_config_cmd(config: ConfigOpt = None) -> None:
         _err(f"shipctl: warning: {warning}")
 
 
-@app.command("preview")
+@app.command("preview", short_help="What a log's rules would send for FILE; no state touched.")
 def preview_cmd(
-    file: Annotated[str, typer.Argument(help="The file to preview.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="The file to preview.")],
     config: ConfigOpt = None,
-    log: Annotated[str | None, typer.Option("--log", help="Use the rules of this [[logs]] id.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Show at most this many events (0 = all).")] = 0,
+    log: Annotated[
+        str | None,
+        typer.Option(
+            "--log", metavar="ID", help="Use the rules of this [[logs]] id (default: the entry tail-once uses)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, metavar="N", help="Show at most this many events (0 means no limit).")
+    ] = 0,
 ) -> None:
     """Show what would be sent for FILE after grouping, sampling and redaction; the state is untouched."""
     import json
@@ -475,6 +582,7 @@ def preview_cmd(
 state_app = typer.Typer(
     cls=_Group,
     help="Check the state file, or rebuild a damaged one (see README: recovering the state file).",
+    short_help="Check or recover the state file.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -506,6 +614,7 @@ def state_recover_cmd(
         str | None,
         typer.Option(
             "--logs-from",
+            metavar="start|end",
             help="Where logs whose offsets are lost resume: 'start' (read again: repeats what was shipped) or"
             " 'end' (skip what they hold now). Required only when offsets cannot be recovered.",
         ),

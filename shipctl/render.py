@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from shipctl.commands.status import StatusResult
+from shipctl.humanize import size
 
 
 def console(stderr: bool = False) -> Console:
@@ -62,16 +63,6 @@ def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
-
-
-def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def status(result: StatusResult, *, verbose: bool) -> None:
@@ -219,6 +210,11 @@ def series_values(kind: str, points: list[list[float]]) -> list[float]:
     if kind != "counter":
         return [v for _, v in points]
     return [(v - pv) / (t - pt) for (pt, pv), (t, v) in pairwise(points) if t > pt and v >= pv]
+
+
+def metric(result: StatusResult) -> None:
+    """``status --metric NAME``: only the metric's sparklines, one line per series."""
+    _metric_history(console(), result)
 
 
 def _metric_history(out: Console, result: StatusResult) -> None:

@@ -420,8 +420,11 @@ def test_status_shows_a_sparkline_of_a_metric(env: Env) -> None:
     assert r.exit_code == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if "c src=file" in x)
     assert "▁▃▆█" in line and "last rate/s 4" in line and "5 samples" in line
+    assert r.stdout.splitlines()[0] == "History of test.counter:"  # only the sparkline, not the whole status
+    assert "Logs" not in r.stdout and "Monitors" not in r.stdout
     r = env.cli("status", "--metric", "no.such.metric")
-    assert "No history for metric 'no.such.metric' (metrics with history: test.counter)" in r.stdout
+    assert r.exit_code == 64 and r.stdout == ""
+    assert r.stderr == "shipctl: no history for metric 'no.such.metric' (metrics with history: test.counter)\n"
 
 
 # --- scheduling ---------------------------------------------------------------------------------------------
