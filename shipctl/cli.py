@@ -502,7 +502,7 @@ def run_cmd(
 @app.command("status", short_help="Where everything stands (--json for machines).")
 def status_cmd(
     config: ConfigOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show recent problems and runs.")] = False,
+    verbose: VerboseOpt = False,
     json_out: JsonOpt = False,
     metric: Annotated[
         str | None,
