@@ -135,20 +135,26 @@ def _finish(ctx: Any, command: str, started: float, code: int, summary: dict[str
         raise typer.Exit(code)
 
 
-def _tail_progress(ctx: Any) -> Any:
-    """A progress bar when stderr is a terminal and the known backlog is large."""
+PROGRESS_MIN_BYTES = 1 << 20  # a smaller backlog is read before a bar could say anything
+
+
+def _progress(ctx: Any, *, read: bool, upload: bool) -> Any:
+    """Progress bars on stderr when it is a terminal (never under cron): bytes tail-once reads when the
+    backlog (new files included) is worth a bar, and events delivered per sink. Yields a render.Bars or None."""
     import contextlib
 
     if not sys.stderr.isatty():
         return contextlib.nullcontext(None)
-    from shipctl.tail.follower import pending_bytes
+    total = 0
+    if read:
+        from shipctl.tail.follower import backlog_bytes
 
-    total = sum(pending_bytes(ctx, lg) for lg in ctx.config.logs)
-    if total < 64 << 20:
+        total = sum(backlog_bytes(ctx, lg) for lg in ctx.config.logs)
+    if total < PROGRESS_MIN_BYTES and not upload:
         return contextlib.nullcontext(None)
     from shipctl.render import progress
 
-    return progress(total, "tail-once")
+    return progress(total if total >= PROGRESS_MIN_BYTES else None)
 
 
 def _tail_summary(res: Any) -> str:
@@ -175,8 +181,8 @@ def tail_once_cmd(
 
     started = time.time()
     with session(config, "tail-once", wait=wait) as ctx:
-        with _tail_progress(ctx) as advance:
-            res = tail_once(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=advance)
+        with _progress(ctx, read=True, upload=False) as bars:
+            res = tail_once(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=bars and bars.read)
         if json_out:
             _json(res)
         for e in res.errors:
@@ -272,15 +278,17 @@ def upload_cmd(
 
     started = time.time()
     with session(config, None) as ctx:
-        run = upload(
-            ctx,
-            _budget(ctx.config, max_seconds, 0),
-            only=sink,
-            max_batches=max_batches,
-            force=force,
-            dry_run=dry_run,
-            wait=wait,
-        )
+        with _progress(ctx, read=False, upload=not dry_run) as bars:
+            run = upload(
+                ctx,
+                _budget(ctx.config, max_seconds, 0),
+                only=sink,
+                max_batches=max_batches,
+                force=force,
+                dry_run=dry_run,
+                wait=wait,
+                progress=bars and bars.sent,
+            )
         if dry_run:
             for res in run.sinks:
                 for line in res.dry_run:
@@ -457,8 +465,13 @@ def run_cmd(
     started = time.time()
     with session(config, "run", wait=wait) as ctx:
         plugins.validate(ctx.config.monitors, ctx.config.sinks)
-        with _tail_progress(ctx) as advance:
-            res = run(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=advance)
+        with _progress(ctx, read=True, upload=True) as bars:
+            res = run(
+                ctx,
+                _budget(ctx.config, max_seconds, max_bytes),
+                progress=bars and bars.read,
+                sent=bars and bars.sent,
+            )
         if json_out:
             _json(res)
         errors = list(res.tail.errors) if res.tail else []

@@ -7,13 +7,16 @@ import dataclasses
 import datetime as dt
 import json
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from shipctl.commands.status import StatusResult
 from shipctl.humanize import size
@@ -239,25 +242,77 @@ def _metric_history(out: Console, result: StatusResult) -> None:
         )
 
 
-@contextmanager
-def progress(total: int, description: str) -> Iterator[Any]:
-    """A progress bar on stderr, only when stderr is a terminal (outside one rich draws once at the end)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+class Bars:
+    """One run's progress on stderr: bytes read by tail-once, and events delivered to each sink (its own bar,
+    which appears when that sink has something to send; its total grows while tail-once still queues)."""
 
+    def __init__(self, bar: Any, read_total: int | None) -> None:
+        self._bar = bar
+        self._read = bar.add_task("tail-once", total=read_total, unit="bytes") if read_total else None
+        self._sinks: dict[str, Any] = {}
+        self._lock = threading.Lock()  # sinks report from their own threads
+
+    def read(self, n: int) -> None:
+        if self._read is None:
+            return
+        self._bar.advance(self._read, n)
+        task = self._bar.tasks[self._read]
+        if task.total is not None and task.completed > task.total:  # a log grew since the total was taken
+            self._bar.update(self._read, total=task.completed)
+
+    def sent(self, sink: str, done: int, total: int) -> None:
+        with self._lock:
+            task = self._sinks.get(sink)
+            if task is None:
+                if total <= 0:
+                    return
+                task = self._sinks[sink] = self._bar.add_task(f"upload {sink}", total=total, unit="events")
+        self._bar.update(task, completed=done, total=max(total, done))
+
+
+@contextmanager
+def progress(read_total: int | None) -> Iterator[Bars | None]:
+    """Progress bars on stderr, only when stderr is a terminal (outside one rich draws once at the end)."""
     err = console(stderr=True)
     if not err.is_terminal:
         yield None
         return
+    # Plain text columns: the console has markup off (ids and paths are shown as written), so a
+    # "[progress.description]" style tag would be printed as it stands.
     with Progress(
-        "[progress.description]{task.description}",
+        TextColumn("{task.description}", markup=False, style="progress.description"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        _Amount(),
+        _Speed(),
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield Bars(bar, read_total)
+
+
+def _amount(task: Task, value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{int(value)}" if task.fields.get("unit") == "events" else size(int(value))
+
+
+class _Amount(ProgressColumn):
+    """``12.0 MiB of 40.0 MiB``, or ``3000 of 5000 events``."""
+
+    def render(self, task: Task) -> Text:
+        unit = " events" if task.fields.get("unit") == "events" else ""
+        return Text(f"{_amount(task, task.completed)} of {_amount(task, task.total)}{unit}", style="progress.download")
+
+
+class _Speed(ProgressColumn):
+    """``85.3 MiB/s``, or ``1200 events/s`` (binary units, as everywhere else)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("", style="progress.data.speed")
+        rate = f"{speed:.0f} events" if task.fields.get("unit") == "events" else size(int(speed))
+        return Text(f"{rate}/s", style="progress.data.speed")
 
 
 def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
