@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import sys
 import threading
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shipctl.commands.status import StatusResult
-from shipctl.humanize import size
+from shipctl.humanize import plural, size
 
 
 def console(stderr: bool = False) -> Console:
@@ -77,7 +78,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
     out.print(f"Config:     {result.config_file}")
     now = result.now
 
-    # A narrow terminal gets the columns that matter most; a wide one or a pipe gets them all.
+    # A narrow terminal gets the columns that matter most (see _fitted); a wide one or a pipe gets them all.
     columns = [
         "log",
         "path",
@@ -91,15 +92,8 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         "last checked",
         "problem",
     ]
-    keep = set(columns) if out.width >= 150 else {"log", "path", "copied", "lines", "pending", "problem"}
-    logs = Table(title="Logs", title_justify="left", expand=False)
-    for col in columns:
-        if col in keep:
-            right = col in ("lines", "redactions", "rotations")
-            logs.add_column(col, overflow="fold", justify="right" if right else "left")
-
-    def row(values: list[str]) -> None:
-        logs.add_row(*(v for col, v in zip(columns, values, strict=True) if col in keep))
+    rows: list[list[str]] = []
+    row = rows.append
 
     for lg in result.logs:
         file_errors = {f.last_error for f in lg.files if f.last_error}
@@ -124,7 +118,20 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                     problem,
                 ]
             )
-    out.print(logs)
+    _print_fitted(
+        out,
+        "Logs",
+        columns,
+        rows,
+        # What a person checks first: which file, is it stuck, how far behind, is it moving, was anything lost.
+        order=[
+            *("log", "path", "problem", "pending", "lines", "copied", "dropped", "skipped", "last checked"),
+            *("redactions", "rotations"),
+        ],
+        paths={"path"},
+        texts={"problem"},
+        right={"lines", "redactions", "rotations"},
+    )
 
     q = result.queue
     if result.exists and not q.get("batches"):
@@ -137,7 +144,6 @@ def status(result: StatusResult, *, verbose: bool) -> None:
     if result.sinks:
         _sinks_table(out, result.sinks, now)
     if result.monitors:
-        mons = Table(title="Monitors", title_justify="left")
         mcols = [
             "monitor",
             "type",
@@ -150,12 +156,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             "next due",
             "last error",
         ]
-        mkeep = (
-            set(mcols) if out.width >= 150 else {"monitor", "last run", "outcome", "errors", "next due", "last error"}
-        )
-        for col in mcols:
-            if col in mkeep:
-                mons.add_column(col, overflow="fold")
+        mrows = []
         for m in result.monitors:
             due = "-" if m.next_due is None else ("now" if m.next_due <= now else f"in {ago(m.next_due - now)}")
             last = when(m.last_run) if out.width >= 150 else (f"{ago(now - m.last_run)} ago" if m.last_run else "never")
@@ -171,8 +172,18 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                 due,
                 m.last_error or "",
             ]
-            mons.add_row(*(v for col, v in zip(mcols, values, strict=True) if col in mkeep))
-        out.print(mons)
+            mrows.append(values)
+        _print_fitted(
+            out,
+            "Monitors",
+            mcols,
+            mrows,
+            order=[
+                *("monitor", "outcome", "last error", "last run", "next due", "errors", "type", "took", "runs"),
+                "samples",
+            ],
+            texts={"last error"},
+        )
     if result.scripts:
         scripts = Table(title="Scripts", title_justify="left")
         for col in ("monitor", "command", "last step", "exit", "bad lines (last/total)", "stderr (tail)"):
@@ -194,6 +205,83 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         out.print("Recent runs (newest first):")
         for r in result.runs:
             out.print(f"  {when(r['started'])} {r['command']}: exit {r['exit_code']} {json.dumps(r['summary'])}")
+
+
+# A path column narrower than this (or than a third of the terminal) is more line breaks than path; a
+# message column narrower than TEXT_MIN, more breaks than words.
+PATH_MIN = 24
+TEXT_MIN = 20
+
+
+def _print_fitted(
+    out: Console,
+    title: str,
+    columns: list[str],
+    rows: list[list[str]],
+    *,
+    order: list[str],
+    paths: set[str] = frozenset(),  # type: ignore[assignment]
+    texts: set[str] = frozenset(),  # type: ignore[assignment]
+    right: set[str] = frozenset(),  # type: ignore[assignment]
+) -> None:
+    """A table that fits the terminal. ``order`` ranks the columns from most to least important: when they
+    do not all fit, the least important go first and a line under the table names them. Paths wrap at a
+    ``/`` (never inside a name), messages at spaces; every other cell stays whole on one line."""
+    width = out.width
+
+    def natural(col: str) -> int:
+        i = columns.index(col)
+        return max([len(col)] + [len(line) for r in rows for line in (r[i].splitlines() or [""])])
+
+    def least(col: str) -> int:  # the narrowest a column may be drawn
+        n = natural(col)
+        if col in paths:
+            return min(n, max(PATH_MIN, width // 3))
+        return min(n, TEXT_MIN) if col in texts else n
+
+    kept = list(order)
+    while len(kept) > 1 and 1 + sum(least(c) + 3 for c in kept) > width:  # 3: the padding and one border
+        kept.pop()
+    # The room left goes to the wrapping columns, most important first, up to what they need.
+    sizes = {c: least(c) for c in kept}
+    spare = width - 1 - sum(sizes[c] + 3 for c in kept)
+    for c in kept:
+        if c in paths or c in texts:
+            grow = max(0, min(spare, natural(c) - sizes[c]))
+            sizes[c] += grow
+            spare -= grow
+    table = Table(title=title, title_justify="left", expand=False)
+    shown = [c for c in columns if c in kept]
+    for c in shown:
+        wraps = c in paths or c in texts
+        table.add_column(
+            c,
+            justify="right" if c in right else "left",
+            no_wrap=not wraps,
+            overflow="fold",
+            width=sizes[c] if wraps else None,
+        )
+    for r in rows:
+        cells = dict(zip(columns, r, strict=True))
+        table.add_row(*(_wrap_path(cells[c], sizes[c]) if c in paths else cells[c] for c in shown))
+    out.print(table)
+    hidden = [c for c in order if c not in kept]
+    if hidden:
+        out.print(
+            f"{title}: {plural(len(hidden), 'column')} hidden at {width} columns: {', '.join(hidden)};"
+            " widen the terminal or use --json"
+        )
+
+
+def _wrap_path(path: str, width: int) -> str:
+    """Break a path after a ``/`` so each line fits ``width``; a single name longer than that is folded."""
+    lines, current = [], ""
+    for piece in re.findall(r"[^/]*/|[^/]+$", path):
+        if current and len(current) + len(piece) > width:
+            lines.append(current)
+            current = ""
+        current += piece
+    return "\n".join([*lines, current])
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -318,11 +406,7 @@ class _Speed(ProgressColumn):
 def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
     """One row per configured sink: what it has still to deliver from its cursor, and how it is doing."""
     columns = ["sink", "type", "pending", "oldest", "delivered", "last success", "last reply", "discarded", "dropped"]
-    keep = set(columns) if out.width >= 150 else {"sink", "pending", "oldest", "last success", "last reply"}
-    table = Table(title="Sinks", title_justify="left", expand=False)
-    for col in columns:
-        if col in keep:
-            table.add_column(col, overflow="fold", justify="right" if col in ("discarded", "dropped") else "left")
+    rows = []
     for up in sinks:
         reply = up["last_status"] or "-"
         message = (up["last_message"] or "").removeprefix(f"{up['last_status']}: ")
@@ -341,8 +425,16 @@ def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
             "discarded": str(up["events_discarded"]),
             "dropped": str(up.get("events_dropped") or up["batches_dropped"]),
         }
-        table.add_row(*(values[c] for c in columns if c in keep))
-    out.print(table)
+        rows.append([values[c] for c in columns])
+    _print_fitted(
+        out,
+        "Sinks",
+        columns,
+        rows,
+        order=["sink", "pending", "last reply", "oldest", "last success", "dropped", "discarded", "delivered", "type"],
+        texts={"last reply"},
+        right={"discarded", "dropped"},
+    )
     for up in sinks:
         if up["batches_dropped"]:
             out.print(

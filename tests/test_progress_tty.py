@@ -3,61 +3,11 @@ of new files too, one bar per sink while ``run`` and ``upload`` deliver; nothing
 
 from __future__ import annotations
 
-import fcntl
-import os
 import re
-import select
-import struct
-import subprocess
-import sys
-import termios
-import time
 
 from shipctl.humanize import size
 from tests.conftest import Env, numbered
-
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-def run_in_pty(env: Env, *args: str, columns: int = 120, timeout: float = 60) -> tuple[int, str, str]:
-    """Run shipctl with stderr on a pty (stdout on a pipe, as `shipctl ... > out` would): exit code, stdout,
-    and everything drawn on the terminal with the escape codes taken out."""
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    environ = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "CI", "COLUMNS", "LINES")}
-    environ["TERM"] = "xterm-256color"
-    p = subprocess.Popen(
-        [sys.executable, "-m", "shipctl", *args, "-c", str(env.config)],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=slave,
-        env=environ,
-    )
-    os.close(slave)
-    drawn = b""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 65536)
-            except OSError:  # the child closed its side
-                break
-            if not chunk:
-                break
-            drawn += chunk
-        elif p.poll() is not None:
-            break
-    os.close(master)
-    assert p.stdout is not None
-    out = p.stdout.read().decode()
-    code = p.wait(timeout=timeout)
-    return code, out, ANSI.sub("", drawn.decode(errors="replace"))
-
-
-def frames(drawn: str) -> list[str]:
-    """The lines as they were redrawn (rich rewrites a line after a carriage return)."""
-    return [f for f in re.split(r"[\r\n]", drawn) if f.strip()]
+from tests.tty import frames, run_in_pty
 
 
 def test_first_catch_up_of_a_new_file_shows_a_bar_without_markup(env: Env) -> None:
