@@ -63,6 +63,10 @@ def ago(seconds: float | None) -> str:
     return f"{s // 86400}d"
 
 
+def _ago_at(ts: float | None, now: float) -> str:
+    return f"{ago(now - ts)} ago" if ts else "never"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -183,6 +187,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                 "samples",
             ],
             texts={"last error"},
+            right={"runs", "samples", "errors"},
         )
     if result.scripts:
         scripts = Table(title="Scripts", title_justify="left")
@@ -225,8 +230,8 @@ def _print_fitted(
     right: set[str] = frozenset(),  # type: ignore[assignment]
 ) -> None:
     """A table that fits the terminal. ``order`` ranks the columns from most to least important: when they
-    do not all fit, the least important go first and a line under the table names them. Paths wrap at a
-    ``/`` (never inside a name), messages at spaces; every other cell stays whole on one line."""
+    do not all fit, the less important ones that do not fit are left out and a line under the table names
+    them. Paths wrap after a ``/`` (never inside a name), messages at spaces; other cells stay on one line."""
     width = out.width
 
     def natural(col: str) -> int:
@@ -239,9 +244,14 @@ def _print_fitted(
             return min(n, max(PATH_MIN, width // 3))
         return min(n, TEXT_MIN) if col in texts else n
 
-    kept = list(order)
-    while len(kept) > 1 and 1 + sum(least(c) + 3 for c in kept) > width:  # 3: the padding and one border
-        kept.pop()
+    # In order of importance, each column that still fits (3: its padding and one border); a wide one that
+    # does not fit leaves room for narrower, less important ones.
+    kept: list[str] = []
+    used = 1
+    for c in order:
+        if not kept or used + least(c) + 3 <= width:
+            kept.append(c)
+            used += least(c) + 3
     # The room left goes to the wrapping columns, most important first, up to what they need.
     sizes = {c: least(c) for c in kept}
     spare = width - 1 - sum(sizes[c] + 3 for c in kept)
@@ -420,7 +430,8 @@ def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
             "pending": f"{up['pending_events']} events, {size(up['pending_bytes'])}",
             "oldest": ago(up["oldest_pending_age"]) if up["oldest_pending_age"] else "-",
             "delivered": f"{up['events_uploaded']} events, {size(up['bytes_uploaded'])}",
-            "last success": when(up["last_success"]),
+            # A narrow terminal gets "5m ago": the room goes to what was lost (dropped, discarded).
+            "last success": when(up["last_success"]) if out.width >= 150 else _ago_at(up["last_success"], now),
             "last reply": reply,
             "discarded": str(up["events_discarded"]),
             "dropped": str(up.get("events_dropped") or up["batches_dropped"]),

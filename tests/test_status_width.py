@@ -26,6 +26,11 @@ LOG_COLUMNS = [
 ]
 
 
+SINK_COLUMNS = ["sink", "type", "pending", "oldest", "delivered", "last success", "last reply", "discarded", "dropped"]
+MONITOR_COLUMNS = ["monitor", "type", "last run", "took", "outcome", "runs", "samples", "errors", "next due"]
+MONITOR_COLUMNS += ["last error"]
+
+
 @pytest.fixture
 def shipped(env: Env) -> Env:
     deep = env.logs / "service-with-a-long-name" / "component"
@@ -84,9 +89,19 @@ def test_status_at_80_columns_keeps_what_matters_and_says_what_is_hidden(shipped
         "Logs: 5 columns hidden at 80 columns: dropped, skipped, last checked, redactions, rotations;"
         " widen the terminal or use --json" in flat
     )
-    assert "Sinks: 4 columns hidden at 80 columns: dropped, discarded, delivered, type;" in flat
-    # How many monitor columns fit depends on the durations shown ("5 ms", "12 ms"): the least important go.
-    assert re.search(r"Monitors: \d columns hidden at 80 columns: [a-z, ]*runs, samples; widen the terminal", flat)
+    # The other tables: what is shown and what the footer names add up to every column, the key ones shown.
+    for title, columns, key in (
+        ("Sinks", SINK_COLUMNS, {"sink", "pending", "last reply", "oldest", "dropped"}),
+        ("Monitors", MONITOR_COLUMNS, {"monitor", "outcome", "last error", "last run", "next due"}),
+    ):
+        shown = header(table(screen, title))
+        m = re.search(
+            rf"{title}: (\d) columns? hidden at 80 columns: ([a-z, ]+); widen the terminal or use --json", flat
+        )
+        assert m, (title, flat)
+        named = m.group(2).split(", ")
+        assert int(m.group(1)) == len(named) and sorted(shown + named) == sorted(columns), (shown, named)
+        assert key <= set(shown), shown
 
 
 def test_status_at_200_columns_shows_every_column_and_no_footer(shipped: Env) -> None:
