@@ -198,3 +198,24 @@ def test_shell_completion_is_offered_and_completes_commands(tmp_path: Path) -> N
     assert inst.returncode == 0, inst.stderr
     assert "_SHIPCTL_COMPLETE" in (tmp_path / ".bash_completions" / "shipctl.sh").read_text()
     assert "shipctl.sh" in (tmp_path / ".bashrc").read_text()
+
+
+def test_config_sizes_take_the_same_units(env: Env) -> None:
+    env.write_config(
+        '[agent]\nmax_bytes = "1M"\nbatch_bytes = "64KiB"\nmax_queue_bytes = "1.5G"\n'
+        f'[[logs]]\npath = "{env.logs}/*.log"\n'
+    )
+    resolved = json.loads(env.cli("check-config").stdout)
+    agent = resolved["agent"]
+    assert (agent["max_bytes"], agent["batch_bytes"], agent["max_queue_bytes"]) == (1 << 20, 64 << 10, 3 << 29)
+    (env.logs / "a.log").write_text(numbered(40_000))
+    r = env.cli("tail-once", "-v")
+    assert r.exit_code == 0 and "byte limit of 1048576 reached" in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("value", ['"lots"', '"10Q"', '"-1M"'])
+def test_a_bad_config_size_names_the_file_and_key(env: Env, value: str) -> None:
+    env.write_config(f"[agent]\nmax_queue_bytes = {value}\n")
+    r = env.cli("check-config")
+    assert r.exit_code == 78 and r.stdout == ""
+    assert r.stderr.startswith(f"shipctl: {env.config}: agent.max_queue_bytes: expected a number of bytes"), r.stderr
