@@ -246,7 +246,8 @@ def _upload_lines(res: Any) -> list[str]:
         )
     if res.request_limit:
         lines.append(
-            f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most {_size(res.request_limit)}"
+            f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most"
+            f" {res.request_limit} bytes ({_size(res.request_limit)})"
         )
     if res.failed:
         lines.append(f"upload: {res.sink}: failed: {res.failed}; batches kept for the next run")

@@ -22,6 +22,7 @@ from typing import Any
 from shipctl import plugins
 from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError, LockHeld, ShipctlError
+from shipctl.humanize import plural, size
 from shipctl.runtime import Budget, Context, log
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
@@ -239,9 +240,9 @@ def _trim(ctx: Context, routes: dict[str, plugins.Route]) -> dict[str, Trimmed]:
         ctx.state.notice(
             "queue",
             "error",
-            f"queue over agent.max_queue_bytes ({limit} bytes): dropped the {total.batches} oldest batches"
-            f" ({total.events} events, {total.bytes} bytes); undelivered to: "
-            + (", ".join(f"{s} ({t.events} events)" for s, t in gone.items() if s) or "no sink"),
+            f"queue over agent.max_queue_bytes ({size(limit)}): dropped the {plural(total.batches, 'oldest batch')}"
+            f" ({plural(total.events, 'event')}, {size(total.bytes)}); undelivered to: "
+            + (", ".join(f"{s} ({plural(t.events, 'event')})" for s, t in gone.items() if s) or "no sink"),
         )
     log.error("upload: queue over max_queue_bytes, dropped %d oldest batches", total.batches)
     return gone
@@ -425,7 +426,7 @@ class _Run:
                     self.state.notice(
                         f"sink:{self.sink_id}",
                         "error",
-                        f"receiver discarded {req.events} events (sn {req.spans[0].first_sn}..{req.last_sn}):"
+                        f"receiver discarded {plural(req.events, 'event')} (sn {req.spans[0].first_sn}..{req.last_sn}):"
                         f" {res.message}",
                     )
                 upstate.save(conn, st)
@@ -436,7 +437,9 @@ class _Run:
                 self.state.notice(
                     f"sink:{self.sink_id}",
                     "warning",
-                    f"request of {req.size} bytes refused as too large ({res.message}); requests now at most {new}",
+                    # The exact limit too: a value to copy into the sink's max_request_bytes.
+                    f"request of {size(req.size)} refused as too large ({res.message}); requests now at most"
+                    f" {new} bytes ({size(new)})",
                 )
                 upstate.save(conn, st)
             else:
@@ -444,7 +447,7 @@ class _Run:
                 st.next_attempt = now + upstate.backoff_seconds(st.consecutive_failures, res.retry_after)
                 message = res.message or res.status
                 if res.outcome == TOO_LARGE:
-                    message += f" (already at the smallest request size, {self.sink.request_limit} bytes)"
+                    message += f" (already at the smallest request size, {size(self.sink.request_limit)})"
                     st.last_message = message
                 self.state.notice(f"sink:{self.sink_id}", "error", message)
                 r.failed = message
@@ -474,7 +477,12 @@ class _Run:
         q = pending(self.state.conn, self.acked, self.takes)
         rest = q.events - first.events
         if rest > 0:
-            out.append(f"... and {rest} more queued events ({q.batches} batches in all) in the requests after it")
+            out.append(
+                f"... and {plural(rest, 'more queued event')} ({plural(q.batches, 'batch')} in all) in the requests"
+                " after it"
+            )
         st = upstate.load(self.state.conn, self.sink_id)
         if st.next_attempt and st.next_attempt > time.time():
-            out.append(f"(backing off after {st.consecutive_failures} failures: a plain upload would not send now)")
+            out.append(
+                f"(backing off after {plural(st.consecutive_failures, 'failure')}: a plain upload would not send now)"
+            )

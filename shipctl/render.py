@@ -115,7 +115,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                     str(f.lines_copied),
                     size(f.bytes_pending),
                     size(f.bytes_skipped),
-                    f"{f.lines_dropped} lines" if f.lines_dropped else "0",
+                    plural(f.lines_dropped, "line") if f.lines_dropped else "0",
                     str(f.redactions),
                     str(f.rotations),
                     when(f.last_checked),
@@ -142,7 +142,8 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         out.print("Queue: empty")
     elif result.exists:
         out.print(
-            f"Queue: {q.get('batches', 0)} batches, {q.get('events', 0)} events, {size(q.get('bytes', 0))}"
+            f"Queue: {plural(q.get('batches', 0), 'batch')}, {plural(q.get('events', 0), 'event')},"
+            f" {size(q.get('bytes', 0))}"
             f" ({size(q.get('stored_bytes', 0))} stored), oldest {ago(q.get('oldest_age'))} old"
         )
     if result.sinks:
@@ -336,7 +337,7 @@ def _metric_history(out: Console, result: StatusResult) -> None:
         span = points[-1][0] - points[0][0]
         out.print(
             f"  {label}: {sparkline(values)} last {what} {values[-1]:.6g}, min {min(values):.6g},"
-            f" max {max(values):.6g} ({len(points)} samples over {ago(span)}, up to {when(points[-1][0])})",
+            f" max {max(values):.6g} ({plural(len(points), 'sample')} over {ago(span)}, up to {when(points[-1][0])})",
         )
 
 
@@ -423,13 +424,14 @@ def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
         if message and message != up["last_status"]:
             reply += f" ({message})"
         if up["next_attempt"] and up["next_attempt"] > now:
-            reply += f"; backing off after {up['consecutive_failures']} failures until {when(up['next_attempt'])}"
+            failures = plural(up["consecutive_failures"], "failure")
+            reply += f"; backing off after {failures} until {when(up['next_attempt'])}"
         values = {
             "sink": up["sink"],
             "type": up["type"],
-            "pending": f"{up['pending_events']} events, {size(up['pending_bytes'])}",
+            "pending": f"{plural(up['pending_events'], 'event')}, {size(up['pending_bytes'])}",
             "oldest": ago(up["oldest_pending_age"]) if up["oldest_pending_age"] else "-",
-            "delivered": f"{up['events_uploaded']} events, {size(up['bytes_uploaded'])}",
+            "delivered": f"{plural(up['events_uploaded'], 'event')}, {size(up['bytes_uploaded'])}",
             # A narrow terminal gets "5m ago": the room goes to what was lost (dropped, discarded).
             "last success": when(up["last_success"]) if out.width >= 150 else _ago_at(up["last_success"], now),
             "last reply": reply,
@@ -449,13 +451,13 @@ def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
     for up in sinks:
         if up["batches_dropped"]:
             out.print(
-                f"{up['sink']}: DROPPED {up['batches_dropped']} oldest batches unsent: the queue went over"
+                f"{up['sink']}: DROPPED {plural(up['batches_dropped'], 'oldest batch')} unsent: the queue went over"
                 " agent.max_queue_bytes (see the problems below)",
                 style="bold red",
             )
         if up["next_attempt"] and up["next_attempt"] > now:
             out.print(
-                f"{up['sink']}: backing off after {up['consecutive_failures']} failures until"
+                f"{up['sink']}: backing off after {plural(up['consecutive_failures'], 'failure')} until"
                 f" {when(up['next_attempt'])}",
                 style="bold red",
             )
@@ -491,9 +493,12 @@ def state_check(result: Any) -> None:
     if rep.queue:
         q = rep.queue
         span = f", sn {q['first_sn']}-{q['last_sn']}" if q.get("batches") else ""
-        out.print(f"Queue:       {q['batches']} batches readable ({q['events']} events, {size(q['bytes'])}{span})")
+        readable = (
+            f"{plural(q['batches'], 'batch')} readable ({plural(q['events'], 'event')}, {size(q['bytes'])}{span})"
+        )
+        out.print(f"Queue:       {readable}")
     if rep.lost_batches:
-        out.print(f"             {len(rep.lost_batches)} batches UNREADABLE (first sn {rep.lost_batches[0]})")
+        out.print(f"             {plural(len(rep.lost_batches), 'batch')} UNREADABLE (first sn {rep.lost_batches[0]})")
     if "files" in rep.tables or rep.tracked_files:
         out.print(f"Files:       {rep.tracked_files} tracked files readable")
     for s in rep.sinks:
@@ -516,16 +521,18 @@ def state_recover(result: Any) -> None:
         return
     out.print(f"Damaged file moved to {result.quarantined}")
     out.print(
-        f"Rebuilt {result.path}: {result.batches} queued batches ({result.events} events),"
+        f"Rebuilt {result.path}: {plural(result.batches, 'queued batch')} ({plural(result.events, 'event')}),"
         f" {result.tracked_files} file offsets, {len(result.cursors)} sink cursors recovered"
     )
     if result.logs_from:
         where = "their current end" if result.logs_from == "end" else "their start"
-        out.print(f"Logs without a recovered offset resume from {where} ({len(result.positioned)} files set at end)")
+        out.print(
+            f"Logs without a recovered offset resume from {where} ({plural(len(result.positioned), 'file')} set at end)"
+        )
     for name in result.missing_tables:
         out.print(f"Table {name} was missing: rebuilt empty")
     for name in result.damaged_tables:
         lost = result.unreadable.get(name)
-        out.print(f"Table {name} was read in part" + (f" ({lost} rows lost)" if lost else ""))
+        out.print(f"Table {name} was read in part" + (f" ({plural(lost, 'row')} lost)" if lost else ""))
     for note in result.notes:
         out.print(note)
