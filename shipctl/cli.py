@@ -603,7 +603,7 @@ state_app = typer.Typer(
 app.add_typer(state_app, name="state")
 
 
-@state_app.command("check")
+@state_app.command("check", short_help="Is the state file sound? (read-only; exit 73 when damaged)")
 def state_check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Read-only: integrity, schema version, queued batches, sinks' cursors, and what recover could save.
     Exit 0 when sound (or not created yet), 73 when damaged."""
@@ -621,7 +621,7 @@ def state_check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None
         raise typer.Exit(res.exit_code)
 
 
-@state_app.command("recover")
+@state_app.command("recover", short_help="Set a damaged state file aside and rebuild it.")
 def state_recover_cmd(
     config: ConfigOpt = None,
     logs_from: Annotated[

@@ -57,6 +57,8 @@ def test_help_is_whole_with_named_metavars() -> None:
     top = subprocess.run([str(SHIPCTL), "--help"], capture_output=True, text=True, timeout=60, env=_wide())
     assert top.returncode == 0
     assert "..." not in top.stdout.split("Commands:")[1]
+    group = subprocess.run([str(SHIPCTL), "state", "--help"], capture_output=True, text=True, timeout=60)
+    assert "..." not in group.stdout.split("Commands:")[1]
     assert "--install-completion" in top.stdout and "--show-completion" in top.stdout
     texts = {}
     for cmd in [*COMMANDS, "state check", "state recover"]:
