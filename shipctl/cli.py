@@ -333,6 +333,16 @@ def _print_events(res: Any) -> None:
             print(json.dumps(_event_dict(r.id, e)))
 
 
+def _monitor_summary(res: Any, *, printed: bool = False) -> str:
+    """The -v line of run-monitor (and of run's monitors)."""
+    events = sum(len(r.events) for r in res.results)
+    due = f", {len(res.not_due)} not due" if res.not_due else ""
+    return (
+        f"run-monitor: {_n(len(res.results), 'monitor')} ran{due}, {_n(events, 'event')}"
+        f" {'printed' if printed else 'queued'}, {_n(len(res.errors), 'error')}"
+    )
+
+
 def _monitor_json(res: Any) -> dict[str, Any]:
     """``run-monitor --json``: each monitor's outcome, its events with the keys ``--print`` uses."""
     return {
@@ -436,15 +446,7 @@ def run_monitor_cmd(
     for w in res.warnings:
         _err(f"shipctl: warning: {w}")
     if verbose:
-        from shipctl.humanize import plural
-
-        events = sum(len(r.events) for r in res.results)
-        what = "printed" if print_only else "queued"
-        due = f", {len(res.not_due)} not due" if res.not_due else ""
-        _err(
-            f"run-monitor: {plural(len(res.results), 'monitor')} ran{due}, {plural(events, 'event')} {what},"
-            f" {plural(len(res.errors), 'error')}"
-        )
+        _err(_monitor_summary(res, printed=print_only))
     if res.errors:
         raise typer.Exit(EXIT_SOURCE_ERRORS)
 
@@ -487,7 +489,7 @@ def run_cmd(
             if res.tail:
                 _err(_tail_summary(res.tail))
             if res.monitors:
-                _err(f"run-monitor: {len(res.monitors.results)} ran, {len(res.monitors.not_due)} not due")
+                _err(_monitor_summary(res.monitors))
         # A timer tick during backoff stays quiet (cron would mail every minute); status shows it.
         code = EXIT_SOURCE_ERRORS if errors else 0
         for r in up.sinks if up is not None else []:

@@ -220,3 +220,19 @@ def test_a_bad_config_size_names_the_file_and_key(env: Env, value: str) -> None:
     r = env.cli("check-config")
     assert r.exit_code == 78 and r.stdout == ""
     assert r.stderr.startswith(f"shipctl: {env.config}: agent.max_queue_bytes: expected a number of bytes"), r.stderr
+
+
+def test_run_verbose_says_the_same_as_each_command(env: Env) -> None:
+    env.write_config(
+        NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/*.log"\n'
+        '[[monitors]]\ntype = "shell"\nid = "one"\ncommand = "echo 1"\n'
+    )
+    (env.logs / "a.log").write_text("first\nsecond\n")
+    r = env.cli("run", "-v")
+    assert r.exit_code == 0 and r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert re.fullmatch(r"tail-once: 2 lines, 13 B, 1 batch in [\d.]+ s", lines[0]), lines
+    assert lines[1] == "run-monitor: 1 monitor ran, 1 event queued, 0 errors"
+    assert re.fullmatch(
+        r"upload: 3 events in 2 batches \([\d.]+ (B|KiB), 1 request\) to file, 0 batches left", lines[2]
+    )
