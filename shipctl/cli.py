@@ -20,6 +20,8 @@ from shipctl.errors import ShipctlError
 EXIT_SOURCE_ERRORS = 65
 EXIT_UPLOAD_FAILED = 69
 EXIT_USAGE = 64
+# click's UsageError, the base of every command-line mistake; typer vendors click and exports only this child.
+_ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 
 class _Group(typer.core.TyperGroup):
@@ -29,17 +31,17 @@ class _Group(typer.core.TyperGroup):
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().make_context(*args, **kwargs)
-        except typer.core._click.exceptions.UsageError as exc:
-            exc.exit_code = EXIT_USAGE
+        except _ClickUsageError as exc:
+            exc.exit_code = EXIT_USAGE  # type: ignore[attr-defined]
             raise
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except typer.core._click.exceptions.UsageError as exc:
+        except _ClickUsageError as exc:
             # click says 2 for a usage mistake; shipctl's documented code is 64 (EX_USAGE), for every one of
             # them: an unknown option or command, a missing argument, a value that does not parse.
-            exc.exit_code = EXIT_USAGE
+            exc.exit_code = EXIT_USAGE  # type: ignore[attr-defined]
             raise
         except ShipctlError as exc:
             if os.environ.get("SHIPCTL_DEBUG"):
