@@ -10,6 +10,7 @@ import re
 import sys
 import threading
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
@@ -226,9 +227,9 @@ def _print_fitted(
     rows: list[list[str]],
     *,
     order: list[str],
-    paths: set[str] = frozenset(),  # type: ignore[assignment]
-    texts: set[str] = frozenset(),  # type: ignore[assignment]
-    right: set[str] = frozenset(),  # type: ignore[assignment]
+    paths: AbstractSet[str] = frozenset(),
+    texts: AbstractSet[str] = frozenset(),
+    right: AbstractSet[str] = frozenset(),
 ) -> None:
     """A table that fits the terminal. ``order`` ranks the columns from most to least important: when they
     do not all fit, the less important ones that do not fit are left out and a line under the table names
