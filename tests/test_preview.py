@@ -114,6 +114,7 @@ def test_preview_with_sampling_rates_shows_the_attribute(env: Env) -> None:
     [
         (("preview", "{tmp}/elsewhere.log"), "{tmp}/elsewhere.log: no [[logs]] entry in {config} matches this file"),
         (("preview", "--log", "app", "{logs}/gone.log"), "{logs}/gone.log: cannot open: No such file or directory"),
+        (("preview", "{logs}/gone.log"), "{logs}/gone.log: cannot open: No such file or directory"),
         (("preview", "--log", "nope", "{logs}/app.log"), "{config}: no [[logs]] entry with id 'nope' (known: app)"),
         (("preview", "--log", "app", "{logs}"), "{logs}: cannot read: Is a directory"),
     ],

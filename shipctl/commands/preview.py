@@ -41,6 +41,8 @@ def find_log(config: Config, path: str, log_id: str | None) -> LogConfig:
             raise UsageError(exc.message) from None
     # The matcher tail-once's walk uses (``*`` stays within a directory), so the rules shown are the
     # ones tail-once applies to this file.
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: cannot open: No such file or directory")
     found = first_match(config.logs, os.path.abspath(path))
     if found is not None:
         return found
