@@ -14,6 +14,8 @@ import time
 
 from tests.conftest import Env
 
+# What would make rich draw otherwise than on a plain terminal of the given size.
+FORCING = ("NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "GITHUB_ACTIONS", "CI", "COLUMNS", "LINES")
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -25,7 +27,7 @@ def run_in_pty(
     codes taken out."""
     master, slave = os.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
-    environ = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "FORCE_COLOR", "CI", "COLUMNS", "LINES")}
+    environ = {k: v for k, v in os.environ.items() if k not in FORCING}
     environ["TERM"] = "xterm-256color"
     p = subprocess.Popen(
         [sys.executable, "-m", "shipctl", *args, "-c", str(env.config)],
