@@ -91,6 +91,8 @@ def test_monitor_types() -> Iterator[None]:
     reg.monitor("hang", f"{__name__}:HangOptions", f"{__name__}:Hang")
     yield
     HANG.set()
+    for name in ("file_counter", "hang"):  # the registry is process-wide: later tests list the known types
+        reg.monitors.pop(name, None)
 
 
 # --- shell --------------------------------------------------------------------------------------------------
