@@ -427,6 +427,8 @@ def test_status_shows_a_sparkline_of_a_metric(env: Env) -> None:
     r = env.cli("status", "--metric", "no.such.metric")
     assert r.exit_code == 64 and r.stdout == ""
     assert r.stderr == "shipctl: no history for metric 'no.such.metric' (metrics with history: test.counter)\n"
+    r = env.cli("status", "--json", "--metric", "no.such.metric")  # machines get the data, and the same code
+    assert r.exit_code == 64 and json.loads(r.stdout)["known_metrics"] == ["test.counter"]
 
 
 # --- scheduling ---------------------------------------------------------------------------------------------
