@@ -115,17 +115,15 @@ def test_a_path_matches_a_glob_exactly_when_the_agents_glob_lists_it(tmp_path: P
     more", but a config that ships x.log with logs/**/*.log there must ship it here too)."""
     import glob
 
-    from shipctl.tail.discover import discover, matches
+    from shipctl.tail.discover import discover
 
     root = tmp_path / "t"
     for name in TREE:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text("x\n")
-    files = sorted(str(root / n) for n in TREE)
     for pattern in PATTERNS:
         full = f"{root}/{pattern}"
         listed = sorted({p for p in glob.glob(full, recursive=True) if Path(p).is_file()})
-        assert [f for f in files if matches(f, full)] == listed, pattern
         assert discover(full).paths == listed, pattern
 
 
@@ -137,18 +135,16 @@ _PARTS = ("*", "**", "?", "a", "b", ".h", "*.log", "[ab]*", "x.log", ".*", "**.l
 def test_generated_globs_match_what_the_agents_glob_lists(tmp_path: Path, parts: list[str]) -> None:
     import glob
 
-    from shipctl.tail.discover import discover, matches
+    from shipctl.tail.discover import discover
 
     root = tmp_path / "g"
     if not root.exists():
         for name in (*TREE, "a/b/c/x.log", "b/.h/y.log", "c"):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text("x\n")
-    files = sorted(str(p) for p in root.rglob("*") if p.is_file())
     full = f"{root}/" + "/".join(parts)
     # (glob lists "x.log/" for "x.log/**": a name no open() takes as the file, and the agent fails to read it)
     listed = sorted({p for p in glob.glob(full, recursive=True) if Path(p).is_file() and not p.endswith("/")})
-    assert [f for f in files if matches(f, full)] == listed
     assert discover(full).paths == listed  # the walk tail-once does, too
 
 
@@ -161,11 +157,11 @@ def test_preview_picks_the_entry_tail_once_ships_the_file_under(env: Env) -> Non
         f'[[logs]]\nid = "flat"\npath = "{env.logs}/*.log"\n'  # "*" stays within a directory name
         f'[[logs]]\nid = "tree"\npath = "{env.logs}/**/*.log"\n'  # "**" is zero or more directories
     )
-    assert env.cli("preview", str(deep)).stderr.endswith("(log tree)\n")
-    assert env.cli("preview", str(top)).stderr.endswith("(log flat)\n")
+    assert "entry 'tree'" in env.cli("preview", str(deep)).stderr
+    assert "entry 'flat'" in env.cli("preview", str(top)).stderr
     env.write_config(f'[[logs]]\nid = "tree"\npath = "{env.logs}/**/*.log"\n')
     r = env.cli("preview", str(top))
-    assert r.exit_code == 0 and r.stderr.endswith("(log tree)\n"), r.stderr
+    assert r.exit_code == 0 and "entry 'tree'" in r.stderr, r.stderr
     env.ship()
     assert sorted(env.messages()) == ["d", "t"]  # what tail-once ships under that glob
 

@@ -10,13 +10,12 @@ by all the logs of a run; and the run's time budget is checked at each directory
 from __future__ import annotations
 
 import fnmatch
-import functools
 import glob
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from shipctl.runtime import Budget
@@ -24,6 +23,16 @@ if TYPE_CHECKING:
 # Directory entries one run may look at across all its globs. A host's log tree holds a few thousand; a
 # pattern that reaches much further is a mistake to report, not a reason to spend the run walking.
 MAX_ENTRIES = 200_000
+
+
+class _LogLike(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def exclude(self) -> tuple[str, ...]: ...
+
+
+LogT = TypeVar("LogT", bound=_LogLike)
 
 
 class Limit:
@@ -76,36 +85,6 @@ def discover(
         seen.add(key)
         found.paths.append(path)
     return found
-
-
-def matches(path: str, pattern: str) -> bool:
-    """Whether ``discover(pattern)`` would list ``path`` (as named, without looking at the disk): the same
-    rules as ``glob.glob(pattern, recursive=True)``, which the Scalyr agent uses. ``*``, ``?`` and ``[..]``
-    stay within one name; a ``**`` name stands for zero or more directories (as the last name, any file
-    below); a name starting with "." matches only a pattern name that starts with "." too (never ``**``)."""
-    if not glob.has_magic(pattern):
-        return os.path.normpath(path) == os.path.normpath(pattern)
-    names, parts = path.split("/"), pattern.split("/")
-
-    @functools.cache
-    def match(i: int, j: int) -> bool:
-        if i == len(parts):
-            return j == len(names)
-        part = parts[i]
-        if part == "**":
-            if i == len(parts) - 1:  # the files below, at any depth (a directory itself is never followed)
-                return j < len(names) and not any(_hidden(n) for n in names[j:])
-            return match(i + 1, j) or (j < len(names) - 1 and not _hidden(names[j]) and match(i, j + 1))
-        if j == len(names):
-            return False
-        name = names[j]
-        if glob.has_magic(part):
-            if _hidden(name) and not _hidden(part):
-                return False
-            return fnmatch.fnmatchcase(name, part) and match(i + 1, j + 1)
-        return name == part and match(i + 1, j + 1)
-
-    return match(0, 0)
 
 
 class _Stop(Exception):
@@ -217,3 +196,24 @@ class _Walk:
 
 def _hidden(name: str) -> bool:
     return name.startswith(".")
+
+
+def first_match(logs: Iterable[LogT], path: str) -> LogT | None:
+    """The ``[[logs]]`` entry that claims ``path``: the first, in config order, whose walk (``discover``,
+    exactly as tail-once runs it) finds that file. ``preview`` asks this so it shows the rules tail-once
+    applies, whatever the glob rules are."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    want = (st.st_dev, st.st_ino)
+    limit = Limit()
+    for lg in logs:
+        for found in discover(lg.path, lg.exclude, limit=limit).paths:
+            try:
+                fst = os.stat(found)
+            except OSError:
+                continue
+            if (fst.st_dev, fst.st_ino) == want:
+                return lg
+    return None

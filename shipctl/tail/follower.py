@@ -102,6 +102,23 @@ def pending_bytes(ctx: Context, log_cfg: LogConfig) -> int:
     return total
 
 
+def backlog_bytes(ctx: Context, log_cfg: LogConfig) -> int:
+    """What a run of this log has to read, for a progress bar's total: ``pending_bytes`` of the files it
+    follows, plus the files its glob finds that no run has seen yet (read from 0, unless start_at = "end")."""
+    total = pending_bytes(ctx, log_cfg)
+    if log_cfg.start_at == "end":
+        return total
+    known: set[tuple[int, int]] = set()
+    for rec in filestate.records(ctx.state.conn, log_cfg.id):
+        known.add((rec.dev, rec.ino))
+    for path in discover(log_cfg.path, log_cfg.exclude).paths:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) not in known:
+                total += st.st_size
+    return total
+
+
 class _LogTailer:
     def __init__(
         self,
