@@ -784,7 +784,8 @@ class _Mapper:
             out["module"] = module
             if self.module_paths:
                 out["module_paths"] = list(self.module_paths)
-            out["config"] = {k: v for k, v in item.items() if k != "module"}
+            # id and sample_interval are the monitor entry's own (the scalyr_monitor type refuses them in config).
+            out["config"] = {k: v for k, v in item.items() if k not in ("module", "id", "sample_interval")}
             return out
         if "log_path" in rest:
             _str(rest["log_path"], w.key("log_path"))

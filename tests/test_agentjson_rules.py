@@ -470,3 +470,21 @@ def test_convert_never_prints_a_secret_it_cannot_write_as_a_reference(
     assert r.exit_code == 0, r.stderr
     assert password not in r.stdout + r.stderr
     assert r.stdout.startswith("# Note: a secret variable's value is shown masked")
+
+
+def test_own_monitor_entry_keeps_id_and_interval_out_of_its_config(conf: Path) -> None:
+    from shipctl.config import load_config
+
+    conf.write_text(
+        '{ additional_monitor_module_paths: "/opt/a:/opt/b", global_monitor_sample_interval: 20, monitors: ['
+        ' { module: "acme.spool_monitor", id: "spool", sample_interval: 60, spool_dir: "/var/spool/acme" },'
+        ' { module: "acme.other", limit: 5 } ] }'
+    )
+    spool, other = load_config(conf).monitors
+    assert (spool.type, spool.id, spool.sample_interval) == ("scalyr_monitor", "spool", 60.0)
+    assert dict(spool.options) == {
+        "module": "acme.spool_monitor",
+        "module_paths": ["/opt/a", "/opt/b"],
+        "config": {"spool_dir": "/var/spool/acme"},  # the scalyr_monitor type sets id and sample_interval itself
+    }
+    assert (other.id, other.sample_interval, dict(other.options)["config"]) == ("other", 20.0, {"limit": 5})
