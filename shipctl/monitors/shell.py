@@ -1,4 +1,9 @@
-"""The ``shell`` monitor: run a command, emit its output (Scalyr's shell_monitor)."""
+"""The ``shell`` monitor: run a command, emit its output (Scalyr's shell_monitor).
+
+As the Scalyr agent does, the command runs through ``/bin/sh -c``, so pipes, redirections, globs and
+``$VARIABLES`` work as written in agent.json. ``shell = false`` runs it without a shell instead: the command is
+split into words the way a shell would, and ``|`` or ``>`` are then plain arguments.
+"""
 
 from __future__ import annotations
 
@@ -17,12 +22,12 @@ from shipctl.schema import field, non_empty, positive
 
 @dataclass(frozen=True)
 class ShellOptions:
-    command: str = field(check=non_empty, doc="the command; split like a shell would, but run without one")
+    command: str = field(check=non_empty, doc="the command line, run by /bin/sh -c (as the Scalyr agent does)")
     extract: str = field("", regex=True, doc="regex; its first group is kept from the output")
     log_all_lines: bool = False
     max_characters: int = field(200, check=positive)
     timeout: float = field(10.0, check=positive)
-    shell: bool = field(False, doc="run through /bin/sh (pipes, globs); off by default")
+    shell: bool = field(True, doc="run through /bin/sh -c (pipes, redirections); false: split into words, no shell")
 
 
 def run_command(argv: list[str] | str, *, shell: bool, timeout: float) -> tuple[int | None, str, str, float]:
