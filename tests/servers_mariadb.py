@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.servers import STARTUP_TIMEOUT, STOP_TIMEOUT, _free_ports
+from tests.servers_syslog import Certs, make_certs
 
 # The monitoring user of the tests, with what the Scalyr agent's documentation asks for: PROCESS (SHOW ENGINE
 # INNODB STATUS, every thread in SHOW PROCESSLIST) and the replica-status privilege.
@@ -28,6 +29,9 @@ MONITOR_USER = "scalyr-agent-monitor"
 MONITOR_PASSWORD = "m0nitor-pass-9f3c"
 LIMITED_USER = "nobody-special"  # USAGE only: global status yes, InnoDB status no
 LIMITED_PASSWORD = "limited-pass-41d2"
+TLS_USER = "tls-only"  # REQUIRE SSL: refused without TLS
+CERT_USER = "cert-only"  # REQUIRE X509: refused without a client certificate the CA signed
+TLS_PASSWORD = "tls-pass-77aa"
 
 
 def _binary(name: str) -> str:
@@ -44,7 +48,10 @@ def _binary(name: str) -> str:
 class MariaDB:
     """A running ``mariadbd``: ``socket`` (root connects there without a password), ``port`` on 127.0.0.1."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], root: Path, socket: str, port: int, log: Path) -> None:
+    def __init__(
+        self, proc: subprocess.Popen[bytes], root: Path, socket: str, port: int, log: Path, certs: Certs
+    ) -> None:
+        self.certs = certs  # the server's TLS: its CA, and a client certificate that CA signed
         self.proc = proc
         self.pid = proc.pid
         self.root = root
@@ -98,6 +105,7 @@ class MariaDB:
 def _start(root: Path) -> MariaDB:
     install, server = _binary("mariadb-install-db"), _binary("mariadbd")
     pytest.importorskip("pymysql", reason="the mysql extra (PyMySQL) is not installed")
+    certs = make_certs(root / "certs")
     as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses to run as root without it
     data = root / "data"
     subprocess.run(
@@ -131,10 +139,13 @@ def _start(root: Path) -> MariaDB:
             "--skip-log-bin",
             "--innodb-buffer-pool-size=16M",
             "--max-connections=77",  # not the default 151, so a test can tell the value was read
+            f"--ssl-ca={certs.ca}",
+            f"--ssl-cert={certs.server_cert}",
+            f"--ssl-key={certs.server_key}",
             *as_root,
         ]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        db = MariaDB(proc, root, sock, port, log)
+        db = MariaDB(proc, root, sock, port, log, certs)
         deadline = time.monotonic() + STARTUP_TIMEOUT
         while time.monotonic() < deadline and proc.poll() is None:
             try:
@@ -159,6 +170,9 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
                 f"CREATE USER '{MONITOR_USER}'@'{host}' IDENTIFIED BY '{MONITOR_PASSWORD}'",
                 f"GRANT PROCESS, SLAVE MONITOR ON *.* TO '{MONITOR_USER}'@'{host}'",
                 f"CREATE USER '{LIMITED_USER}'@'{host}' IDENTIFIED BY '{LIMITED_PASSWORD}'",
+                f"CREATE USER '{TLS_USER}'@'{host}' IDENTIFIED BY '{TLS_PASSWORD}' REQUIRE SSL",
+                f"CREATE USER '{CERT_USER}'@'{host}' IDENTIFIED BY '{TLS_PASSWORD}' REQUIRE X509",
+                f"GRANT PROCESS, SLAVE MONITOR ON *.* TO '{TLS_USER}'@'{host}', '{CERT_USER}'@'{host}'",
             )
         yield db
     finally:

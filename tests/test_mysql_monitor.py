@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shipctl.monitors.mysql import derived_stats, innodb_samples, parse_hostport
 from tests.conftest import Env
+from tests.servers import InfluxDB
 from tests.servers_mariadb import (
+    CERT_USER,
     LIMITED_PASSWORD,
     LIMITED_USER,
     MONITOR_PASSWORD,
     MONITOR_USER,
+    TLS_PASSWORD,
+    TLS_USER,
     MariaDB,
     mariadb,  # noqa: F401 - the fixture
 )
@@ -334,3 +339,95 @@ def test_derived_stats_skip_what_the_server_lacks() -> None:
         "aborted_connections_percentage": 0.0,  # no connections: 0, not a division by zero
         "thread_cache_hit_rate": 100.0,
     }
+
+
+# --- TLS -----------------------------------------------------------------------------------------------------
+
+
+def _tls(db: MariaDB, user: str, mid: str = "db", **options: Any) -> str:
+    return _mysql(
+        mid, database_hostport=f"127.0.0.1:{db.port}", database_username=user, database_password=TLS_PASSWORD, **options
+    )
+
+
+def test_use_ssl_verifies_the_server_with_ca_file(env: Env, mariadb: MariaDB) -> None:  # noqa: F811
+    env.write_config(
+        NO_IMPLICIT
+        + _tls(mariadb, TLS_USER, "verified", use_ssl=True, ca_file=str(mariadb.certs.ca))
+        + _tls(mariadb, TLS_USER, "unverified", use_ssl=True)
+        # Without use_ssl PyMySQL still uses TLS when the server offers it (unverified), so a user the server
+        # only admits over TLS gets in: use_ssl = true makes TLS required, and verified with ca_file.
+        + _tls(mariadb, TLS_USER, "preferred")
+    )
+    r = env.cli("run-monitor")
+    assert r.exit_code == 0, r.stderr
+    assert r.stderr == (
+        "shipctl: warning: monitor unverified: use_ssl without ca_file: the server certificate is not verified\n"
+    )
+    env.ship()
+    for mid in ("verified", "unverified", "preferred"):
+        got = _latest(env, mid)
+        assert got["mysql.vars.max_connections"]["value"] == 77
+        assert got["mysql.global.ssl_accepts"]["value"] >= 1  # the server counted TLS handshakes
+
+
+def test_a_server_certificate_from_another_ca_is_refused(env: Env, mariadb: MariaDB, tmp_path: Path) -> None:  # noqa: F811
+    from tests.servers_syslog import make_certs
+
+    other = make_certs(tmp_path / "other-ca")
+    env.write_config(NO_IMPLICIT + _tls(mariadb, TLS_USER, use_ssl=True, ca_file=str(other.ca)))
+    r = env.cli("run-monitor", "db")
+    assert r.exit_code == 65
+    assert f"monitor db: cannot connect to 127.0.0.1:{mariadb.port}:" in r.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" in r.stderr or "certificate verify failed" in r.stderr
+
+
+def test_client_certificate_for_an_x509_user(env: Env, mariadb: MariaDB) -> None:  # noqa: F811
+    c = mariadb.certs
+    env.write_config(
+        NO_IMPLICIT
+        + _tls(mariadb, CERT_USER, "nocert", use_ssl=True, ca_file=str(c.ca))
+        + _tls(
+            mariadb,
+            CERT_USER,
+            "withcert",
+            use_ssl=True,
+            ca_file=str(c.ca),
+            cert_file=str(c.client_cert),
+            key_file=str(c.client_key),
+        )
+        + _tls(mariadb, CERT_USER, "badcert", use_ssl=True, ca_file=str(c.ca), cert_file=str(c.ca))
+    )
+    r = env.cli("run-monitor")
+    assert r.exit_code == 65
+    assert "monitor nocert: cannot connect to" in r.stderr and "Access denied" in r.stderr
+    assert "monitor withcert" not in r.stderr
+    # The CA certificate has no key beside it: said as a set-up problem of that monitor.
+    assert (
+        f"monitor badcert: cannot set up the connection to 127.0.0.1:{mariadb.port}: cert_file {c.ca}: not a "
+        "certificate and its private key (" in r.stderr
+    )
+    env.ship()
+    assert _latest(env, "withcert")["mysql.vars.max_connections"]["value"] == 77
+
+
+def test_every_sample_reaches_a_metric_store(env: Env, mariadb: MariaDB, influxdb: InfluxDB) -> None:  # noqa: F811
+    """Hundreds of samples of every kind (counters, text, floats, MariaDB's 2**64-1 for unset ids) in one write:
+    the receiver takes them all, so no odd value costs the batch."""
+    db = influxdb.create_db()
+    env.write_config(
+        NO_IMPLICIT
+        + _socket_monitor(mariadb)
+        + f'[[sinks]]\ntype = "influxdb"\nurl = "{influxdb.url}"\ndatabase = "{db}"\n'
+    )
+    assert env.cli("run-monitor", "db").exit_code == 0
+    r = env.cli("upload")
+    assert r.exit_code == 0, r.stderr
+    (row,) = influxdb.rows(db, 'SELECT * FROM "mysql.vars.max_connections"')
+    assert row["value"] == 77 and row["monitor"] == "db"
+    (row,) = influxdb.rows(db, 'SELECT * FROM "mysql.global.wsrep_cluster_conf_id"')
+    assert float(row["value"]) == float(2**64 - 1)  # a float: the line protocol has no unsigned 64-bit here
+    (row,) = influxdb.rows(db, 'SELECT * FROM "mysql.global.wsrep_ready"')
+    assert row["text"] == "OFF"
+    (counts,) = influxdb.query(db, "SHOW MEASUREMENTS")
+    assert len(counts["values"]) > 300

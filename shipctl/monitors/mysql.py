@@ -4,6 +4,8 @@ Options keep the agent's names, so an agent.json entry carries over unchanged: `
 ``"default"`` for the usual locations) or ``database_hostport`` (``host:port``, ``host``, ``port`` or
 ``"default"``), ``database_username``, ``database_password``, ``use_ssl`` with ``ca_file``, ``key_file``,
 ``cert_file``. shipctl adds ``timeout`` (seconds for the connection and each statement; default 10).
+``use_ssl = true`` makes TLS required, verified against ``ca_file`` when given (a warning says when it is not);
+without it PyMySQL still uses TLS when the server offers it, unverified, and plain TCP otherwise.
 
 Each run connects once (PyMySQL, the ``mysql`` extra), reads, and closes. The metrics, named as the agent's code
 emits them (its documentation says ``mysql.max_connections`` where the code writes ``mysql.vars.max_connections``;
@@ -326,13 +328,20 @@ class MysqlMonitor:
 
         o = self.options
         if o.ca_file:
-            ctx = ssl.create_default_context(cafile=o.ca_file)
+            try:
+                ctx = ssl.create_default_context(cafile=o.ca_file)
+            except (OSError, ssl.SSLError) as exc:
+                raise ValueError(f"ca_file {o.ca_file}: {_tls_reason(exc)}") from None
         else:  # as the agent: TLS without a CA file encrypts but does not verify (said as a warning)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
         if o.cert_file:
-            ctx.load_cert_chain(o.cert_file, o.key_file or None)
+            try:
+                ctx.load_cert_chain(o.cert_file, o.key_file or None)
+            except (OSError, ssl.SSLError) as exc:
+                files = f"cert_file {o.cert_file}" + (f" with key_file {o.key_file}" if o.key_file else "")
+                raise ValueError(f"{files}: not a certificate and its private key ({_tls_reason(exc)})") from None
         return ctx
 
     def sample(self) -> MonitorOutput:
@@ -345,11 +354,11 @@ class MysqlMonitor:
             out.warnings.append("use_ssl without ca_file: the server certificate is not verified")
         try:
             conn = self._connect()
+        except ValueError as exc:  # the TLS files: a cert_file that is not a certificate, a missing ca_file
+            out.error = f"cannot set up the connection to {self.target()}: {exc}"
+            return out
         except (pymysql.Error, OSError, ConnectionError) as exc:
             out.error = f"cannot connect to {self.target()}: {_describe(exc)}"
-            return out
-        except ValueError as exc:  # e.g. a cert_file that is not a certificate
-            out.error = f"cannot set up the connection to {self.target()}: {exc}"
             return out
         try:
             self._gather(conn, out)
@@ -424,6 +433,10 @@ def _is_socket(path: str) -> bool:
         return stat.S_ISSOCK(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def _tls_reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or getattr(exc, "reason", None) or str(exc)
 
 
 def _code(exc: BaseException) -> int | None:
