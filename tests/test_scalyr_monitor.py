@@ -224,7 +224,8 @@ def test_odd_names_values_and_log_lines(env: Env) -> None:
     assert 'monitor odd: invalid extra field name "bad key" reported as "bad_key"' in r.stderr
     env.ship()
     got = {e["attrs"]["metric"]: e for e in _metrics(env, "odd")}
-    assert set(got) == {"faulty.before", "sa_9_bad_name_", "faulty.override"}
+    assert set(got) == {"faulty.before", "sa_9_bad_name_", "faulty.override", "faulty.huge"}
+    assert got["faulty.huge"]["attrs"]["value"] == float(2**64 - 1)  # beyond 64 bits: a float, as sinks need
     assert got["sa_9_bad_name_"]["attrs"]["bad_key"] == "x" and got["sa_9_bad_name_"]["attrs"]["ok"] is True
     assert got["faulty.override"]["attrs"]["monitor"] == "faulty_monitors"  # the core attribute stays
     assert 'monitor="other-instance"' in got["faulty.override"]["message"]

@@ -111,6 +111,10 @@ class Capture:
             kind = self.kind_of(name)
             if kind == COUNTER and (isinstance(value, bool) or not isinstance(value, int | float)):
                 kind = GAUGE  # a cumulative metric reported as text cannot have a rate
+            if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+                # Metric sinks take 64-bit integers at most (MariaDB reports 2**64-1 for unset ids, and the
+                # agent's mysql_monitor passes it on): one such value must not get a whole batch refused.
+                value = float(value)
             self.samples.append(Sample(name, value, kind, dims))
 
     def first_time(self, key: str) -> bool:

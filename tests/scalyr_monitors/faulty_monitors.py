@@ -24,6 +24,7 @@ class FaultyMonitor(ScalyrMonitor):
             self._logger.emit_value("faulty.nan", float("nan"))
             self._logger.emit_value("9 bad name!", 3, extra_fields={"bad key": "x", "ok": True})
             self._logger.emit_value("faulty.override", 4, monitor_id_override="other-instance")
+            self._logger.emit_value("faulty.huge", 2**64 - 1)
             self._logger.info("checked %d sensors", 3, emit_to_metric_log=True)
         if mode == "log_error":
             self._logger.error("sensor %s answered garbage", "t1", error_code="badSensor")
