@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -213,6 +214,26 @@ def test_what_goes_wrong_is_reported_per_monitor_and_the_others_go_on(env: Env, 
     text = status.stdout
     for needle in ("No module named 'nosuch_monitor'", "the sensor is unplugged", "answered garbage"):
         assert needle in text
+
+
+def test_a_hanging_gather_sample_is_abandoned_at_its_timeout(
+    env: Env, spool: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shipctl.monitors.runner as rm
+
+    monkeypatch.setattr(rm, "GRACE", 0.3)
+    env.write_config(
+        NO_IMPLICIT
+        + _monitor("stuck", "faulty_monitors", {"mode": "hang"}, timeout=1)
+        + _monitor("spool", "acme.spool_monitor", {"spool_dir": str(spool), "states": "pending"})
+    )
+    started = time.monotonic()
+    r = env.cli("run-monitor")
+    assert time.monotonic() - started < 10
+    assert r.exit_code == 65
+    assert "monitor stuck: did not finish within 1.3 s; abandoned so the run could go on" in r.stderr
+    env.ship()
+    assert {e["attrs"]["metric"] for e in _metrics(env, "spool")} >= {"acme.spool.files"}
 
 
 def test_odd_names_values_and_log_lines(env: Env) -> None:

@@ -50,6 +50,7 @@ RESERVED = ("module", "id", "sample_interval")  # set by the monitor entry itsel
 _DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
 _lock = threading.Lock()
 _loaded: dict[str, tuple[tuple[str, ...], tuple[int, int] | None]] = {}  # module -> (paths, file stamp) it came from
+_module_locks: dict[str, threading.Lock] = {}
 
 
 def _dotted(value: str) -> str | None:
@@ -129,11 +130,14 @@ def _forget(name: str) -> None:
 def load_class(spec: ScalyrMonitorSpec) -> type:
     from shipctl.pyplugins.loader import describe
 
-    with _lock:  # monitors run in threads; one import at a time, and sys.path changes under the lock
+    with _lock:  # monitors run in threads: sys.path changes one at a time
         for p in spec.module_paths:
             if p not in sys.path:
                 sys.path.append(p)
         enable_scalyr_compat()
+        module_lock = _module_locks.setdefault(spec.module, threading.Lock())
+    # One import of a module at a time; a module whose import hangs holds up only the monitors of that module.
+    with module_lock:
         if spec.module in sys.modules:
             previous = _loaded.get(spec.module)
             if previous is None or previous != (spec.module_paths, _stamp(sys.modules[spec.module])):

@@ -1,6 +1,8 @@
 """Monitors that go wrong in the ways a run must survive. Which one runs is chosen by the ``mode`` option (one
 module, one ScalyrMonitor subclass, as the agent expects)."""
 
+import time
+
 from scalyr_agent import ScalyrMonitor, define_config_option
 
 __monitor__ = __name__
@@ -16,6 +18,8 @@ class FaultyMonitor(ScalyrMonitor):
     def gather_sample(self):
         mode = self.__mode
         self._logger.emit_value("faulty.before", 1)
+        if mode == "hang":
+            time.sleep(30)
         if mode == "raise":
             raise RuntimeError("the sensor is unplugged")
         if mode == "bad_value":
