@@ -236,6 +236,36 @@ def test_a_hanging_gather_sample_is_abandoned_at_its_timeout(
     assert {e["attrs"]["metric"] for e in _metrics(env, "spool")} >= {"acme.spool.files"}
 
 
+def test_a_monitor_keeping_its_place_in_a_checkpoint_across_runs(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GROWTH_HOST", "web-7")
+    logs = env.tmp / "app"
+    (logs / "deep").mkdir(parents=True)
+    (logs / "a.log").write_text("1\n2\n3\n")
+    (logs / "deep" / "b.log").write_text("x\n")
+    checkpoint = env.tmp / "growth.json"
+    env.write_config(
+        NO_IMPLICIT
+        + _monitor("growth", "growth_monitor", {"paths": str(logs / "**" / "*.log"), "checkpoint": str(checkpoint)})
+    )
+
+    def sample() -> dict[str, Any]:
+        r = env.cli("run-monitor", "growth")
+        assert r.exit_code == 0, r.stderr
+        env.ship()
+        return {(e["attrs"]["metric"], e["attrs"].get("file")): e["attrs"] for e in _metrics(env, "growth")}
+
+    first = sample()
+    assert first[("growth.lines", "a.log")]["value"] == 3 and first[("growth.lines", "b.log")]["value"] == 1
+    assert first[("growth.lines", "a.log")]["host"] == "web-7"
+    assert json.loads(checkpoint.read_text())["total"] == 4
+    with (logs / "a.log").open("a") as fh:
+        fh.write("4\n5\n")
+    second = sample()
+    assert second[("growth.lines", "a.log")]["value"] == 2 and second[("growth.lines", "b.log")]["value"] == 0
+    assert second[("growth.total_lines", None)]["value"] == 6
+    assert second[("growth.total_lines", None)]["difference"] == 2  # declared cumulative: a counter
+
+
 def test_odd_names_values_and_log_lines(env: Env) -> None:
     env.write_config(NO_IMPLICIT + _monitor("odd", "faulty_monitors", {"mode": "odd_values"}))
     r = env.cli("run-monitor", "odd")
