@@ -266,6 +266,24 @@ def test_a_monitor_keeping_its_place_in_a_checkpoint_across_runs(env: Env, monke
     assert second[("growth.total_lines", None)]["difference"] == 2  # declared cumulative: a counter
 
 
+def test_an_imported_secret_the_monitor_repeats_is_masked(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "s3cr3t-Pa55word-0042"
+    monkeypatch.setenv("ACME_DB_PASSWORD", secret)
+    env.write_config(
+        'import_vars = ["ACME_DB_PASSWORD"]\n'
+        + NO_IMPLICIT
+        + _monitor("leaky", "faulty_monitors", {"mode": "leak", "password": "$ACME_DB_PASSWORD"})
+    )
+    r = env.cli("run-monitor", "leaky")
+    assert r.exit_code == 65
+    assert "monitor leaky: gather_sample failed: RuntimeError: login refused for password ****0042" in r.stderr
+    assert "warning: monitor leaky: logging in as admin with ****0042" in r.stderr
+    status = env.cli("status", "--json")
+    log = env.state.with_name("shipctl.log")
+    for text in (r.stderr, status.stdout, env.state.read_bytes().decode("latin-1"), log.read_text()):
+        assert secret not in text
+
+
 def test_odd_names_values_and_log_lines(env: Env) -> None:
     env.write_config(NO_IMPLICIT + _monitor("odd", "faulty_monitors", {"mode": "odd_values"}))
     r = env.cli("run-monitor", "odd")

@@ -261,7 +261,10 @@ class ScalyrPluginMonitor:
 
     @staticmethod
     def _output(capture: Any, error: str | None) -> MonitorOutput:
-        errors = ([error] if error else []) + [f"logged: {e}" for e in capture.errors]
+        from shipctl.schema import scrub
+
+        # An exception's text may quote the monitor's config (a password it was given): imported secrets masked.
+        errors = ([scrub(error)] if error else []) + [f"logged: {e}" for e in capture.errors]
         warnings = list(capture.warnings)
         if capture.dropped:
             warnings.append(f"{capture.dropped} values beyond the first {len(capture.samples)} of this run dropped")

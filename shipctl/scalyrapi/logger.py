@@ -125,6 +125,9 @@ class Capture:
             return True
 
     def note(self, level: int, text: str, *, to_metric_log: bool = False) -> None:
+        from shipctl.schema import scrub
+
+        text = scrub(text)  # a monitor logging its own config must not put an imported secret in status or logs
         if to_metric_log:
             with self._lock:
                 self.events.append(

@@ -33,6 +33,10 @@ class FaultyMonitor(ScalyrMonitor):
         if mode == "log_error":
             self._logger.error("sensor %s answered garbage", "t1", error_code="badSensor")
             self._logger.warning("careful")
+        if mode == "leak":
+            password = self._config.get("password")
+            self._logger.warning("logging in as admin with %s", password)
+            raise RuntimeError("login refused for password " + password)
         if mode == "exception":
             try:
                 {}["missing"]
