@@ -32,6 +32,8 @@ LIMITED_PASSWORD = "limited-pass-41d2"
 TLS_USER = "tls-only"  # REQUIRE SSL: refused without TLS
 CERT_USER = "cert-only"  # REQUIRE X509: refused without a client certificate the CA signed
 TLS_PASSWORD = "tls-pass-77aa"
+REPL_USER = "replicator"
+REPL_PASSWORD = "repl-pass-5b1e"
 
 
 def _binary(name: str) -> str:
@@ -102,10 +104,9 @@ class MariaDB:
             self.proc.wait(STOP_TIMEOUT)
 
 
-def _start(root: Path) -> MariaDB:
+def _start(root: Path, server_args: list[str], certs: Certs) -> MariaDB:
     install, server = _binary("mariadb-install-db"), _binary("mariadbd")
     pytest.importorskip("pymysql", reason="the mysql extra (PyMySQL) is not installed")
-    certs = make_certs(root / "certs")
     as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses to run as root without it
     data = root / "data"
     subprocess.run(
@@ -115,6 +116,7 @@ def _start(root: Path) -> MariaDB:
             f"--datadir={data}",
             "--auth-root-authentication-method=normal",
             "--skip-test-db",
+            "--innodb-log-file-size=4M",  # 22 MB of data directory instead of 114
             *as_root,
         ],
         check=True,
@@ -136,12 +138,13 @@ def _start(root: Path) -> MariaDB:
             f"--pid-file={root / 'mariadbd.pid'}",
             f"--log-error={log}",
             f"--tmpdir={root}",
-            "--skip-log-bin",
             "--innodb-buffer-pool-size=16M",
+            "--innodb-log-file-size=4M",
             "--max-connections=77",  # not the default 151, so a test can tell the value was read
             f"--ssl-ca={certs.ca}",
             f"--ssl-cert={certs.server_cert}",
             f"--ssl-key={certs.server_key}",
+            *server_args,
             *as_root,
         ]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -160,20 +163,63 @@ def _start(root: Path) -> MariaDB:
     raise RuntimeError(f"mariadbd did not become ready (see {root}):\n{last}")
 
 
+def _users(db: MariaDB) -> None:
+    for host in ("localhost", "%"):
+        db.sql(
+            f"CREATE USER '{MONITOR_USER}'@'{host}' IDENTIFIED BY '{MONITOR_PASSWORD}'",
+            f"GRANT PROCESS, SLAVE MONITOR ON *.* TO '{MONITOR_USER}'@'{host}'",
+            f"CREATE USER '{LIMITED_USER}'@'{host}' IDENTIFIED BY '{LIMITED_PASSWORD}'",
+            f"CREATE USER '{TLS_USER}'@'{host}' IDENTIFIED BY '{TLS_PASSWORD}' REQUIRE SSL",
+            f"CREATE USER '{CERT_USER}'@'{host}' IDENTIFIED BY '{TLS_PASSWORD}' REQUIRE X509",
+            f"GRANT PROCESS, SLAVE MONITOR ON *.* TO '{TLS_USER}'@'{host}', '{CERT_USER}'@'{host}'",
+        )
+
+
 @pytest.fixture(scope="session")
 def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
-    """A real MariaDB for the whole session, with a monitoring user and a user without privileges."""
-    db = _start(tmp_path_factory.mktemp("mariadb"))
+    """A real MariaDB for the whole session (a replication primary, binary log on), with a monitoring user, a
+    user without privileges, and users that must come over TLS."""
+    root = tmp_path_factory.mktemp("mariadb")
+    db = _start(root, ["--server-id=1", f"--log-bin={root / 'binlog'}"], make_certs(root / "certs"))
     try:
-        for host in ("localhost", "%"):
-            db.sql(
-                f"CREATE USER '{MONITOR_USER}'@'{host}' IDENTIFIED BY '{MONITOR_PASSWORD}'",
-                f"GRANT PROCESS, SLAVE MONITOR ON *.* TO '{MONITOR_USER}'@'{host}'",
-                f"CREATE USER '{LIMITED_USER}'@'{host}' IDENTIFIED BY '{LIMITED_PASSWORD}'",
-                f"CREATE USER '{TLS_USER}'@'{host}' IDENTIFIED BY '{TLS_PASSWORD}' REQUIRE SSL",
-                f"CREATE USER '{CERT_USER}'@'{host}' IDENTIFIED BY '{TLS_PASSWORD}' REQUIRE X509",
-                f"GRANT PROCESS, SLAVE MONITOR ON *.* TO '{TLS_USER}'@'{host}', '{CERT_USER}'@'{host}'",
-            )
+        _users(db)
+        db.sql(
+            f"CREATE USER '{REPL_USER}'@'%' IDENTIFIED BY '{REPL_PASSWORD}'",
+            f"GRANT REPLICATION SLAVE ON *.* TO '{REPL_USER}'@'%'",
+        )
+        yield db
+    finally:
+        db.stop()
+
+
+@pytest.fixture(scope="session")
+def mariadb_replica(mariadb: MariaDB, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MariaDB]:
+    """A second MariaDB replicating from ``mariadb`` from the moment it starts (its own users are its own)."""
+    root = tmp_path_factory.mktemp("mariadb-replica")
+    db = _start(root, ["--server-id=2", "--skip-log-bin"], mariadb.certs)
+    try:
+        _users(db)
+        ((log_file, log_pos, *_),) = mariadb.sql("SHOW MASTER STATUS")
+        db.sql(
+            f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={mariadb.port}, MASTER_USER='{REPL_USER}', "
+            f"MASTER_PASSWORD='{REPL_PASSWORD}', MASTER_LOG_FILE='{log_file}', MASTER_LOG_POS={log_pos}, "
+            "MASTER_USE_GTID=no",
+            "START SLAVE",
+        )
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline:
+            conn = db.connect(cursorclass=__import__("pymysql").cursors.DictCursor)
+            try:
+                cur = conn.cursor()
+                cur.execute("SHOW SLAVE STATUS")
+                row = cur.fetchone()
+            finally:
+                conn.close()
+            if row and row["Slave_IO_Running"] == "Yes" and row["Slave_SQL_Running"] == "Yes":
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"the replica did not start replicating:\n{db.log_tail()}")
         yield db
     finally:
         db.stop()

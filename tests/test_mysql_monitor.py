@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.servers_mariadb import (
     TLS_USER,
     MariaDB,
     mariadb,  # noqa: F401 - the fixture
+    mariadb_replica,  # noqa: F401 - the fixture
 )
 
 NO_IMPLICIT = "[agent]\nimplicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
@@ -431,3 +433,33 @@ def test_every_sample_reaches_a_metric_store(env: Env, mariadb: MariaDB, influxd
     assert row["text"] == "OFF"
     (counts,) = influxdb.query(db, "SHOW MEASUREMENTS")
     assert len(counts["values"]) > 300
+
+
+def test_replica_metrics_from_a_real_replica(env: Env, mariadb: MariaDB, mariadb_replica: MariaDB) -> None:  # noqa: F811
+    mariadb.sql(
+        "CREATE DATABASE IF NOT EXISTS replicated",
+        "CREATE TABLE IF NOT EXISTS replicated.t (id INT PRIMARY KEY AUTO_INCREMENT, v VARCHAR(100))",
+        "INSERT INTO replicated.t (v) VALUES ('a'), ('b'), ('c')",
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the replica has applied the inserts
+        try:
+            if mariadb_replica.sql("SELECT COUNT(*) FROM replicated.t") == [(3,)]:
+                break
+        except Exception:  # the table is not there yet
+            pass
+        time.sleep(0.05)
+    (master_pos,) = [row[1] for row in mariadb.sql("SHOW MASTER STATUS")]
+    env.write_config(NO_IMPLICIT + _socket_monitor(mariadb_replica, "replica") + _socket_monitor(mariadb, "primary"))
+    r = env.cli("run-monitor")
+    assert r.exit_code == 0, r.stderr
+    env.ship()
+    replica = _latest(env, "replica")
+    assert replica["mysql.slave.thread_io_running"]["value"] == 1
+    assert replica["mysql.slave.thread_sql_running"]["value"] == 1
+    assert replica["mysql.slave.seconds_behind_master"]["value"] >= 0
+    # Positions in the primary's binary log: the replica has read and executed all of it.
+    assert replica["mysql.slave.bytes_relayed"]["value"] == master_pos
+    assert replica["mysql.slave.bytes_executed"]["value"] == master_pos
+    # The primary is no replica: none of these there, as in the agent.
+    assert not any(m.startswith("mysql.slave.") for m in _latest(env, "primary"))

@@ -162,6 +162,7 @@ _INNODB_LINES: tuple[tuple[re.Pattern[str], tuple[tuple[str, int, dict[str, str]
 _PRIVILEGE = {
     "SHOW ENGINE INNODB STATUS": "PROCESS",
     "SHOW SLAVE STATUS": "REPLICATION CLIENT (MariaDB: SLAVE MONITOR)",
+    "SHOW REPLICA STATUS": "REPLICATION CLIENT (MariaDB: SLAVE MONITOR)",
 }
 
 
@@ -409,7 +410,12 @@ class MysqlMonitor:
             if rows and len(rows[0]) > 2 and rows[0][2]:
                 samples.extend(innodb_samples(str(rows[0][2])))
 
-        replica = query("SHOW SLAVE STATUS")
+        try:
+            replica = query("SHOW SLAVE STATUS")
+        except Exception as exc:
+            if _code(exc) != 1064:  # ER_PARSE_ERROR: a server (MySQL 8.4) that only knows the new spelling
+                raise
+            replica = query("SHOW REPLICA STATUS")
         if replica:
             columns = [d[0].lower() for d in cur.description or ()]
             samples.extend(replica_samples(dict(zip(columns, replica[0], strict=False))))
@@ -465,8 +471,20 @@ def innodb_samples(text: str) -> list[Sample]:
     return out
 
 
+# MySQL 8.0.22+ answers SHOW REPLICA STATUS with renamed columns (MySQL 8.4 no longer knows SHOW SLAVE STATUS).
+_REPLICA_COLUMNS = {
+    "source_host": "master_host",
+    "seconds_behind_source": "seconds_behind_master",
+    "exec_source_log_pos": "exec_master_log_pos",
+    "read_source_log_pos": "read_master_log_pos",
+    "replica_io_running": "slave_io_running",
+    "replica_sql_running": "slave_sql_running",
+}
+
+
 def replica_samples(row: dict[str, Any]) -> list[Sample]:
-    """Metrics of a replica: only when SHOW SLAVE STATUS names a master, as the agent does."""
+    """Metrics of a replica: only when the replica status names a master, as the agent does."""
+    row = {_REPLICA_COLUMNS.get(k, k): v for k, v in row.items()}
     master = row.get("master_host")
     if not master or master == "None":
         return []
