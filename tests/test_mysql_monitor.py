@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from shipctl.monitors.mysql import derived_stats, innodb_samples, parse_hostport
+from shipctl.monitors.mysql import derived_stats, innodb_samples, parse_hostport, replica_samples
 from tests.conftest import Env
 from tests.servers import InfluxDB
 from tests.servers_mariadb import (
@@ -463,3 +463,26 @@ def test_replica_metrics_from_a_real_replica(env: Env, mariadb: MariaDB, mariadb
     assert replica["mysql.slave.bytes_executed"]["value"] == master_pos
     # The primary is no replica: none of these there, as in the agent.
     assert not any(m.startswith("mysql.slave.") for m in _latest(env, "primary"))
+
+
+def test_replica_columns_of_mysql_8() -> None:
+    """MySQL 8.0.22+ names the columns after the source, not the master; the metrics keep the agent's names."""
+    row = {
+        "source_host": "db1",
+        "seconds_behind_source": 4,
+        "exec_source_log_pos": 1200,
+        "read_source_log_pos": 1300,
+        "replica_io_running": "Yes",
+        "replica_sql_running": "No",
+    }
+    got = {s.name: s.value for s in replica_samples(row)}
+    assert got == {
+        "mysql.slave.seconds_behind_master": 4,
+        "mysql.slave.bytes_executed": 1200,
+        "mysql.slave.bytes_relayed": 1300,
+        "mysql.slave.thread_io_running": 1,
+        "mysql.slave.thread_sql_running": 0,
+    }
+    assert replica_samples({"master_host": "", "slave_io_running": "No"}) == []  # not a replica
+    stopped = {s.name for s in replica_samples({**row, "seconds_behind_source": None})}
+    assert "mysql.slave.seconds_behind_master" not in stopped  # NULL while stopped: left out
