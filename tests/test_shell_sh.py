@@ -72,3 +72,15 @@ def test_shell_must_be_a_boolean(env: Env) -> None:
     r = env.cli("run-monitor")
     assert r.exit_code == 78
     assert "monitors[0].shell: expected true or false" in r.stderr
+
+
+def test_a_number_beyond_64_bits_does_not_sink_the_run(env: Env) -> None:
+    # SQLite integers are 64-bit: the metric history keeps such a value as a float instead of failing the
+    # transaction that queues every monitor's samples.
+    env.write_config(NO_IMPLICIT + _shell("big", "echo 99999999999999999999") + _shell("small", "echo 7"))
+    r = env.cli("run-monitor")
+    assert r.exit_code == 0, r.stderr
+    got = _values(env)
+    assert got["big"]["value"] == 99999999999999999999 and got["small"]["value"] == 7
+    r = env.cli("run-monitor")  # the next run compares with the stored value
+    assert r.exit_code == 0, r.stderr
