@@ -84,3 +84,23 @@ def test_a_number_beyond_64_bits_does_not_sink_the_run(env: Env) -> None:
     assert got["big"]["value"] == 99999999999999999999 and got["small"]["value"] == 7
     r = env.cli("run-monitor")  # the next run compares with the stored value
     assert r.exit_code == 0, r.stderr
+
+
+def test_a_command_the_shell_cannot_run_is_the_monitors_error(env: Env) -> None:
+    script = env.tmp / "not-executable.sh"
+    script.write_text("echo hi\n")
+    script.chmod(0o644)
+    env.write_config(
+        NO_IMPLICIT
+        + _shell("missing", "/nonexistent/tool --flag")
+        + _shell("noexec", str(script))
+        + _shell("fine", "echo 1")
+    )
+    r = env.cli("run-monitor")
+    assert r.exit_code == 65
+    assert "monitor missing: cannot run '/nonexistent/tool --flag': " in r.stderr
+    assert "/nonexistent/tool: not found (exit 127)" in r.stderr
+    assert f"monitor noexec: cannot run '{script}': " in r.stderr and "Permission denied (exit 126)" in r.stderr
+    got = _values(env)
+    assert got["missing"]["exit_code"] == 127  # the output is still emitted, as the agent does
+    assert got["fine"]["value"] == 1
