@@ -287,7 +287,7 @@ class MysqlMonitor:
         if o.database_hostport != "":
             host, port = parse_hostport(o.database_hostport)
             return f"{host}:{port}"
-        return o.database_socket
+        return "the default socket" if o.database_socket.lower() == "default" else o.database_socket
 
     def _socket(self) -> str:
         path = self.options.database_socket
