@@ -272,10 +272,6 @@ def status_kind(name: str) -> str:
     return COUNTER if name in _COUNTERS or name.startswith(_COUNTER_PREFIXES) else GAUGE
 
 
-class QueryFailed(Exception):
-    """One statement failed in a way that leaves the others worth running (a missing privilege)."""
-
-
 class MysqlMonitor:
     module = "mysql_monitor"
 
