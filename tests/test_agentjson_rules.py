@@ -488,3 +488,27 @@ def test_own_monitor_entry_keeps_id_and_interval_out_of_its_config(conf: Path) -
         "config": {"spool_dir": "/var/spool/acme"},  # the scalyr_monitor type sets id and sample_interval itself
     }
     assert (other.id, other.sample_interval, dict(other.options)["config"]) == ("other", 20.0, {"limit": 5})
+
+
+def test_convert_prints_no_password_written_in_a_monitor(conf: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf.write_text(
+        "{ implicit_agent_log_collection: false, monitors: ["
+        ' { module: "scalyr_agent.builtin_monitors.mysql_monitor", id: "db-1", database_socket: "default",'
+        '   database_username: "scalyr", database_password: "written-pw-0123" },'
+        ' { module: "acme.queue_monitor", id: "q", api_token: "tok-0123456789", queue: "jobs" } ] }'
+    )
+    r = cli("config", "convert", str(conf))
+    assert r.exit_code == 0, r.stderr
+    out = r.stdout
+    assert "written-pw-0123" not in out and "tok-0123456789" not in out
+    assert 'database_password = "$DB_1_DATABASE_PASSWORD"' in out
+    assert "# database_password: the value written in agent.json is not printed; set $DB_1_DATABASE_PASSWORD" in out
+    assert 'config = { api_token = "$Q_CONFIG_API_TOKEN", queue = "jobs" }' in out
+    toml = conf.parent / "converted.toml"
+    toml.write_text(out)
+    monkeypatch.setenv("DB_1_DATABASE_PASSWORD", "written-pw-0123")
+    monkeypatch.setenv("Q_CONFIG_API_TOKEN", "tok-0123456789")
+    from shipctl.config import load_config
+
+    a, b = load_config(conf).monitors, load_config(toml).monitors
+    assert [(m.type, m.id, dict(m.options)) for m in a] == [(m.type, m.id, dict(m.options)) for m in b]

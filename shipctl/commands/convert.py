@@ -15,6 +15,7 @@ from typing import Any
 from shipctl import agentjson
 from shipctl.agentvars import AgentVars
 from shipctl.errors import ConfigError
+from shipctl.schema import is_secret_key
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 KEY_VAR = "SCALYR_API_KEY"
@@ -77,6 +78,7 @@ def _document(mapped: agentjson.Mapped) -> str:
             sn.append(f"api_key: the key written in agent.json is not printed; set ${KEY_VAR} to it")
 
     logs = [_mask_salts(lg, variables, notes) for lg in logs]
+    monitors = [_mask_options(m, variables, notes) for m in monitors]
 
     out = [f"# shipctl config converted from {mapped.read[0]} by `shipctl config convert`."]
     if len(mapped.read) > 1:
@@ -160,6 +162,36 @@ class _Templater:
                 " default"
             )
         return out
+
+
+def _mask_options(mon: dict[str, Any], variables: list[Any], notes: dict[int, list[str]]) -> dict[str, Any]:
+    """A secret written in a monitor's options (mysql's database_password, a token in an own monitor's
+    config) is not printed either: the TOML reads it from a variable named after the monitor and the key."""
+    names = {v["var"] for v in variables}
+    remarks: list[str] = []
+
+    def masked(table: dict[str, Any], prefix: str) -> dict[str, Any]:
+        out = dict(table)
+        for k, v in table.items():
+            if isinstance(v, dict):
+                out[k] = masked(v, f"{prefix}_{k}")
+            elif isinstance(v, str) and v and "$" not in v and is_secret_key(k):
+                var = base = re.sub(r"\W", "_", f"{prefix}_{k}").upper()
+                n = 1
+                while var in names:
+                    n += 1
+                    var = f"{base}_{n}"
+                names.add(var)
+                variables.append({"var": var})
+                out[k] = f"${var}"
+                remarks.append(f"{k}: the value written in agent.json is not printed; set ${var} to it")
+        return out
+
+    new = masked(mon, str(mon.get("id", "monitor")))
+    if not remarks:
+        return mon
+    notes[id(new)] = [*notes.get(id(mon), []), *remarks]
+    return new
 
 
 def _mask_salts(log: dict[str, Any], variables: list[Any], notes: dict[int, list[str]]) -> dict[str, Any]:
