@@ -40,7 +40,6 @@ BUILTIN_MONITORS = {
     "linux_process_metrics": "linux_process_metrics",
     "mysql_monitor": "mysql",
 }
-PASS_THROUGH = ("mysql",)  # types built elsewhere with the agent's option names: options go as they are
 CUSTOM_MONITOR = "scalyr_monitor"  # a user's own ScalyrMonitor subclass
 DEFAULT_LOG_DIR = "/var/log/scalyr-agent-2"  # the agent's agent_log_path: base of relative log paths
 DEFAULT_CONFIG_DIR = "agent.d"
@@ -791,9 +790,6 @@ class _Mapper:
             _str(rest["log_path"], w.key("log_path"))
             self.warn(out, w.key("log_path"), "shipctl queues monitor output itself (no per-monitor log file); ignored")
             rest.pop("log_path")
-        if mtype in PASS_THROUGH:
-            out.update(rest)
-            return out
         hints, names = _options_of(mtype)
         for key, value in rest.items():
             kw = w.key(key)

@@ -363,10 +363,15 @@ def test_mysql_module_maps_to_its_type_with_the_agents_options(tmp_path: Path) -
     conf = tmp_path / "agent.json"
     conf.write_text(
         '{ api_key: "k-0123456789abcdef", monitors: [ { module: "scalyr_agent.builtin_monitors.mysql_monitor",'
-        ' database_socket: "default", database_username: "scalyr", database_password: "$PW", id: "db" } ],'
-        ' import_vars: [ { var: "PW", default: "s3cr3t-pass" } ] }'
+        ' database_socket: "default", database_username: "scalyr", database_password: "$PW", id: "db",'
+        ' monitor_log_write_rate: 4000 } ], import_vars: [ { var: "PW", default: "s3cr3t-pass" } ] }'
     )
     cfg = load_config(conf)
+    # The agent's common monitor keys shipctl has no use for are warned about, not passed to the monitor's options
+    # (which reject unknown keys).
+    assert any(
+        "monitors[0].monitor_log_write_rate: not an option of shipctl's mysql monitor" in w for w in cfg.warnings
+    )
     (mon,) = cfg.monitors
     assert (mon.type, mon.id) == ("mysql", "db")
     assert dict(mon.options) == {
