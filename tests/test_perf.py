@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import random
 import sqlite3
 import zlib
-from pathlib import Path
+
+import pytest
 
 from tests.conftest import Env, append, numbered
 
@@ -63,7 +65,7 @@ def test_raw_rows_queued_before_stay_readable_beside_deflated_ones(env: Env) -> 
     assert _codecs(env) == []
 
 
-def test_a_corrupt_deflated_row_is_reported_not_shipped(env: Env, tmp_path: Path) -> None:
+def test_a_corrupt_deflated_row_is_reported_not_shipped(env: Env) -> None:
     """A deflated payload that no longer inflates fails the upload in one line (exit 69, batches kept), with
     no traceback, and nothing made up from it is sent."""
     (env.logs / "app.log").write_text(numbered(300))
@@ -77,3 +79,26 @@ def test_a_corrupt_deflated_row_is_reported_not_shipped(env: Env, tmp_path: Path
     assert r.exit_code == 69, (r.exit_code, r.stderr)
     assert "Traceback" not in r.stderr and "batches kept" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not env.sink.exists() or "line 000000" not in env.sink.read_text()
+
+
+@pytest.mark.parametrize("level", range(10))
+def test_a_body_deflated_in_pieces_is_one_zlib_stream(level: int) -> None:
+    """The addEvents body is its head, events deflated while the request filled, and its tail: any zlib
+    reader must see exactly their concatenation, with a right checksum (zlib.decompress checks it)."""
+    from shipctl.sinks.deflate import Deflated, Segment, adler32, adler32_combine, zlib_body
+
+    rng = random.Random(level)
+    pieces = [bytes(rng.choice(b'ab"\\{}, \n\xc3\xa9') for _ in range(rng.randrange(0, 70_000))) for _ in range(5)]
+    seg = Segment(level)
+    for p in pieces:
+        seg.add(p)
+    middle = Deflated.of(seg)
+    assert middle.inflate() == b"".join(pieces)
+    head, tail = b'{"token":"k","events":[', b"]}"
+    body = zlib_body(level, head, middle, tail)
+    assert zlib.decompress(body) == head + b"".join(pieces) + tail
+    assert body[:2] == zlib.compress(b"x", level)[:2]  # the header zlib itself writes for that level
+    a, b = pieces[0], pieces[1]
+    assert adler32_combine(adler32(a), adler32(b), len(b)) == zlib.adler32(a + b)
+    empty = Segment(level)
+    assert zlib.decompress(zlib_body(level, head, Deflated.of(empty), tail)) == head + tail
