@@ -72,25 +72,35 @@ class Batch:
             yield Event(e.get("t", self.ts + i), e.get("k", self.kind), self.source, e.get("m", ""), attrs, self.sn + i)
 
 
-try:
-    # ISA-L writes and reads the same zlib format as the stdlib, ~3.5x faster to compress at level 1 (865
-    # against 231 MB/s on 1 MiB of access log, ratio 6.2 against 5.7) and ~1.6x faster to inflate: queueing
-    # compressed is then faster than queueing raw, as SQLite writes ~6x fewer bytes (benchmarks/README.md).
-    from isal import isal_zlib as _z
-except ImportError:  # a dependency, but the stdlib reads and writes the same rows
-    _z = zlib
+_z: Any = None
+
+
+def _codec() -> Any:
+    """ISA-L writes and reads the same zlib format as the stdlib, ~3.5x faster to compress at level 1 (865
+    against 231 MB/s on 1 MiB of access log, ratio 6.2 against 5.7) and ~1.6x faster to inflate: queueing
+    compressed is then faster than queueing raw, as SQLite writes ~6x fewer bytes (benchmarks/README.md).
+    Imported on first use: a run with nothing to queue or send does not load it (+2 MiB)."""
+    global _z
+    if _z is None:
+        try:
+            from isal import isal_zlib
+
+            _z = isal_zlib
+        except ImportError:  # a dependency, but the stdlib reads and writes the same rows
+            _z = zlib
+    return _z
 
 
 def encode_payload(payload: bytes, compress: bool) -> tuple[str, bytes]:
     if compress:
-        return "zlib", _z.compress(payload, 1)
+        return "zlib", _codec().compress(payload, 1)
     return "none", payload
 
 
 def decode_payload(codec: str, blob: bytes) -> bytes:
     """Rows of either codec stay readable whatever ``compress_queue`` is now (older rows are "none")."""
     if codec == "zlib":
-        return _z.decompress(blob)
+        return _codec().decompress(blob)
     return blob
 
 

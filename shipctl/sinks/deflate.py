@@ -18,20 +18,30 @@ import struct
 import zlib
 from typing import Any
 
-try:
-    from isal import isal_zlib as _isal
-except ImportError:  # a dependency; the stdlib writes the same stream, slower
-    _isal = None
-
 _BASE = 65521  # the largest prime below 2^16: Adler-32's modulus
+_isal: Any = None
+
+
+def _fast() -> Any:
+    """ISA-L's zlib module, or the stdlib's if it is missing (a dependency; the same stream, slower). Imported
+    on first use: a run with nothing to send does not load it."""
+    global _isal
+    if _isal is None:
+        try:
+            from isal import isal_zlib
+
+            _isal = isal_zlib
+        except ImportError:
+            _isal = zlib
+    return _isal
 
 
 def _module(level: int) -> Any:
-    return _isal if _isal is not None and 1 <= level <= 3 else zlib
+    return _fast() if 1 <= level <= 3 else zlib
 
 
 def adler32(data: bytes, value: int = 1) -> int:
-    return (_isal or zlib).adler32(data, value)
+    return _fast().adler32(data, value)
 
 
 def adler32_combine(adler1: int, adler2: int, len2: int) -> int:
