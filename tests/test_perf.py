@@ -102,22 +102,3 @@ def test_a_body_deflated_in_pieces_is_one_zlib_stream(level: int) -> None:
     assert adler32_combine(adler32(a), adler32(b), len(b)) == zlib.adler32(a + b)
     empty = Segment(level)
     assert zlib.decompress(zlib_body(level, head, Deflated.of(empty), tail)) == head + tail
-
-
-def test_the_file_sink_writes_a_batch_at_a_time_exactly_as_line_by_line() -> None:
-    """encode_chunks (a batch joined at once) must write the very bytes encode_lines did, from any point."""
-    from shipctl.model import FMT_JSON, FMT_RAW, Batch
-    from shipctl.sinks.jsonl import encode_chunks, encode_lines
-
-    raw = 'plain\nq"uote\\back\ttab\x01ctl\nünïcode €\n\xff\n'.encode("utf-8", "surrogateescape")
-    raw = raw.replace(b"\xc3\xbf", b"\xff")  # one byte that is not UTF-8
-    events = json.dumps([{"m": "grouped\nlines", "a": {"k": "v"}}, {"m": "two", "t": 5}]).encode()
-    batches = [
-        Batch(1, "log", "/var/log/a b.log", "a", 1000, {"host": "h"}, FMT_RAW, 4, len(raw), 10, raw),
-        Batch(2, "log", "/x", "x", 2000, {}, FMT_JSON, 2, len(events), 15, events),
-        Batch(3, "log", "/x", "x", 3000, {}, FMT_RAW, 1, 4, 17, b"end\n"),
-    ]
-    for after in (0, 9, 10, 12, 14, 15, 16, 17, 99):
-        expected = "".join(line for sn, line in encode_lines(batches, "s") if sn > after)
-        assert "".join(encode_chunks(batches, "s", after)) == expected, after
-    assert "".join(encode_chunks(batches, "s", 0)).count("\n") == 7

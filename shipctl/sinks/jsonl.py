@@ -54,25 +54,6 @@ def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]
                 yield ev.sn, json.dumps(obj, separators=(",", ":")) + "\n"
 
 
-def encode_chunks(batches: list[Batch], session: str, after_sn: int) -> Iterator[str]:
-    """The lines of ``encode_lines`` for events above sequence number ``after_sn``, a batch at a time. A
-    plain log batch is encoded in one list comprehension and joined once, not yielded and written line by
-    line (that was most of a file sink's time)."""
-    for b in batches:
-        if b.fmt != FMT_RAW:
-            yield "".join([line for sn, line in encode_lines([b], session) if sn > after_sn])
-            continue
-        msgs = b.messages()
-        skip = max(0, after_sn + 1 - b.sn)
-        if skip >= len(msgs):
-            continue
-        head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'
-        tail = f',"attrs":{json.dumps(b.attrs, separators=(",", ":"))},"si":"{session}","sn":'
-        ts, sn = b.ts + skip, b.sn + skip
-        rest = map(enc, msgs[skip:] if skip else msgs)
-        yield "".join([f'{{"ts":{ts + i},{head}{m}{tail}{sn + i}}}\n' for i, m in enumerate(rest)])
-
-
 class StdoutSink(BatchSink):
     def __init__(self, options: StdoutSinkOptions, session: str) -> None:
         self.request_bytes = options.request_bytes
@@ -81,9 +62,10 @@ class StdoutSink(BatchSink):
     def send(self, batches: list[Batch], first_sn: int) -> SendResult:
         out = sys.stdout
         size = 0
-        for text in encode_chunks(batches, self.session, first_sn - 1):
-            out.write(text)
-            size += len(text)
+        for sn, line in encode_lines(batches, self.session):
+            if sn >= first_sn:
+                out.write(line)
+                size += len(line)
         out.flush()
         return SendResult(OK, status="success", request_bytes=size)
 
@@ -137,9 +119,10 @@ class FileSink(BatchSink):
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
                 size = 0
-                for text in encode_chunks(batches, self.session, last):
-                    fh.write(text)
-                    size += len(text)
+                for sn, line in encode_lines(batches, self.session):
+                    if sn > last:
+                        fh.write(line)
+                        size += len(line)
                 fh.flush()
                 if self.fsync:
                     os.fsync(fh.fileno())
