@@ -102,3 +102,40 @@ def test_a_body_deflated_in_pieces_is_one_zlib_stream(level: int) -> None:
     assert adler32_combine(adler32(a), adler32(b), len(b)) == zlib.adler32(a + b)
     empty = Segment(level)
     assert zlib.decompress(zlib_body(level, head, Deflated.of(empty), tail)) == head + tail
+
+
+def _json_events_reference(msgs: list[str], rates: dict[int, float]) -> bytes:
+    """The encoding before issue 13: one escape per message."""
+    from json.encoder import encode_basestring_ascii as enc  # type: ignore[attr-defined]
+
+    items = list(map(enc, msgs))
+    for k, rate in rates.items():
+        items[k] += ',"a":{"sample_rate":' + json.dumps(rate) + "}"
+    return ('[{"m":' + '},{"m":'.join(items) + "}]").encode()
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_sampled_events_are_encoded_in_runs_exactly_as_one_by_one(seed: int) -> None:
+    """The JSON of a sampled or grouped batch is escaped a run at a time: the same bytes as escaping each
+    message, whatever the messages hold (NUL, the text \\u0000, backslashes before a cut, non-ASCII)."""
+    from shipctl.tail.pipeline import _json_events
+
+    rng = random.Random(seed)
+    alphabet = ["a", "b", " ", '"', "\\", "\x00", "\\u0000", "u0000", "\n", "\t", "é", "€", "\U0001f600", "\x1f"]
+    msgs = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 12))) for _ in range(rng.randrange(1, 40))
+    ]  # the caller never passes none
+    rates = {k: rng.choice((0.5, 0.1, 1e-05)) for k in range(len(msgs)) if rng.random() < 0.2}
+    got = _json_events(msgs, rates)
+    assert got == _json_events_reference(msgs, rates)
+    decoded = json.loads(got)
+    assert [e["m"] for e in decoded] == msgs
+    assert {k: e["a"]["sample_rate"] for k, e in enumerate(decoded) if "a" in e} == rates
+
+
+def test_plain_runs_take_the_fast_path() -> None:
+    from shipctl.tail.pipeline import _json_run
+
+    msgs = ['GET /a "x"', "back\\slash", "tab\there", "ünï"]
+    assert _json_run(msgs) == ",".join('{"m":' + json.dumps(m) + "}" for m in msgs)
+    assert _json_run(["ends in \\", "next"]) == '{"m":"ends in \\\\"},{"m":"next"}'
