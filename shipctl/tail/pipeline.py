@@ -649,34 +649,12 @@ def _straddling(pattern: re.Pattern[str], text: str, c: int) -> re.Match[str] | 
 
 
 def _json_events(msgs: list[str], rates: dict[int, float]) -> bytes:
-    """The JSON array of {"m": message, "a": attrs?} objects, without a dict per event: the runs of events
-    without attributes are escaped in one C call each (``_json_run``), the few sampled ones one by one."""
-    out: list[str] = []
-    start = 0
-    for k in [*sorted(rates), len(msgs)]:
-        if k > start:
-            out.append(_json_run(msgs[start:k]))
-        if k < len(msgs):
-            out.append('{"m":' + _enc(msgs[k]) + ',"a":{"sample_rate":' + json.dumps(rates[k]) + "}}")
-        start = k + 1
-    return ("[" + ",".join(out) + "]").encode()
-
-
-_SEP, _SEP_ESCAPED = "\x00", "\\u0000"
-
-
-def _json_run(msgs: list[str]) -> str:
-    """``{"m":...},{"m":...}`` for ``msgs``: joined on NUL, escaped at once, and cut where the NULs went
-    (~3x faster than escaping each message). If a message holds a NUL, or the text ``\\u0000`` whose
-    escaped form could be taken for a cut, each message is escaped alone (the same bytes either way)."""
-    joined = _SEP.join(msgs)
-    if joined.count(_SEP) == len(msgs) - 1:
-        escaped = _enc(joined)
-        # The escaped cut has no proper suffix that is also its prefix: occurrences cannot overlap, so the
-        # count is exact and equal only when every one is a cut.
-        if escaped.count(_SEP_ESCAPED) == len(msgs) - 1:
-            return '{"m":' + escaped.replace(_SEP_ESCAPED, '"},{"m":"') + "}"
-    return ",".join(['{"m":' + e + "}" for e in map(_enc, msgs)])
+    """The JSON array of {"m": message, "a": attrs?} objects, without a dict per event (map over a C
+    function: no Python call per event)."""
+    items = list(map(_enc, msgs))
+    for k, rate in rates.items():
+        items[k] += ',"a":{"sample_rate":' + json.dumps(rate) + "}"
+    return ('[{"m":' + '},{"m":'.join(items) + "}]").encode()
 
 
 def _same(k: int) -> int:
