@@ -130,7 +130,7 @@ class AgentConfig:
     max_seconds: float = field(50.0, check=non_negative)  # 0 = no limit; fits a once-a-minute timer
     max_bytes: int = field(0, check=non_negative)  # 0 = no limit
     batch_bytes: int = field(1 << 20, check=between(4096, 256 << 20))
-    compress_queue: bool = False
+    compress_queue: bool = True  # ISA-L level 1: faster than raw (SQLite writes ~6x less), smaller file
     max_queue_bytes: int = field(0, check=non_negative)  # 0 = no limit; over it upload drops the oldest batches
     implicit_metric_monitor: bool = True
     implicit_agent_process_metrics_monitor: bool = True

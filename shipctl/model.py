@@ -72,15 +72,37 @@ class Batch:
             yield Event(e.get("t", self.ts + i), e.get("k", self.kind), self.source, e.get("m", ""), attrs, self.sn + i)
 
 
+_z: Any = None
+
+
+def _codec() -> Any:
+    """ISA-L writes and reads the same zlib format as the stdlib, ~3.5x faster to compress at level 1 (865
+    against 231 MB/s on 1 MiB of access log, ratio 6.2 against 5.7) and ~1.6x faster to inflate: queueing
+    compressed is then faster than queueing raw, as SQLite writes ~6x fewer bytes (benchmarks/README.md).
+    Imported on first use: a run with nothing to queue or send does not load it (+2 MiB)."""
+    global _z
+    if _z is None:
+        try:
+            from isal import isal_zlib
+
+            _z = isal_zlib
+        except ImportError:  # a dependency, but the stdlib reads and writes the same rows
+            _z = zlib
+    return _z
+
+
 def encode_payload(payload: bytes, compress: bool) -> tuple[str, bytes]:
     if compress:
-        return "zlib", zlib.compress(payload, 1)
+        return "zlib", _codec().compress(payload, 1)
     return "none", payload
 
 
-def decode_payload(codec: str, blob: bytes) -> bytes:
+def decode_payload(codec: str, blob: bytes, size: int = 0) -> bytes:
+    """Rows of either codec stay readable whatever ``compress_queue`` is now (older rows are "none")."""
     if codec == "zlib":
-        return zlib.decompress(blob)
+        # The size it had when queued: one output buffer of the right size instead of a growing one (which
+        # left the heap fragmented: +12 MiB peak RSS). Only a hint: capped, in case the header is damaged.
+        return _codec().decompress(blob, bufsize=min(size, 64 << 20)) if size > 0 else _codec().decompress(blob)
     return blob
 
 

@@ -167,6 +167,8 @@ def test_a_redacted_secret_never_reaches_state_sink_or_own_log(env: Env) -> None
     grouped.write_text(f"BEGIN request\n  header token={SECRETS['group']}\n")  # the group is still open
     partial.write_text(f"first\nretry token={SECRETS['partial']}")  # no newline yet
     env.write_config(f"""
+        [agent]
+        compress_queue = false  # queued lines as written, so the bytes of the state file show what was queued
         [[logs]]
         path = "{env.logs}/*.log"
         max_line_size = 200

@@ -208,7 +208,9 @@ def test_changing_the_sink_config_ends_the_backoff(env: Env, receiver: Receiver)
 def test_max_queue_bytes_drops_oldest_batches_loudly(env: Env, receiver: Receiver) -> None:
     r = receiver
     small = "max_line_size = 200\n"  # 4 KiB reads: many small batches
-    log = setup(env, r, agent="[agent]\nbatch_bytes = 4096\nmax_queue_bytes = 20000\n", log_opts=small)
+    log = setup(
+        env, r, agent="[agent]\nbatch_bytes = 4096\nmax_queue_bytes = 20000\ncompress_queue = false\n", log_opts=small
+    )
     log.write_text(numbered(900))
     assert env.cli("tail-once").exit_code == 0
     before = queued(env)

@@ -44,7 +44,17 @@ _COLUMNS = "id, kind, source, log_id, ts, attrs, fmt, codec, n_events, n_bytes, 
 def _batch(row: tuple) -> Batch:  # type: ignore[type-arg]
     bid, kind, source, log_id, ts, attrs, fmt, codec, n_events, n_bytes, sn, blob = row
     return Batch(
-        bid, kind, source, log_id, ts, json.loads(attrs), fmt, n_events, n_bytes, sn, decode_payload(codec, blob)
+        bid,
+        kind,
+        source,
+        log_id,
+        ts,
+        json.loads(attrs),
+        fmt,
+        n_events,
+        n_bytes,
+        sn,
+        decode_payload(codec, blob, n_bytes),
     )
 
 
