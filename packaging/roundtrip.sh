@@ -1,0 +1,98 @@
+#!/usr/bin/env bash
+# The packages' round trip on this machine (root; Debian or Ubuntu): build both packages unless given,
+# install the .deb, run the installed shipctl as the shipctl user, purge, and check what is left. Then
+# inspect the .rpm. Used by .ci/run; by hand:
+#     bash packaging/roundtrip.sh                  # build, then test
+#     bash packaging/roundtrip.sh DEB RPM          # test packages built before
+# It installs and purges the package "shipctl": do not run it where shipctl is installed for real.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fail() { echo "roundtrip: FAIL: $*" >&2; exit 1; }
+step() { echo "roundtrip: $*" >&2; }
+
+if [ "$#" -eq 2 ]; then
+    deb=$1 rpmfile=$2
+else
+    mapfile -t built < <(python3 packaging/build.py)
+    deb=${built[0]} rpmfile=${built[1]}
+fi
+[ -f "$deb" ] || fail "no .deb ($deb)"
+[ -f "$rpmfile" ] || fail "no .rpm ($rpmfile)"
+[ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
+if dpkg-query -W -f '${Status}' shipctl 2>/dev/null | grep -q installed; then
+    fail "shipctl is installed here already; this test would purge it"
+fi
+
+step "install $deb"
+# A failed check must not leave the package installed (a second round trip would refuse to start).
+trap 'if dpkg-query -W shipctl >/dev/null 2>&1; then dpkg --purge shipctl >/dev/null 2>&1 || true; fi' EXIT
+dpkg -i "$deb" >/dev/null
+
+# What the package put in place.
+[ "$(readlink -f /usr/bin/shipctl)" = /usr/lib/shipctl/shipctl ] || fail "/usr/bin/shipctl is not the bundle"
+getent passwd shipctl >/dev/null || fail "postinst made no shipctl user"
+[ "$(stat -c '%U %a' /var/lib/shipctl)" = "shipctl 700" ] || fail "/var/lib/shipctl: $(stat -c '%U %a' /var/lib/shipctl)"
+[ "$(stat -c '%U:%G %a' /etc/shipctl/shipctl.toml)" = "root:shipctl 640" ] || fail "config owner/mode"
+grep -qx '/etc/shipctl/shipctl.toml' /var/lib/dpkg/info/shipctl.conffiles || fail "config is not a conffile"
+grep -q '^ExecStart=/usr/bin/shipctl ' /usr/lib/systemd/system/shipctl.service || fail "unit's ExecStart"
+for f in /usr/share/man/man1/shipctl.1.gz /usr/share/bash-completion/completions/shipctl \
+    /usr/share/zsh/vendor-completions/_shipctl /usr/share/fish/vendor_completions.d/shipctl.fish \
+    /usr/share/doc/shipctl/examples/quickstart.toml /usr/lib/systemd/system/shipctl.timer; do
+    [ -s "$f" ] || fail "missing $f"
+done
+zcat /usr/share/man/man1/shipctl.1.gz | grep -q '^\.SH "SHIPCTL STATE RECOVER"' || fail "man page lacks a subcommand"
+
+# The installed program: no Python of the system's is used (the bundle brings its own).
+out=$(/usr/bin/shipctl --version)
+[ "$out" = "shipctl $(sed -n 's/^__version__ = "\(.*\)"/\1/p' shipctl/__init__.py)" ] || fail "--version said: $out"
+runuser -u shipctl -- /usr/bin/shipctl check-config -c /etc/shipctl/shipctl.toml >/dev/null ||
+    fail "check-config of the default config"
+# One run as the timer does it; the default config's monitor writes to the file sink under /var/lib/shipctl.
+runuser -u shipctl -- /usr/bin/shipctl run -c /etc/shipctl/shipctl.toml || fail "run exited $?"
+[ "$(stat -c '%U %a' /var/lib/shipctl/state.db)" = "shipctl 600" ] || fail "state file owner/mode"
+lines=$(wc -l </var/lib/shipctl/out.jsonl)
+[ "$lines" -gt 0 ] || fail "the run delivered nothing to /var/lib/shipctl/out.jsonl"
+grep -q '"source":"system"' /var/lib/shipctl/out.jsonl || fail "no system metrics in out.jsonl"
+# A second run right after: monitors not due, nothing new; it must stay quiet (cron mails any output).
+quiet=$(runuser -u shipctl -- /usr/bin/shipctl run -c /etc/shipctl/shipctl.toml 2>&1) || fail "second run"
+[ -z "$quiet" ] || fail "a no-op run printed: $quiet"
+runuser -u shipctl -- /usr/bin/shipctl status -c /etc/shipctl/shipctl.toml --json >/dev/null || fail "status"
+# Shell completion answers from the installed binary (what the bash script asks it).
+comp=$(COMP_WORDS="shipctl sta" COMP_CWORD=1 _SHIPCTL_COMPLETE=complete_bash /usr/bin/shipctl)
+[ "$(echo "$comp" | sort | tr '\n' ' ')" = "state status " ] || fail "bash completion said: $comp"
+step "installed shipctl ran as the shipctl user: $lines events in out.jsonl"
+
+mapfile -t owned < <(dpkg-query -L shipctl)
+step "purge"
+dpkg --purge shipctl >/dev/null
+dpkg-query -W shipctl >/dev/null 2>&1 && fail "dpkg still knows shipctl after purge"
+left=()
+for path in "${owned[@]}"; do
+    case "$path" in
+    / | /. | /etc | /usr | /usr/bin | /usr/lib | /usr/share | /usr/share/* | /usr/lib/systemd | /usr/lib/systemd/system | /etc/logrotate.d)
+        # Shared directories: only the package's own entries inside them matter.
+        case "$path" in /usr/share/doc/shipctl* | /usr/share/*/shipctl* | /usr/share/*/_shipctl) ;; *) continue ;; esac ;;
+    esac
+    if [ -e "$path" ] || [ -L "$path" ]; then left+=("$path"); fi
+done
+for path in /var/lib/shipctl /etc/shipctl /usr/lib/shipctl; do
+    [ -e "$path" ] && left+=("$path")
+done
+[ "${#left[@]}" -eq 0 ] || fail "left after purge: ${left[*]}"
+getent passwd shipctl >/dev/null || fail "purge removed the shipctl user (it should stay)"
+step "purge left nothing of the package (the shipctl user stays, by design)"
+
+step "inspect $rpmfile"
+list=$(rpm -qpl "$rpmfile" 2>/dev/null)
+for path in /usr/bin/shipctl /usr/lib/shipctl/shipctl /etc/shipctl/shipctl.toml /usr/lib/systemd/system/shipctl.service \
+    /usr/lib/systemd/system/shipctl.timer /usr/share/man/man1/shipctl.1.gz /usr/share/zsh/site-functions/_shipctl \
+    /usr/share/bash-completion/completions/shipctl /usr/share/fish/vendor_completions.d/shipctl.fish /var/lib/shipctl; do
+    grep -qx "$path" <<<"$list" || fail "rpm lacks $path"
+done
+rpm -qp --configfiles "$rpmfile" 2>/dev/null | grep -qx /etc/shipctl/shipctl.toml || fail "rpm: config is not %config"
+info=$(rpm -qpi "$rpmfile" 2>/dev/null)
+grep -q '^Name *: shipctl' <<<"$info" || fail "rpm -qpi: $info"
+rpm -qp --requires "$rpmfile" 2>/dev/null | grep -q '^libc.so.6(GLIBC_' || fail "rpm does not require its glibc floor"
+rpm -qp --scripts "$rpmfile" 2>/dev/null | grep -q 'useradd --system' || fail "rpm %pre makes no user"
+step "ok"
