@@ -32,9 +32,10 @@ BUILD = REPO / "build"
 DIST = REPO / "dist"
 VENV = BUILD / "pkgvenv"
 PYINSTALLER = "pyinstaller==6.22.3"
-# Extras that go into the bundle (light, pure wheels). kafka (librdkafka), otlp (protobuf) and re2 stay out:
-# a config that needs them gets shipctl's usual "not installed" error naming the extra.
-BUNDLED_EXTRAS = ("prometheus",)
+# Extras that go into the bundle: prometheus (cramjam, 4 MB), otlp (protobuf, OTLP's default encoding, 3 MB)
+# and re2 (4 MB; guards rules against runaway backtracking). kafka stays out (librdkafka, 17 MB): a config
+# with a kafka sink gets shipctl's usual "not installed" error from check-config.
+BUNDLED_EXTRAS = ("prometheus", "otlp", "re2")
 SUMMARY = "Daemonless log and metrics shipper (cron/systemd timer, SQLite state)"
 DESCRIPTION = """\
 shipctl tails log files, runs metric monitors and delivers both to Scalyr,
@@ -218,7 +219,8 @@ def build_deb(root: Path, ver: str, glibc: str, epoch: str) -> Path:
         "Maintainer": MAINTAINER,
         "Installed-Size": str(_size_kib(root)),
         # useradd/groupadd (passwd) for the shipctl user; the bundle brings everything else but libc.
-        "Depends": f"libc6 (>= {glibc}), passwd",
+        # libstdc++6: RE2's C++ runtime is the system's (see shipctl.spec).
+        "Depends": f"libc6 (>= {glibc}), libstdc++6, passwd",
         "Recommends": "logrotate",
         "Section": "admin",
         "Priority": "optional",
@@ -239,8 +241,11 @@ def build_deb(root: Path, ver: str, glibc: str, epoch: str) -> Path:
     DIST.mkdir(exist_ok=True)
     out = DIST / f"shipctl_{ver}-1_{arch_name}.deb"
     # --root-owner-group: every file root:root without fakeroot; the shipctl user's files are made by postinst.
-    run(["dpkg-deb", "--root-owner-group", "-Zxz", "-z6", "--build", str(root), str(out)],
-        env={**os.environ, "SOURCE_DATE_EPOCH": epoch}, stdout=subprocess.DEVNULL)
+    run(
+        ["dpkg-deb", "--root-owner-group", "-Zxz", "-z6", "--build", str(root), str(out)],
+        env={**os.environ, "SOURCE_DATE_EPOCH": epoch},
+        stdout=subprocess.DEVNULL,
+    )
     return out
 
 
@@ -253,15 +258,35 @@ def build_rpm(root: Path, ver: str, glibc: str, epoch: str) -> Path:
     spec = (PKG / "rpm" / "shipctl.spec.in").read_text()
     description = DESCRIPTION
     for key, value in {
-        "@VERSION@": ver, "@SUMMARY@": SUMMARY, "@LICENSE@": LICENSE, "@GLIBC@": glibc,
-        "@STAGE@": str(root), "@ZSH_DIR@": "/" + ZSH_DIR["rpm"], "@DESCRIPTION@": description,
+        "@VERSION@": ver,
+        "@SUMMARY@": SUMMARY,
+        "@LICENSE@": LICENSE,
+        "@GLIBC@": glibc,
+        "@STAGE@": str(root),
+        "@ZSH_DIR@": "/" + ZSH_DIR["rpm"],
+        "@DESCRIPTION@": description,
     }.items():
         spec = spec.replace(key, value)
     spec_file = top / "SPECS" / "shipctl.spec"
     spec_file.write_text(spec)
     env = {**os.environ, "SOURCE_DATE_EPOCH": epoch}
-    run(["rpmbuild", "--quiet", "-bb", "--nodeps", "--target", arch, "--define", f"_topdir {top}",
-         "--define", "_build_id_links none", str(spec_file)], env=env, stdout=subprocess.DEVNULL)
+    run(
+        [
+            "rpmbuild",
+            "--quiet",
+            "-bb",
+            "--nodeps",
+            "--target",
+            arch,
+            "--define",
+            f"_topdir {top}",
+            "--define",
+            "_build_id_links none",
+            str(spec_file),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
     built = next((top / "RPMS").rglob("shipctl-*.rpm"))
     DIST.mkdir(exist_ok=True)
     out = DIST / built.name
@@ -288,9 +313,7 @@ def main() -> None:
         shutil.copyfile(one, DIST / "shipctl-onefile")
         (DIST / "shipctl-onefile").chmod(0o755)
     glibc = glibc_floor(frozen)
-    manpage = subprocess.run(
-        [str(python), str(PKG / "manpage.py")], env=env, capture_output=True, check=True
-    ).stdout
+    manpage = subprocess.run([str(python), str(PKG / "manpage.py")], env=env, capture_output=True, check=True).stdout
     clean_env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     comp = completions(exe, clean_env)
     built = []

@@ -63,6 +63,37 @@ comp=$(COMP_WORDS="shipctl sta" COMP_CWORD=1 _SHIPCTL_COMPLETE=complete_bash /us
 [ "$(echo "$comp" | sort | tr '\n' ' ')" = "state status " ] || fail "bash completion said: $comp"
 step "installed shipctl ran as the shipctl user: $lines events in out.jsonl"
 
+# Everything shipctl imports lazily is in the bundle: a plugin run by the installed binary imports every
+# shipctl module, common standard-library modules and the Panoptes shims, and says which extras are in.
+probe=$(/usr/bin/shipctl run-monitor plugin --opt module="$PWD/packaging/probe_plugin.py" --print) ||
+    fail "the import probe failed"
+extras=$(python3 -c '
+import json, sys
+got = {}
+for line in sys.stdin:
+    a = json.loads(line)["attrs"]
+    got[a["metric"]] = a["value"]
+assert got["shipctl_modules"] > 50, got
+print(" ".join(f"{k[6:]}={v}" for k, v in sorted(got.items()) if k.startswith("extra_")))' <<<"$probe") ||
+    fail "probe output: $probe"
+[ "$extras" = "kafka=0 otlp=1 prometheus=1 re2=1" ] || fail "extras in the bundle: $extras"
+tmp=$(mktemp -d)
+# re2 is in: a pattern that could backtrack for ever is accepted (it runs on RE2) ...
+printf '%s\n' '[agent]' "state = \"$tmp/state.db\"" '[[logs]]' 'id = "a"' "path = \"$tmp/a.log\"" \
+    "redaction_rules = [{ match_expression = '(a+)+\$', replacement = 'x' }]" \
+    '[[sinks]]' 'type = "file"' "path = \"$tmp/out.jsonl\"" >"$tmp/re2.toml"
+/usr/bin/shipctl check-config -c "$tmp/re2.toml" >/dev/null || fail "re2 pattern refused: RE2 not in the bundle?"
+# ... and kafka, left out, is refused with the clear message, not a traceback.
+printf '%s\n' '[agent]' "state = \"$tmp/state.db\"" '[[sinks]]' 'type = "kafka"' \
+    'brokers = ["127.0.0.1:9092"]' 'topic = "logs"' >"$tmp/kafka.toml"
+set +e
+err=$(/usr/bin/shipctl check-config -c "$tmp/kafka.toml" 2>&1 >/dev/null)
+code=$?
+set -e
+rm -rf "$tmp"
+[ "$code" -eq 78 ] && grep -q "needs the confluent-kafka package" <<<"$err" || fail "kafka sink: exit $code: $err"
+step "bundle: every shipctl module imports; extras $extras"
+
 mapfile -t owned < <(dpkg-query -L shipctl)
 step "purge"
 dpkg --purge shipctl >/dev/null
