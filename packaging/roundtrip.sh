@@ -24,6 +24,16 @@ if dpkg-query -W -f '${Status}' shipctl 2>/dev/null | grep -q installed; then
     fail "shipctl is installed here already; this test would purge it"
 fi
 
+# Left over from a shipctl run by hand as root (its default state is /var/lib/shipctl): the purge below
+# would delete it, so refuse, except on a CI machine, where nothing there is anyone's.
+for path in /var/lib/shipctl /etc/shipctl; do
+    if [ -e "$path" ]; then
+        [ "${CI:-}" = true ] || fail "$path exists (not from the package); move it away first"
+        step "CI: removing the leftover $path"
+        rm -rf "$path"
+    fi
+done
+
 step "install $deb"
 # A failed check must not leave the package installed (a second round trip would refuse to start).
 trap 'if dpkg-query -W shipctl >/dev/null 2>&1; then dpkg --purge shipctl >/dev/null 2>&1 || true; fi' EXIT
@@ -93,6 +103,15 @@ set -e
 rm -rf "$tmp"
 [ "$code" -eq 78 ] && grep -q "needs the confluent-kafka package" <<<"$err" || fail "kafka sink: exit $code: $err"
 step "bundle: every shipctl module imports; extras $extras"
+
+# Reinstall over it (what an upgrade does): the admin's config edit, its mode and the state are kept.
+echo "# edited by the admin" >>/etc/shipctl/shipctl.toml
+chmod 0600 /etc/shipctl/shipctl.toml
+dpkg -i "$deb" >/dev/null
+tail -n1 /etc/shipctl/shipctl.toml | grep -qx "# edited by the admin" || fail "reinstall replaced the edited config"
+[ "$(stat -c %a /etc/shipctl/shipctl.toml)" = 600 ] || fail "reinstall reset the config's mode"
+[ -s /var/lib/shipctl/state.db ] || fail "reinstall lost the state"
+chmod 0640 /etc/shipctl/shipctl.toml
 
 mapfile -t owned < <(dpkg-query -L shipctl)
 step "purge"
