@@ -14,8 +14,9 @@ step() { echo "roundtrip: $*" >&2; }
 if [ "$#" -eq 2 ]; then
     deb=$1 rpmfile=$2
 else
-    mapfile -t built < <(python3 packaging/build.py)
-    deb=${built[0]} rpmfile=${built[1]}
+    out=$(python3 packaging/build.py) || fail "packaging/build.py exited $?"
+    mapfile -t built <<<"$out"
+    deb=${built[0]} rpmfile=${built[1]:-}
 fi
 [ -f "$deb" ] || fail "no .deb ($deb)"
 [ -f "$rpmfile" ] || fail "no .rpm ($rpmfile)"
