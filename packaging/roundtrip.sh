@@ -55,8 +55,8 @@ done
 zcat /usr/share/man/man1/shipctl.1.gz | grep -q '^\.SH "SHIPCTL STATE RECOVER"' || fail "man page lacks a subcommand"
 
 # The installed program: no Python of the system's is used (the bundle brings its own).
-out=$(/usr/bin/shipctl --version)
-[ "$out" = "shipctl $(sed -n 's/^__version__ = "\(.*\)"/\1/p' shipctl/__init__.py)" ] || fail "--version said: $out"
+version=$(/usr/bin/shipctl --version)
+[ "$version" = "shipctl $(sed -n 's/^__version__ = "\(.*\)"/\1/p' shipctl/__init__.py)" ] || fail "--version said: $version"
 runuser -u shipctl -- /usr/bin/shipctl check-config -c /etc/shipctl/shipctl.toml >/dev/null ||
     fail "check-config of the default config"
 # One run as the timer does it; the default config's monitor writes to the file sink under /var/lib/shipctl.
@@ -146,4 +146,12 @@ info=$(rpm -qpi "$rpmfile" 2>/dev/null)
 grep -q '^Name *: shipctl' <<<"$info" || fail "rpm -qpi: $info"
 rpm -qp --requires "$rpmfile" 2>/dev/null | grep -q '^libc.so.6(GLIBC_' || fail "rpm does not require its glibc floor"
 rpm -qp --scripts "$rpmfile" 2>/dev/null | grep -q 'useradd --system' || fail "rpm %pre makes no user"
+# The .rpm's payload, unpacked into a scratch root (no scripts, no system change), runs: rpmbuild's
+# post-processing (stripping, build-id) must not have touched the bundle.
+rroot=$(mktemp -d)
+rpm --root "$rroot" --dbpath /rpmdb --nodeps --noscripts --notriggers -i "$rpmfile" 2>/dev/null || fail "rpm -i --root"
+[ "$("$rroot/usr/bin/shipctl" --version)" = "$version" ] || fail "the .rpm's shipctl does not run"
+"$rroot/usr/bin/shipctl" run-monitor plugin --opt module="$PWD/packaging/probe_plugin.py" --print >/dev/null ||
+    fail "the .rpm's bundle lacks modules"
+rm -rf "$rroot"
 step "ok"
