@@ -69,9 +69,14 @@ grep -q '"source":"system"' /var/lib/shipctl/out.jsonl || fail "no system metric
 quiet=$(runuser -u shipctl -- /usr/bin/shipctl run -c /etc/shipctl/shipctl.toml 2>&1) || fail "second run"
 [ -z "$quiet" ] || fail "a no-op run printed: $quiet"
 runuser -u shipctl -- /usr/bin/shipctl status -c /etc/shipctl/shipctl.toml --json >/dev/null || fail "status"
-# Shell completion answers from the installed binary (what the bash script asks it).
-comp=$(COMP_WORDS="shipctl sta" COMP_CWORD=1 _SHIPCTL_COMPLETE=complete_bash /usr/bin/shipctl)
-[ "$(echo "$comp" | sort | tr '\n' ' ')" = "state status " ] || fail "bash completion said: $comp"
+# The installed bash completion, as bash calls it for "shipctl sta<TAB>", asks the installed binary.
+comp=$(bash -c '. /usr/share/bash-completion/completions/shipctl; COMP_WORDS=(shipctl sta); COMP_CWORD=1
+    _shipctl_completion shipctl; printf "%s\n" "${COMPREPLY[@]}"' | sort | tr '\n' ' ')
+[ "$comp" = "state status " ] || fail "bash completion said: $comp"
+if command -v systemd-analyze >/dev/null; then
+    systemd-analyze verify /usr/lib/systemd/system/shipctl.service /usr/lib/systemd/system/shipctl.timer ||
+        fail "systemd-analyze verify of the installed units"
+fi
 step "installed shipctl ran as the shipctl user: $lines events in out.jsonl"
 
 # Everything shipctl imports lazily is in the bundle: a plugin run by the installed binary imports every
