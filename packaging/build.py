@@ -180,8 +180,8 @@ def stage(family: str, frozen: Path, manpage: bytes, comp: dict[str, str]) -> Pa
     _install(PKG / "files/shipctl.toml", root / "etc/shipctl/shipctl.toml", 0o640)
     (root / "etc/shipctl/conf.d").mkdir()
     _install(PKG / "files/logrotate", root / "etc/logrotate.d/shipctl", 0o644)
-    for unit in sorted((REPO / "timers").glob("shipctl.*")):
-        if unit.suffix in (".service", ".timer"):
+    for unit in sorted((REPO / "timers").iterdir()):  # every unit there, whatever the units branch adds
+        if unit.suffix in (".service", ".timer", ".socket", ".path", ".target"):
             _install(unit, root / UNIT_DIR / unit.name, 0o644, unit_text(unit))
     (root / "usr/share/man/man1").mkdir(parents=True)
     (root / "usr/share/man/man1/shipctl.1.gz").write_bytes(gzip.compress(manpage, 9, mtime=0))
