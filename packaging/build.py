@@ -149,7 +149,8 @@ def completions(exe: Path, env: dict[str, str]) -> dict[str, str]:
 def unit_text(path: Path) -> str:
     """A unit from timers/, as it is, except that ExecStart runs the packaged /usr/bin/shipctl."""
     text = path.read_text()
-    return re.sub(r"^(ExecStart=)\S*shipctl(?=\s|$)", r"\1/usr/bin/shipctl", text, flags=re.M)
+    # Keeps systemd's prefixes ("-", "+", "!", ...) and the arguments; only the path of shipctl changes.
+    return re.sub(r"^(ExecStart=[-@:+!]*)\S*?shipctl(?=\s|$)", r"\1/usr/bin/shipctl", text, flags=re.M)
 
 
 def _install(src: Path | str, dst: Path, mode: int, text: str | None = None) -> None:

@@ -140,6 +140,8 @@ def test_units_run_the_packaged_binary(tmp_path: Path):
     text = build.unit_text(unit)
     assert "ExecStart=/usr/bin/shipctl run --config /etc/shipctl/shipctl.toml\n" in text
     assert "ExecStartPre=/opt/shipctl/bin/shipctl check-config\n" in text  # only ExecStart= is pointed
+    unit.write_text("ExecStart=-+/opt/shipctl/bin/shipctl run\nExecStart=/usr/bin/shipctlx\n")
+    assert build.unit_text(unit) == "ExecStart=-+/usr/bin/shipctl run\nExecStart=/usr/bin/shipctlx\n"
     unit.write_text("ExecStart=/usr/bin/shipctl run -c /etc/shipctl/shipctl.toml\n")
     assert build.unit_text(unit) == unit.read_text()
     # The units shipped today: every ExecStart of the package runs /usr/bin/shipctl.
