@@ -27,7 +27,7 @@ fi
 
 # Left over from a shipctl run by hand as root (its default state is /var/lib/shipctl): the purge below
 # would delete it, so refuse, except on a CI machine, where nothing there is anyone's.
-for path in /var/lib/shipctl /etc/shipctl; do
+for path in /var/lib/shipctl /etc/shipctl /var/log/shipctl; do
     if [ -e "$path" ]; then
         [ "${CI:-}" = true ] || fail "$path exists (not from the package); move it away first"
         step "CI: removing the leftover $path"
@@ -120,6 +120,7 @@ tail -n1 /etc/shipctl/shipctl.toml | grep -qx "# edited by the admin" || fail "r
 chmod 0640 /etc/shipctl/shipctl.toml
 
 mapfile -t owned < <(dpkg-query -L shipctl)
+mkdir -p /var/log/shipctl # what the unit's LogsDirectory= makes on its first start: purge removes it too
 step "purge"
 dpkg --purge shipctl >/dev/null
 dpkg-query -W shipctl >/dev/null 2>&1 && fail "dpkg still knows shipctl after purge"
@@ -132,7 +133,7 @@ for path in "${owned[@]}"; do
     esac
     if [ -e "$path" ] || [ -L "$path" ]; then left+=("$path"); fi
 done
-for path in /var/lib/shipctl /etc/shipctl /usr/lib/shipctl; do
+for path in /var/lib/shipctl /etc/shipctl /usr/lib/shipctl /var/log/shipctl; do
     [ -e "$path" ] && left+=("$path")
 done
 [ "${#left[@]}" -eq 0 ] || fail "left after purge: ${left[*]}"
