@@ -46,6 +46,8 @@ getent passwd shipctl >/dev/null || fail "postinst made no shipctl user"
 [ "$(stat -c '%U %a' /var/lib/shipctl)" = "shipctl 700" ] || fail "/var/lib/shipctl: $(stat -c '%U %a' /var/lib/shipctl)"
 [ "$(stat -c '%U:%G %a' /etc/shipctl/shipctl.toml)" = "root:shipctl 640" ] || fail "config owner/mode"
 grep -qx '/etc/shipctl/shipctl.toml' /var/lib/dpkg/info/shipctl.conffiles || fail "config is not a conffile"
+verify=$(dpkg --verify shipctl) # checks every file against the package's md5sums
+[ -z "$verify" ] || fail "dpkg --verify: $verify"
 grep -q '^ExecStart=/usr/bin/shipctl ' /usr/lib/systemd/system/shipctl.service || fail "unit's ExecStart"
 for f in /usr/share/man/man1/shipctl.1.gz /usr/share/bash-completion/completions/shipctl \
     /usr/share/zsh/vendor-completions/_shipctl /usr/share/fish/vendor_completions.d/shipctl.fish \
