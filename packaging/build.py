@@ -328,4 +328,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except subprocess.CalledProcessError as exc:  # its own output said why; name the step that failed
+        sys.exit(f"build.py: {' '.join(map(str, exc.cmd))} exited {exc.returncode}")
+    except FileNotFoundError as exc:  # a tool is missing: dpkg-deb, rpmbuild or objdump
+        sys.exit(f"build.py: {exc.filename}: not installed (see the docstring of packaging/build.py)")
