@@ -332,5 +332,5 @@ if __name__ == "__main__":
         main()
     except subprocess.CalledProcessError as exc:  # its own output said why; name the step that failed
         sys.exit(f"build.py: {' '.join(map(str, exc.cmd))} exited {exc.returncode}")
-    except FileNotFoundError as exc:  # a tool is missing: dpkg-deb, rpmbuild or objdump
-        sys.exit(f"build.py: {exc.filename}: not installed (see the docstring of packaging/build.py)")
+    except FileNotFoundError as exc:  # e.g. a tool that is not installed: dpkg-deb, rpmbuild, objdump
+        sys.exit(f"build.py: {exc.filename}: {exc.strerror} (what the build needs: packaging/build.py's docstring)")
