@@ -71,8 +71,9 @@ grep -q '"source":"system"' /var/lib/shipctl/out.jsonl || fail "no system metric
 quiet=$(runuser -u shipctl -- /usr/bin/shipctl run -c /etc/shipctl/shipctl.toml 2>&1) || fail "second run"
 [ -z "$quiet" ] || fail "a no-op run printed: $quiet"
 runuser -u shipctl -- /usr/bin/shipctl status -c /etc/shipctl/shipctl.toml --json >/dev/null || fail "status"
-# The installed bash completion, as bash calls it for "shipctl sta<TAB>", asks the installed binary.
-comp=$(bash -c '. /usr/share/bash-completion/completions/shipctl; COMP_WORDS=(shipctl sta); COMP_CWORD=1
+# The installed bash completion, as bash calls it for "shipctl sta<TAB>", asks the installed binary (a
+# system PATH, so that a venv's shipctl cannot answer instead).
+comp=$(env PATH=/usr/sbin:/usr/bin:/sbin:/bin bash -c '. /usr/share/bash-completion/completions/shipctl; COMP_WORDS=(shipctl sta); COMP_CWORD=1
     _shipctl_completion shipctl; printf "%s\n" "${COMPREPLY[@]}"' | sort | tr '\n' ' ')
 [ "$comp" = "state status " ] || fail "bash completion said: $comp"
 if command -v systemd-analyze >/dev/null; then
