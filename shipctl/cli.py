@@ -19,15 +19,30 @@ from shipctl.errors import ShipctlError
 
 EXIT_SOURCE_ERRORS = 65
 EXIT_UPLOAD_FAILED = 69
+EXIT_USAGE = 64
+# click's UsageError, the base of every command-line mistake; typer vendors click and exports only this child.
+_ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
 
 class _Group(typer.core.TyperGroup):
     """Turn a ShipctlError into its message and exit code inside the app, so in-process runners
     (CliRunner in tests) see what a shell user sees; main() keeps the same handling as a fallback."""
 
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except _ClickUsageError as exc:
+            exc.exit_code = EXIT_USAGE  # type: ignore[attr-defined]
+            raise
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
+        except _ClickUsageError as exc:
+            # click says 2 for a usage mistake; shipctl's documented code is 64 (EX_USAGE), for every one of
+            # them: an unknown option or command, a missing argument, a value that does not parse.
+            exc.exit_code = EXIT_USAGE  # type: ignore[attr-defined]
+            raise
         except ShipctlError as exc:
             if os.environ.get("SHIPCTL_DEBUG"):
                 raise
@@ -40,26 +55,54 @@ app = typer.Typer(
     name="shipctl",
     help="Daemonless log and metrics shipper: run from cron or a systemd timer; state in one SQLite file.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion [bash|zsh|fish]
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
 
 ConfigOpt = Annotated[
     str | None,
-    typer.Option("--config", "-c", help="Config file (default $SHIPCTL_CONFIG or /etc/shipctl/shipctl.toml)."),
+    typer.Option(
+        "--config",
+        "-c",
+        metavar="PATH",
+        help="Config file (default $SHIPCTL_CONFIG or /etc/shipctl/shipctl.toml).",
+    ),
 ]
 WaitOpt = Annotated[bool, typer.Option("--wait", help="Wait for a concurrent run of this command to finish.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
-VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Print a summary on stderr.")]
+# -v means one thing everywhere: say more about what was done. Run commands then print their summary on
+# stderr (stdout stays data); status, whose output is the report itself, adds recent runs and all problems.
+VERBOSE_HELP = "More detail: what the run did, on stderr (status: also recent runs and every problem)."
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help=VERBOSE_HELP)]
 MaxSecondsOpt = Annotated[
     float | None,
-    typer.Option("--max-seconds", min=0, help="Stop cleanly after this long (default agent.max_seconds; 0: no limit)."),
+    typer.Option(
+        "--max-seconds",
+        min=0,
+        metavar="SECONDS",
+        help="Stop cleanly after this many seconds (default agent.max_seconds; 0 means no limit).",
+    ),
 ]
+
+
+def _size_option(text: str) -> int:
+    from shipctl.humanize import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:  # "Invalid value for '--max-bytes': expected ..." (exit 64)
+        raise typer.BadParameter(str(exc)) from None
+
+
 MaxBytesOpt = Annotated[
     int | None,
     typer.Option(
-        "--max-bytes", min=0, help="Stop cleanly after reading this much (default agent.max_bytes; 0: no limit)."
+        "--max-bytes",
+        parser=_size_option,
+        metavar="SIZE",
+        help="Stop cleanly after reading this much: bytes, or 512K, 100M, 2G (KiB/MiB/GiB also; powers of 1024)"
+        " (default agent.max_bytes; 0 means no limit).",
     ),
 ]
 
@@ -83,8 +126,22 @@ def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
     )
 
 
+def _self_metrics(ctx: Any) -> None:
+    """The textfile for node_exporter and the snapshot the implicit shipctl monitor sends, when configured."""
+    from shipctl.commands.selfmetrics import after_run, wanted
+
+    if not wanted(ctx.config):
+        return  # a plain run pays nothing more for self-metrics
+    from shipctl.commands.status import status
+
+    problem = after_run(ctx, status)
+    if problem:
+        _err(f"shipctl: {problem}")
+
+
 def _finish(ctx: Any, command: str, started: float, code: int, summary: dict[str, Any]) -> None:
     ctx.state.record_run(command, started, code, summary)
+    _self_metrics(ctx)
     if code or any(v for v in summary.values() if isinstance(v, int | float | list)):
         # The tool's own log gets a line per run that did something; idle timer ticks stay silent.
         from shipctl.runtime import log
@@ -94,28 +151,38 @@ def _finish(ctx: Any, command: str, started: float, code: int, summary: dict[str
         raise typer.Exit(code)
 
 
-def _tail_progress(ctx: Any) -> Any:
-    """A progress bar when stderr is a terminal and the known backlog is large."""
+PROGRESS_MIN_BYTES = 1 << 20  # a smaller backlog is read before a bar could say anything
+
+
+def _progress(ctx: Any, *, read: bool, upload: bool) -> Any:
+    """Progress bars on stderr when it is a terminal (never under cron): bytes tail-once reads when the
+    backlog (new files included) is worth a bar, and events delivered per sink. Yields a render.Bars or None."""
     import contextlib
 
     if not sys.stderr.isatty():
         return contextlib.nullcontext(None)
-    from shipctl.tail.follower import pending_bytes
+    total = 0
+    if read:
+        from shipctl.tail.follower import backlog_bytes
 
-    total = sum(pending_bytes(ctx, lg) for lg in ctx.config.logs)
-    if total < 64 << 20:
+        total = sum(backlog_bytes(ctx, lg) for lg in ctx.config.logs)
+    if total < PROGRESS_MIN_BYTES and not upload:
         return contextlib.nullcontext(None)
     from shipctl.render import progress
 
-    return progress(total, "tail-once")
+    return progress(total if total >= PROGRESS_MIN_BYTES else None)
 
 
 def _tail_summary(res: Any) -> str:
-    text = f"tail-once: {res.lines} lines, {res.bytes} bytes, {res.batches} batches in {res.elapsed:.2f}s"
+    from shipctl.humanize import plural, size
+
+    text = (
+        f"tail-once: {plural(res.lines, 'line')}, {size(res.bytes)}, {_n(res.batches, 'batch')} in {res.elapsed:.2f} s"
+    )
     return text + (f" (stopped: {res.stopped}; the rest follows next run)" if res.stopped else "")
 
 
-@app.command("tail-once")
+@app.command("tail-once", short_help="Read what is new in the logs into the queue.")
 def tail_once_cmd(
     config: ConfigOpt = None,
     max_seconds: MaxSecondsOpt = None,
@@ -130,15 +197,14 @@ def tail_once_cmd(
 
     started = time.time()
     with session(config, "tail-once", wait=wait) as ctx:
-        with _tail_progress(ctx) as advance:
-            res = tail_once(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=advance)
+        with _progress(ctx, read=True, upload=False) as bars:
+            res = tail_once(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=bars and bars.read)
         if json_out:
             _json(res)
-        for e in res.errors:
-            _err(f"shipctl: {e}")
+        reported = _report_tail(ctx, res, verbose)
         if verbose:
             _err(_tail_summary(res))
-        code = EXIT_SOURCE_ERRORS if res.errors else 0
+        code = reported.exit_code
         _finish(
             ctx,
             "tail-once",
@@ -154,9 +220,30 @@ def tail_once_cmd(
         )
 
 
+def _report_tail(ctx: Any, res: Any, verbose: bool) -> Any:
+    """Print the log problems this run is the first to meet (and those that cleared); exit 65 only for new ones."""
+    from shipctl.commands.problems import settle_tail
+
+    reported = settle_tail(ctx, res)
+    for e in reported.new:
+        _err(f"shipctl: {e}")
+    for e in reported.ongoing if verbose else []:
+        _err(f"shipctl: {e} (ongoing: reported before, see status)")
+    for e in reported.cleared:
+        _err(f"shipctl: resolved: {e}")
+    return reported
+
+
 def _n(count: int, noun: str) -> str:
-    plural = noun + ("es" if noun.endswith(("ch", "s")) else "s")
-    return f"{count} {noun if count == 1 else plural}"
+    from shipctl.humanize import plural
+
+    return plural(count, noun)
+
+
+def _size(n: int) -> str:
+    from shipctl.humanize import size
+
+    return size(n)
 
 
 def _upload_lines(res: Any) -> list[str]:
@@ -165,8 +252,8 @@ def _upload_lines(res: Any) -> list[str]:
         return [f"upload: skipped {res.skipped}"]
     if res.dropped_batches:
         lines.append(
-            f"upload: QUEUE OVER agent.max_queue_bytes: dropped the {res.dropped_batches} oldest batches"
-            f" ({res.dropped_events} events) unsent to {res.sink}"
+            f"upload: QUEUE OVER agent.max_queue_bytes: dropped the {_n(res.dropped_batches, 'oldest batch')}"
+            f" ({_n(res.dropped_events, 'event')}) unsent to {res.sink}"
         )
     if res.backing_off_until:
         from shipctl.render import when
@@ -178,31 +265,37 @@ def _upload_lines(res: Any) -> list[str]:
         ]
     if res.batches or not res.failed:
         lines.append(
-            f"upload: {_n(res.events, 'event')} in {_n(res.batches, 'batch')} ({res.bytes} bytes,"
+            f"upload: {_n(res.events, 'event')} in {_n(res.batches, 'batch')} ({_size(res.bytes)},"
             f" {_n(res.requests, 'request')}) to {res.sink}, {_n(res.remaining_batches, 'batch')} left"
         )
     if res.discarded_batches or res.discarded_events:
         lines.append(
-            f"upload: {res.sink}: receiver discarded {res.discarded_events} events ({res.discarded_batches} batches)"
+            f"upload: {res.sink}: receiver discarded {_n(res.discarded_events, 'event')}"
+            f" ({_n(res.discarded_batches, 'batch')})"
         )
     if res.request_limit:
         lines.append(
-            f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most {res.request_limit} bytes"
+            f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most"
+            f" {res.request_limit} bytes ({_size(res.request_limit)})"
         )
     if res.failed:
         lines.append(f"upload: {res.sink}: failed: {res.failed}; batches kept for the next run")
     return lines
 
 
-@app.command("upload")
+@app.command("upload", short_help="Deliver the queue to every sink.")
 def upload_cmd(
     config: ConfigOpt = None,
     max_seconds: MaxSecondsOpt = None,
-    max_batches: Annotated[int, typer.Option("--max-batches", min=0, help="Send at most this many batches.")] = 0,
+    max_batches: Annotated[
+        int,
+        typer.Option("--max-batches", min=0, metavar="N", help="Send at most this many batches (0 means no limit)."),
+    ] = 0,
     force: Annotated[bool, typer.Option("--force", help="Ignore the backoff after failures.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be sent; change nothing.")] = False,
     sink: Annotated[
-        list[str] | None, typer.Option("--sink", help="Deliver to this sink id only (repeatable; default: all).")
+        list[str] | None,
+        typer.Option("--sink", metavar="ID", help="Deliver to this sink id only (repeatable; default: all)."),
     ] = None,
     wait: WaitOpt = False,
     json_out: JsonOpt = False,
@@ -215,15 +308,17 @@ def upload_cmd(
 
     started = time.time()
     with session(config, None) as ctx:
-        run = upload(
-            ctx,
-            _budget(ctx.config, max_seconds, 0),
-            only=sink,
-            max_batches=max_batches,
-            force=force,
-            dry_run=dry_run,
-            wait=wait,
-        )
+        with _progress(ctx, read=False, upload=not dry_run) as bars:
+            run = upload(
+                ctx,
+                _budget(ctx.config, max_seconds, 0),
+                only=sink,
+                max_batches=max_batches,
+                force=force,
+                dry_run=dry_run,
+                wait=wait,
+                progress=bars and bars.sent,
+            )
         if dry_run:
             for res in run.sinks:
                 for line in res.dry_run:
@@ -252,6 +347,11 @@ def upload_cmd(
         )
 
 
+def _event_dict(source: str, e: dict[str, Any]) -> dict[str, Any]:
+    """A monitor's event as ``--print`` and ``--json`` show it (one set of keys for both)."""
+    return {"ts": e.get("t"), "kind": e.get("k"), "source": source, "message": e.get("m"), "attrs": e.get("a", {})}
+
+
 def _print_events(res: Any) -> None:
     import json
 
@@ -259,30 +359,55 @@ def _print_events(res: Any) -> None:
         if r.info:  # what the monitor worked from, e.g. a script's parsed -c output
             print(json.dumps({"kind": "config", "source": r.id, "config": r.info}))
         for e in r.events:
-            print(
-                json.dumps(
-                    {
-                        "ts": e.get("t"),
-                        "kind": e.get("k"),
-                        "source": r.id,
-                        "message": e.get("m"),
-                        "attrs": e.get("a", {}),
-                    }
-                )
-            )
+            print(json.dumps(_event_dict(r.id, e)))
 
 
-@app.command("run-monitor")
+def _monitor_summary(res: Any, *, printed: bool = False) -> str:
+    """The -v line of run-monitor (and of run's monitors)."""
+    events = sum(len(r.events) for r in res.results)
+    due = f", {len(res.not_due)} not due" if res.not_due else ""
+    return (
+        f"run-monitor: {_n(len(res.results), 'monitor')} ran{due}, {_n(events, 'event')}"
+        f" {'printed' if printed else 'queued'}, {_n(len(res.errors), 'error')}"
+    )
+
+
+def _monitor_json(res: Any) -> dict[str, Any]:
+    """``run-monitor --json``: each monitor's outcome, its events with the keys ``--print`` uses."""
+    return {
+        "queued": res.queued,
+        "not_due": res.not_due,
+        "monitors": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "started": r.started,
+                "duration": r.duration,
+                "samples": r.samples,
+                "error": r.error,
+                "warnings": r.warnings,
+                "config": r.info,
+                "events": [_event_dict(r.id, e) for e in r.events],
+            }
+            for r in res.results
+        ],
+    }
+
+
+@app.command("run-monitor", short_help="Run monitors now (configured, or one type ad hoc).")
 def run_monitor_cmd(
     targets: Annotated[
-        list[str] | None, typer.Argument(help="Configured monitor ids, or one monitor type for an ad hoc run.")
+        list[str] | None,
+        typer.Argument(metavar="[MONITOR]...", help="Configured monitor ids, or one monitor type for an ad hoc run."),
     ] = None,
     config: ConfigOpt = None,
     command: Annotated[
-        str | None, typer.Option("--command", help="Ad hoc: the command of a shell or script monitor.")
+        str | None,
+        typer.Option("--command", metavar="COMMAND", help="Ad hoc: the command of a shell or script monitor."),
     ] = None,
     opt: Annotated[
-        list[str] | None, typer.Option("--opt", help="Ad hoc: a monitor option as key=value (repeatable).")
+        list[str] | None,
+        typer.Option("--opt", metavar="KEY=VALUE", help="Ad hoc: a monitor option as key=value (repeatable)."),
     ] = None,
     due: Annotated[bool, typer.Option("--due", help="Run only the monitors whose interval has elapsed.")] = False,
     print_only: Annotated[
@@ -290,6 +415,7 @@ def run_monitor_cmd(
     ] = False,
     wait: WaitOpt = False,
     json_out: JsonOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
     from shipctl.commands.common import session
@@ -340,19 +466,22 @@ def run_monitor_cmd(
                     EXIT_SOURCE_ERRORS if res.errors else 0,
                     {"monitors": len(res.results), "errors": len(res.errors)},
                 )
+                _self_metrics(ctx)
     if print_only:
         _print_events(res)
     elif json_out:
-        _json(res)
+        _json(_monitor_json(res))
     for e in res.errors:
         _err(f"shipctl: {e}")
     for w in res.warnings:
         _err(f"shipctl: warning: {w}")
+    if verbose:
+        _err(_monitor_summary(res, printed=print_only))
     if res.errors:
         raise typer.Exit(EXIT_SOURCE_ERRORS)
 
 
-@app.command("run")
+@app.command("run", short_help="tail-once, due monitors and upload: the one-line crontab.")
 def run_cmd(
     config: ConfigOpt = None,
     max_seconds: MaxSecondsOpt = None,
@@ -369,13 +498,20 @@ def run_cmd(
     started = time.time()
     with session(config, "run", wait=wait) as ctx:
         plugins.validate(ctx.config.monitors, ctx.config.sinks)
-        with _tail_progress(ctx) as advance:
-            res = run(ctx, _budget(ctx.config, max_seconds, max_bytes), progress=advance)
+        with _progress(ctx, read=True, upload=True) as bars:
+            res = run(
+                ctx,
+                _budget(ctx.config, max_seconds, max_bytes),
+                progress=bars and bars.read,
+                sent=bars and bars.sent,
+            )
         if json_out:
             _json(res)
         errors = list(res.tail.errors) if res.tail else []
+        # A log problem already reported by an earlier run stays quiet (status shows it); see commands/problems.py.
+        fresh = _report_tail(ctx, res.tail, verbose).new if res.tail else []
         errors += res.monitors.errors if res.monitors else []
-        for e in errors:
+        for e in res.monitors.errors if res.monitors else []:
             _err(f"shipctl: {e}")
         for s in res.skipped:
             if verbose or "no [[sinks]]" not in s:
@@ -385,9 +521,9 @@ def run_cmd(
             if res.tail:
                 _err(_tail_summary(res.tail))
             if res.monitors:
-                _err(f"run-monitor: {len(res.monitors.results)} ran, {len(res.monitors.not_due)} not due")
+                _err(_monitor_summary(res.monitors))
         # A timer tick during backoff stays quiet (cron would mail every minute); status shows it.
-        code = EXIT_SOURCE_ERRORS if errors else 0
+        code = EXIT_SOURCE_ERRORS if fresh or (res.monitors and res.monitors.errors) else 0
         for r in up.sinks if up is not None else []:
             if verbose or (r.failed and not r.backing_off_until) or r.dropped_batches:
                 for line in _upload_lines(r):
@@ -411,29 +547,59 @@ def run_cmd(
         )
 
 
-@app.command("status")
+@app.command("status", short_help="Where everything stands (--json for machines).")
 def status_cmd(
     config: ConfigOpt = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Also show recent problems and runs.")] = False,
+    verbose: VerboseOpt = False,
     json_out: JsonOpt = False,
     metric: Annotated[
-        str | None, typer.Option("--metric", help="Also show a sparkline of this metric's recent history.")
+        str | None,
+        typer.Option(
+            "--metric",
+            metavar="NAME",
+            help="Show only a sparkline of this metric's recent history (exit 64 when it has none).",
+        ),
     ] = None,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Monitoring-plugin output and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN) against the"
+            " [agent.health] levels, for Nagios/Icinga/NRPE/check_by_ssh or a systemd OnFailure= hook.",
+        ),
+    ] = False,
 ) -> None:
     """Where everything stands: files and offsets, queue, uploads, monitors, recent problems."""
+    if check:
+        from shipctl.commands.health import check as health_check
+        from shipctl.commands.status import status as gather
+
+        outcome = health_check(config, gather)
+        if json_out:
+            _json(outcome.to_dict())
+        else:
+            print("\n".join(outcome.lines()))
+        raise typer.Exit(outcome.code)
     from shipctl.commands.status import status
     from shipctl.config import load_config
 
     res = status(load_config(config, env_optional=True), verbose=verbose, metric=metric)
     if json_out:
         _json(res.to_dict())
+    if metric and not res.metric_history:
+        known = ", ".join(res.known_metrics) or "none yet"
+        raise ShipctlError(f"no history for metric {metric!r} (metrics with history: {known})", EXIT_USAGE)
+    if json_out:
         return
     from shipctl import render
 
+    if metric:  # just the sparkline: a quick look, or a line for a script or a tmux pane
+        render.metric(res)
+        return
     render.status(res, verbose=verbose)
 
 
-@app.command("check-config")
+@app.command("check-config", short_help="Validate the config; print it resolved, secrets masked.")
 def check_config_cmd(config: ConfigOpt = None) -> None:
     """Validate the config and print it resolved (JSON), secrets masked."""
     from shipctl.commands.check_config import check_config
@@ -445,12 +611,19 @@ def check_config_cmd(config: ConfigOpt = None) -> None:
         _err(f"shipctl: warning: {warning}")
 
 
-@app.command("preview")
+@app.command("preview", short_help="What a log's rules would send for FILE; no state touched.")
 def preview_cmd(
-    file: Annotated[str, typer.Argument(help="The file to preview.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="The file to preview.")],
     config: ConfigOpt = None,
-    log: Annotated[str | None, typer.Option("--log", help="Use the rules of this [[logs]] id.")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Show at most this many events (0 = all).")] = 0,
+    log: Annotated[
+        str | None,
+        typer.Option(
+            "--log", metavar="ID", help="Use the rules of this [[logs]] id (default: the entry tail-once uses)."
+        ),
+    ] = None,
+    limit: Annotated[
+        int, typer.Option("--limit", min=0, metavar="N", help="Show at most this many events (0 means no limit).")
+    ] = 0,
 ) -> None:
     """Show what would be sent for FILE after grouping, sampling and redaction; the state is untouched."""
     import json
@@ -461,23 +634,28 @@ def preview_cmd(
     res = preview(load_config(config), file, log, limit=limit)
     for e in res.events:
         print(json.dumps(e, ensure_ascii=False))
+    from shipctl.humanize import plural
+
     stopped = " (stopped at --limit: counts cover the part read)" if limit and len(res.events) >= limit else ""
+    why = "named by --log" if res.chosen_by == "--log" else "the first entry whose path matches the file"
+    _err(f"preview: rules of [[logs]] entry {res.log_id!r} (path {res.log_path}; {why})")
     _err(
-        f"preview: {res.lines} lines -> {len(res.events)} events, {res.lines_dropped} dropped by sampling,"
-        f" {res.redactions} redactions (log {res.log_id}){stopped}"
+        f"preview: {plural(res.lines, 'line')} -> {plural(len(res.events), 'event')},"
+        f" {plural(res.lines_dropped, 'line')} dropped by sampling, {plural(res.redactions, 'redaction')}{stopped}"
     )
 
 
 state_app = typer.Typer(
     cls=_Group,
     help="Check the state file, or rebuild a damaged one (see README: recovering the state file).",
+    short_help="Check or recover the state file.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 app.add_typer(state_app, name="state")
 
 
-@state_app.command("check")
+@state_app.command("check", short_help="Is the state file sound? (read-only; exit 73 when damaged)")
 def state_check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None:
     """Read-only: integrity, schema version, queued batches, sinks' cursors, and what recover could save.
     Exit 0 when sound (or not created yet), 73 when damaged."""
@@ -495,13 +673,14 @@ def state_check_cmd(config: ConfigOpt = None, json_out: JsonOpt = False) -> None
         raise typer.Exit(res.exit_code)
 
 
-@state_app.command("recover")
+@state_app.command("recover", short_help="Set a damaged state file aside and rebuild it.")
 def state_recover_cmd(
     config: ConfigOpt = None,
     logs_from: Annotated[
         str | None,
         typer.Option(
             "--logs-from",
+            metavar="start|end",
             help="Where logs whose offsets are lost resume: 'start' (read again: repeats what was shipped) or"
             " 'end' (skip what they hold now). Required only when offsets cannot be recovered.",
         ),
@@ -521,6 +700,86 @@ def state_recover_cmd(
         from shipctl import render
 
         render.state_recover(res)
+
+
+timers_app = typer.Typer(
+    cls=_Group,
+    help="Run shipctl on a schedule: sandboxed systemd units, or an /etc/cron.d file without systemd.",
+    short_help="Install the systemd timer (or a cron file) that runs shipctl.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(timers_app, name="timers")
+
+
+@timers_app.command("install")
+def timers_install_cmd(
+    every: Annotated[
+        str,
+        typer.Option(
+            "--every",
+            metavar="INTERVAL",
+            help="How often: 5s-30s dividing a minute, 1m-30m dividing an hour, or 1h-24h.",
+        ),
+    ] = "1m",
+    user: Annotated[
+        str, typer.Option("--user", metavar="USER", help="The user shipctl runs as (not root).")
+    ] = "shipctl",
+    config: Annotated[
+        str, typer.Option("--config", "-c", metavar="PATH", help="The config file the runs use.")
+    ] = "/etc/shipctl/shipctl.toml",
+    exec_path: Annotated[
+        str, typer.Option("--exec", metavar="PATH", help="The shipctl binary the runs start.")
+    ] = "/usr/bin/shipctl",
+    print_only: Annotated[bool, typer.Option("--print", help="Print the files on stdout; write nothing.")] = False,
+    cron: Annotated[bool, typer.Option("--cron", help="Write /etc/cron.d/shipctl instead (no systemd).")] = False,
+    root: Annotated[
+        str,
+        typer.Option(
+            "--root", metavar="DIR", help="Install under this directory (an image): systemctl --root enable, no start."
+        ),
+    ] = "/",
+) -> None:
+    """Write shipctl.service and shipctl.timer (or /etc/cron.d/shipctl with --cron) and enable them.
+    Exit 69 when systemd is not running (use --cron), 67 when the user does not exist."""
+    from shipctl.commands import timers
+
+    spec = timers.Spec(timers.parse_every(every), user, config, exec_path)
+    res = timers.install(spec, root=root, cron=cron, print_only=print_only)
+    if print_only:
+        print("\n".join(f"# ==> {f.path} <==\n{f.text}" for f in res.files), end="")
+        return
+    for note in res.notes:
+        _err(f"shipctl: note: {note}")
+    for f in res.files:
+        _err(f"shipctl: wrote {f.path}" + ("" if root == "/" else f" under {root}"))
+    for argv in res.commands:
+        _err(f"shipctl: ran {' '.join(argv)}")
+
+
+config_app = typer.Typer(
+    cls=_Group,
+    help="Work with config files: convert a Scalyr agent.json to shipctl's TOML.",
+    short_help="Convert a Scalyr agent.json to TOML.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(config_app, name="config")
+
+
+@config_app.command("convert")
+def config_convert_cmd(
+    file: Annotated[
+        str, typer.Argument(metavar="AGENT_JSON", help="The agent.json to convert (its agent.d/*.json are merged in).")
+    ],
+) -> None:
+    """Print the shipctl TOML equivalent to a Scalyr agent.json; keys without an equivalent become comments."""
+    from shipctl.commands.convert import convert
+
+    res = convert(file)
+    sys.stdout.write(res.toml)
+    for warning in res.warnings:
+        _err(f"shipctl: warning: {warning}")
 
 
 def _version_flag(value: bool) -> None:

@@ -80,6 +80,40 @@ class LogConfig:
         return bool(self.line_groupers or self.sampling_rules or self.redaction_rules)
 
 
+def _levels(cls: Any) -> None:
+    """A critical level below its warning level is a typo (it would never say WARNING): name both keys."""
+    for f in dataclasses.fields(cls):
+        if f.name.endswith("_warning"):
+            base = f.name.removesuffix("_warning")
+            warn, crit = getattr(cls, f.name), getattr(cls, f"{base}_critical")
+            if crit < warn:
+                raise ValueError(
+                    f"{base}_critical ({crit:g}) is below {base}_warning ({warn:g}); expected critical >= warning"
+                )
+
+
+@dataclass(frozen=True)
+class HealthConfig:
+    """``[agent.health]``: the levels of ``status --check``. A check is WARNING (CRITICAL) when its value is above
+    the warning (critical) level, as the monitoring-plugins threshold "N" means; perfdata carries the same levels."""
+
+    lag_warning: float = field(900.0, check=non_negative)  # seconds: oldest batch a sink has not delivered
+    lag_critical: float = field(3600.0, check=non_negative)
+    queue_bytes_warning: int = field(256 << 20, check=non_negative)  # bytes queued, all sinks
+    queue_bytes_critical: int = field(1 << 30, check=non_negative)
+    upload_failures_warning: int = field(2, check=non_negative)  # consecutive failed uploads of one sink
+    upload_failures_critical: int = field(10, check=non_negative)
+    read_errors_warning: int = field(0, check=non_negative)  # logs and files that could not be read
+    read_errors_critical: int = field(4, check=non_negative)
+    monitors_failing_warning: int = field(0, check=non_negative)  # monitors whose last run failed
+    monitors_failing_critical: int = field(2, check=non_negative)
+    last_run_warning: float = field(900.0, check=non_negative)  # seconds since the last successful run
+    last_run_critical: float = field(3600.0, check=non_negative)
+
+    def __post_init__(self) -> None:
+        _levels(self)
+
+
 @dataclass(frozen=True)
 class AgentConfig:
     state: str | None = None
@@ -92,6 +126,15 @@ class AgentConfig:
     max_queue_bytes: int = field(0, check=non_negative)  # 0 = no limit; over it upload drops the oldest batches
     implicit_metric_monitor: bool = True
     implicit_agent_process_metrics_monitor: bool = True
+    # Self-metrics: Prometheus text for node_exporter's textfile collector, written after every run (None: off),
+    # and the same figures as metric events of an implicit "shipctl" monitor (opt-in: see README).
+    textfile: str | None = None
+    implicit_shipctl_monitor: bool = False
+    health: HealthConfig = dataclasses.field(default_factory=HealthConfig)
+    # Ship shipctl's own log (log_file) as a log source, as the Scalyr agent ships agent.log. On by default for
+    # an agent.json (the agent's default); off for TOML, whose users chose their logs explicitly.
+    implicit_agent_log_collection: bool = False
+    plugins_dir: str | None = None  # every .panoptes-plugin below it runs without a [[monitors]] entry
 
 
 @dataclass(frozen=True)
@@ -168,12 +211,37 @@ def load_config(
         if require:
             raise ConfigError(f"{path}: config file not found (write one, or give --config / $SHIPCTL_CONFIG)")
         return _build("<defaults>", [], {}, {})
+    if path.suffix.lower() != ".toml":  # a TOML config does not pay for importing the agent.json reader
+        from shipctl import agentjson
+
+        if agentjson.is_agent_json(path):  # a Scalyr agent.json, with its agent.d/*.json (shipctl/agentjson.py)
+            mapped = agentjson.load(path, env_optional=env_optional)
+            config = _merge(path, mapped.files, env_optional=env_optional)
+            return replace(config, warnings=tuple(mapped.warnings) + config.warnings)
     main = _read_toml(path)
     files: list[tuple[Path, dict[str, Any]]] = [(path, main)]
+    warnings: list[str] = []
     conf_d = path.parent / "conf.d"
-    if conf_d.is_dir():
-        files.extend((p, _read_toml(p)) for p in sorted(conf_d.glob("*.toml")))
-    return _merge(path, files, env_optional=env_optional)
+    # *.toml, and agent-style *.json fragments (their logs and monitors); any other file is named in a warning.
+    for p in _conf_d_files(conf_d, warnings):
+        if p.suffix == ".toml":
+            files.append((p, _read_toml(p)))
+        elif p.suffix == ".json":
+            from shipctl import agentjson
+
+            files.append((p, agentjson.load_fragment(p, warnings)))
+        else:
+            warnings.append(f"{p}: not read (only *.toml and *.json files in {conf_d} are read)")
+    config = _merge(path, files, env_optional=env_optional)
+    return replace(config, warnings=tuple(warnings) + config.warnings)
+
+
+def _conf_d_files(conf_d: Path, warnings: list[str]) -> list[Path]:
+    if not conf_d.is_dir():
+        return []
+    from shipctl import agentjson
+
+    return agentjson.fragment_dir_files(conf_d, "", warnings)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -266,7 +334,16 @@ def _build(
         agent,
         state=_abs(agent.state, base),
         log_file=_abs(agent.log_file, base),
+        plugins_dir=_abs(agent.plugins_dir, base),
     )
+    if agent.textfile is not None:
+        if not agent.textfile.endswith(".prom") or "\0" in agent.textfile:
+            # node_exporter's textfile collector reads only *.prom files: any other name would be ignored silently
+            raise Where(main, "agent.textfile").error(f"expected a file path ending in .prom, got {agent.textfile!r}")
+        agent = replace(agent, textfile=_abs(agent.textfile, base))
+    logs = list(logs)
+    if agent.implicit_agent_log_collection:
+        logs.append(_own_log(agent, Where(main, "agent.implicit_agent_log_collection")))
     log_objs = _unique_ids([_load_log(item, where, d) for item, where, d in logs], "logs", logs)
     mon_objs = _unique_ids([_load_monitor(item, where) for item, where, _ in monitors], "monitors", monitors)
     sink_objs = _unique_ids([_load_sink(item, where, d) for item, where, d in sinks], "sinks", sinks)
@@ -279,6 +356,19 @@ def _build(
         sinks=tuple(sink_objs),
         imported=types.MappingProxyType(dict(imported)),
     )
+
+
+OWN_LOG_ID = "shipctl.log"
+
+
+def _own_log(agent: AgentConfig, where: Where) -> tuple[dict[str, Any], Where, Path]:
+    """shipctl's own log as a [[logs]] entry (implicit_agent_log_collection), where commands/common.py writes
+    it: agent.log_file, else shipctl.log beside the state file."""
+    from shipctl.state.db import resolve_state_path
+
+    path = Path(agent.log_file) if agent.log_file else resolve_state_path(agent.state).with_name("shipctl.log")
+    entry = {"path": str(path), "id": OWN_LOG_ID, "attributes": {"parser": "scalyrAgentLog"}, "start_at": "end"}
+    return entry, where, path.parent
 
 
 def _kind_of(value: Any) -> str:
@@ -312,7 +402,8 @@ def _abs(value: str | None, base: Path) -> str | None:
     if not value:
         return value
     p = Path(value).expanduser()
-    return str(p if p.is_absolute() else base / p)
+    # Normalised: "conf.d/../logs/app.log" names the log (its default id, the logfile shown) as logs/app.log.
+    return os.path.normpath(p if p.is_absolute() else base / p)
 
 
 def _load_log(item: Any, where: Where, base: Path) -> LogConfig:

@@ -15,12 +15,14 @@ import re
 import threading
 import time
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from shipctl import plugins
 from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError, LockHeld, ShipctlError
+from shipctl.humanize import plural, size
 from shipctl.runtime import Budget, Context, log
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
@@ -29,6 +31,8 @@ from shipctl.state.queue import Header, JournalReader, Trimmed, pending, releasa
 
 AHEAD = 2  # requests encoded ahead of the one on the wire
 POLL_SECONDS = 0.05  # in ``run``: how long a sink waits for new batches before it looks again
+# A progress report: (sink id, events its cursor passed in this run, events queued for it in all).
+Sent = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -92,6 +96,7 @@ def upload(
     dry_run: bool = False,
     wait: bool = False,
     readers_done: threading.Event | None = None,
+    progress: Sent | None = None,
 ) -> UploadRun:
     """Deliver to the selected sinks (all by default) concurrently. ``readers_done`` (``run``): keep
     delivering what the readers queue until it is set, then make one last pass."""
@@ -121,6 +126,7 @@ def upload(
                     "wait": wait,
                     "readers_done": readers_done,
                     "errors": errors,
+                    "progress": progress,
                 },
                 name=f"shipctl-upload-{sink_cfg.id}",
                 daemon=True,
@@ -156,12 +162,13 @@ def _deliver(
     wait: bool,
     readers_done: threading.Event | None,
     errors: list[BaseException],
+    progress: Sent | None = None,
 ) -> None:
     """One sink's thread: its lock, its own connection (sqlite3 connections stay in their thread), passes."""
     t0 = time.monotonic()
     try:
         with lock(path, lock_kind(sink_cfg.id), wait=wait), State.open(path) as state:
-            run = _Run(Context(config, state), sink_cfg, routes, res)
+            run = _Run(Context(config, state), sink_cfg, routes, res, progress=progress)
             try:
                 while True:
                     last = readers_done is None or readers_done.is_set()  # this pass sees all they queued
@@ -233,9 +240,9 @@ def _trim(ctx: Context, routes: dict[str, plugins.Route]) -> dict[str, Trimmed]:
         ctx.state.notice(
             "queue",
             "error",
-            f"queue over agent.max_queue_bytes ({limit} bytes): dropped the {total.batches} oldest batches"
-            f" ({total.events} events, {total.bytes} bytes); undelivered to: "
-            + (", ".join(f"{s} ({t.events} events)" for s, t in gone.items() if s) or "no sink"),
+            f"queue over agent.max_queue_bytes ({size(limit)}): dropped the {plural(total.batches, 'oldest batch')}"
+            f" ({plural(total.events, 'event')}, {size(total.bytes)}); undelivered to: "
+            + (", ".join(f"{s} ({plural(t.events, 'event')})" for s, t in gone.items() if s) or "no sink"),
         )
     log.error("upload: queue over max_queue_bytes, dropped %d oldest batches", total.batches)
     return gone
@@ -252,8 +259,10 @@ class _Run:
         res: UploadResult,
         *,
         dry: bool = False,
+        progress: Sent | None = None,
     ) -> None:
         self.ctx = ctx
+        self.progress = progress
         self.state = ctx.state
         self.sink_cfg = sink_cfg
         self.sink_id = sink_cfg.id
@@ -271,10 +280,17 @@ class _Run:
         self.sink.bind(ctx.config.server_attributes)
         self.limit_key = upstate.limit_key(self.sink_id)
         self.acked = upstate.load(self.state.conn, self.sink_id).acked_sn
+        self.started_at = self.acked  # where this run's progress counts from
         self.configured_limit = self.sink.request_limit
         saved = (self.state.meta(self.limit_key) or "").split(":")
         if len(saved) == 2 and saved[0] == str(self.configured_limit) and saved[1].isdigit():
             self.sink.request_limit = min(int(saved[1]), self.configured_limit)  # a config change starts afresh
+
+    def report(self) -> None:
+        """Tell the progress bar how far the cursor is, out of what is queued now (it grows during ``run``)."""
+        if self.progress is not None:
+            head = int(self.state.meta("next_sn") or 1) - 1
+            self.progress(self.sink_id, self.acked - self.started_at, head - self.started_at)
 
     def one_pass(self, budget: Budget, max_batches: int, force: bool) -> None:
         st = upstate.load(self.state.conn, self.sink_id)
@@ -290,6 +306,7 @@ class _Run:
             self.result.backing_off_until = st.next_attempt
             self.result.failed = st.last_message
             return
+        self.report()
         self.send(budget, max_batches)
 
     def _reader(self, max_batches: int) -> JournalReader:
@@ -361,6 +378,7 @@ class _Run:
             st.acked_sn = self.acked = max(st.acked_sn, passed)
             upstate.save(conn, st)
             self._release(conn, old, st.acked_sn)
+        self.report()
 
     def _release(self, conn: Any, old: int, new: int) -> None:
         """Release what this sink just passed and every other sink is done with. Only that range: a batch
@@ -408,7 +426,7 @@ class _Run:
                     self.state.notice(
                         f"sink:{self.sink_id}",
                         "error",
-                        f"receiver discarded {req.events} events (sn {req.spans[0].first_sn}..{req.last_sn}):"
+                        f"receiver discarded {plural(req.events, 'event')} (sn {req.spans[0].first_sn}..{req.last_sn}):"
                         f" {res.message}",
                     )
                 upstate.save(conn, st)
@@ -419,7 +437,9 @@ class _Run:
                 self.state.notice(
                     f"sink:{self.sink_id}",
                     "warning",
-                    f"request of {req.size} bytes refused as too large ({res.message}); requests now at most {new}",
+                    # The exact limit too: a value to copy into the sink's max_request_bytes.
+                    f"request of {size(req.size)} refused as too large ({res.message}); requests now at most"
+                    f" {new} bytes ({size(new)})",
                 )
                 upstate.save(conn, st)
             else:
@@ -427,7 +447,7 @@ class _Run:
                 st.next_attempt = now + upstate.backoff_seconds(st.consecutive_failures, res.retry_after)
                 message = res.message or res.status
                 if res.outcome == TOO_LARGE:
-                    message += f" (already at the smallest request size, {self.sink.request_limit} bytes)"
+                    message += f" (already at the smallest request size, {size(self.sink.request_limit)})"
                     st.last_message = message
                 self.state.notice(f"sink:{self.sink_id}", "error", message)
                 r.failed = message
@@ -435,6 +455,8 @@ class _Run:
                 upstate.save(conn, st)
         if not go_on:
             log.warning("upload to %s failed: %s", self.sink_id, r.failed)
+        else:
+            self.report()
         return go_on
 
     def failed(self, message: str) -> None:
@@ -455,7 +477,12 @@ class _Run:
         q = pending(self.state.conn, self.acked, self.takes)
         rest = q.events - first.events
         if rest > 0:
-            out.append(f"... and {rest} more queued events ({q.batches} batches in all) in the requests after it")
+            out.append(
+                f"... and {plural(rest, 'more queued event')} ({plural(q.batches, 'batch')} in all) in the requests"
+                " after it"
+            )
         st = upstate.load(self.state.conn, self.sink_id)
         if st.next_attempt and st.next_attempt > time.time():
-            out.append(f"(backing off after {st.consecutive_failures} failures: a plain upload would not send now)")
+            out.append(
+                f"(backing off after {plural(st.consecutive_failures, 'failure')}: a plain upload would not send now)"
+            )

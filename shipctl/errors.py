@@ -49,3 +49,21 @@ class SinkError(ShipctlError):
 
 class UsageError(ShipctlError):
     exit_code = 64
+
+
+class Unavailable(ShipctlError):
+    """A system service a command needs is missing, e.g. systemd for ``timers install`` (EX_UNAVAILABLE)."""
+
+    exit_code = 69
+
+
+class NoSuchUser(ShipctlError):
+    """A user named on the command line does not exist (EX_NOUSER)."""
+
+    exit_code = 67
+
+
+class CannotWrite(ShipctlError):
+    """An output file (a unit, a crontab) cannot be written (EX_CANTCREAT)."""
+
+    exit_code = 73

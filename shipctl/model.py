@@ -96,6 +96,9 @@ class Metric:
     ts: int  # ns
     sn: int
     rate: float | None = None
+    unit: str = ""  # as the source gave it ("b/s", "%"), for sinks with a place for it (OTLP)
+    description: str = ""  # help text
+    tags: tuple[str, ...] = ()  # labels that say what the metric is (CoScale "tags"), not which series
 
 
 _CORE = frozenset(("monitor", "metric", "value", "metric_type", "difference", "rate"))
@@ -114,7 +117,11 @@ def metrics(batch: Batch) -> Iterator[Metric]:
             yield Metric(x["n"], x["v"], x.get("t", "gauge"), x.get("d") or {}, {}, x.get("ts") or ts, sn)
         x = e.get("x")
         if x is not None:
-            yield Metric(x["n"], x["v"], x.get("t", "gauge"), x.get("d") or {}, x.get("f") or {}, ts, sn, x.get("r"))
+            # "u" unit, "h" description (help), "tg" tags: absent when the source gave none.
+            yield Metric(
+                x["n"], x["v"], x.get("t", "gauge"), x.get("d") or {}, x.get("f") or {}, ts, sn, x.get("r"),
+                x.get("u") or "", x.get("h") or "", tuple(x.get("tg") or ()),
+            )  # fmt: skip
             continue
         a = e.get("a") or {}
         if "metric" in a and "value" in a:

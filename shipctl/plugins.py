@@ -60,6 +60,13 @@ def register_builtins(reg: Registry) -> None:
         "shipctl.monitors.linux_process:ProcessMetrics",
     )
     reg.monitor("plugin", "shipctl.pyplugins.spec:PluginOptions", "shipctl.pyplugins.monitor:PluginMonitor")
+    reg.monitor("shipctl_metrics", "shipctl.monitors.selfmon:ShipctlOptions", "shipctl.monitors.selfmon:ShipctlMetrics")
+    reg.monitor("mysql", "shipctl.monitors.mysql:MysqlOptions", "shipctl.monitors.mysql:MysqlMonitor")
+    reg.monitor(
+        "scalyr_monitor",
+        "shipctl.monitors.scalyr_plugin:ScalyrMonitorOptions",
+        "shipctl.monitors.scalyr_plugin:ScalyrPluginMonitor",
+    )
     reg.sink("file", "shipctl.sinks.jsonl:FileSinkOptions", "shipctl.sinks.jsonl:FileSink")
     reg.sink("stdout", "shipctl.sinks.jsonl:StdoutSinkOptions", "shipctl.sinks.jsonl:StdoutSink")
     reg.sink("scalyr", "shipctl.sinks.scalyr:ScalyrOptions", "shipctl.sinks.scalyr:ScalyrSink")

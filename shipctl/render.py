@@ -6,16 +6,22 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import re
 import sys
+import threading
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from contextlib import contextmanager
 from itertools import pairwise
 from typing import Any
 
 from rich.console import Console
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TextColumn
 from rich.table import Table
+from rich.text import Text
 
 from shipctl.commands.status import StatusResult
+from shipctl.humanize import plural, size
 
 
 def console(stderr: bool = False) -> Console:
@@ -58,20 +64,14 @@ def ago(seconds: float | None) -> str:
     return f"{s // 86400}d"
 
 
+def _ago_at(ts: float | None, now: float) -> str:
+    return f"{ago(now - ts)} ago" if ts else "never"
+
+
 def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     return f"{seconds * 1000:.0f} ms" if seconds < 1 else f"{seconds:.1f} s"
-
-
-def size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def status(result: StatusResult, *, verbose: bool) -> None:
@@ -81,9 +81,14 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         + (f" ({state_size_line(result)})" if result.exists else " (not created yet: nothing has run)")
     )
     out.print(f"Config:     {result.config_file}")
+    for extra in result.config_files[1:]:
+        out.print(f"            {extra}")
+    out.print(f"Version:    shipctl {result.version}, running as {result.user}")
+    for warning in result.config_warnings:
+        out.print(f"Warning:    {warning}")
     now = result.now
 
-    # A narrow terminal gets the columns that matter most; a wide one or a pipe gets them all.
+    # A narrow terminal gets the columns that matter most (see _fitted); a wide one or a pipe gets them all.
     columns = [
         "log",
         "path",
@@ -97,15 +102,8 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         "last checked",
         "problem",
     ]
-    keep = set(columns) if out.width >= 150 else {"log", "path", "copied", "lines", "pending", "problem"}
-    logs = Table(title="Logs", title_justify="left", expand=False)
-    for col in columns:
-        if col in keep:
-            right = col in ("lines", "redactions", "rotations")
-            logs.add_column(col, overflow="fold", justify="right" if right else "left")
-
-    def row(values: list[str]) -> None:
-        logs.add_row(*(v for col, v in zip(columns, values, strict=True) if col in keep))
+    rows: list[list[str]] = []
+    row = rows.append
 
     for lg in result.logs:
         file_errors = {f.last_error for f in lg.files if f.last_error}
@@ -123,27 +121,40 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                     str(f.lines_copied),
                     size(f.bytes_pending),
                     size(f.bytes_skipped),
-                    f"{f.lines_dropped} lines" if f.lines_dropped else "0",
+                    plural(f.lines_dropped, "line") if f.lines_dropped else "0",
                     str(f.redactions),
                     str(f.rotations),
                     when(f.last_checked),
                     problem,
                 ]
             )
-    out.print(logs)
+    _print_fitted(
+        out,
+        "Logs",
+        columns,
+        rows,
+        # What a person checks first: which file, is it stuck, how far behind, is it moving, was anything lost.
+        order=[
+            *("log", "path", "problem", "pending", "lines", "copied", "dropped", "skipped", "last checked"),
+            *("redactions", "rotations"),
+        ],
+        paths={"path"},
+        texts={"problem"},
+        right={"lines", "redactions", "rotations"},
+    )
 
     q = result.queue
     if result.exists and not q.get("batches"):
         out.print("Queue: empty")
     elif result.exists:
         out.print(
-            f"Queue: {q.get('batches', 0)} batches, {q.get('events', 0)} events, {size(q.get('bytes', 0))}"
+            f"Queue: {plural(q.get('batches', 0), 'batch')}, {plural(q.get('events', 0), 'event')},"
+            f" {size(q.get('bytes', 0))}"
             f" ({size(q.get('stored_bytes', 0))} stored), oldest {ago(q.get('oldest_age'))} old"
         )
     if result.sinks:
         _sinks_table(out, result.sinks, now)
     if result.monitors:
-        mons = Table(title="Monitors", title_justify="left")
         mcols = [
             "monitor",
             "type",
@@ -156,12 +167,7 @@ def status(result: StatusResult, *, verbose: bool) -> None:
             "next due",
             "last error",
         ]
-        mkeep = (
-            set(mcols) if out.width >= 150 else {"monitor", "last run", "outcome", "errors", "next due", "last error"}
-        )
-        for col in mcols:
-            if col in mkeep:
-                mons.add_column(col, overflow="fold")
+        mrows = []
         for m in result.monitors:
             due = "-" if m.next_due is None else ("now" if m.next_due <= now else f"in {ago(m.next_due - now)}")
             last = when(m.last_run) if out.width >= 150 else (f"{ago(now - m.last_run)} ago" if m.last_run else "never")
@@ -177,8 +183,19 @@ def status(result: StatusResult, *, verbose: bool) -> None:
                 due,
                 m.last_error or "",
             ]
-            mons.add_row(*(v for col, v in zip(mcols, values, strict=True) if col in mkeep))
-        out.print(mons)
+            mrows.append(values)
+        _print_fitted(
+            out,
+            "Monitors",
+            mcols,
+            mrows,
+            order=[
+                *("monitor", "outcome", "last error", "last run", "next due", "errors", "type", "took", "runs"),
+                "samples",
+            ],
+            texts={"last error"},
+            right={"runs", "samples", "errors"},
+        )
     if result.scripts:
         scripts = Table(title="Scripts", title_justify="left")
         for col in ("monitor", "command", "last step", "exit", "bad lines (last/total)", "stderr (tail)"):
@@ -196,10 +213,96 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         out.print("Recent problems:" if not verbose else "Problems (newest first):")
         for n in result.notices:
             out.print(f"  {when(n['ts'])} {n['source']}: {n['message']}")
+    if result.problems:  # reported once on stderr by the run that met each; shown here until it clears
+        out.print("Ongoing problems (reported once; runs stay quiet until they change or clear):")
+        for p in result.problems:
+            out.print(f"  since {when(p['since'])}: {p['problem']}")
     if verbose and result.runs:
         out.print("Recent runs (newest first):")
         for r in result.runs:
             out.print(f"  {when(r['started'])} {r['command']}: exit {r['exit_code']} {json.dumps(r['summary'])}")
+
+
+# A path column narrower than this (or than a third of the terminal) is more line breaks than path; a
+# message column narrower than TEXT_MIN, more breaks than words.
+PATH_MIN = 24
+TEXT_MIN = 20
+
+
+def _print_fitted(
+    out: Console,
+    title: str,
+    columns: list[str],
+    rows: list[list[str]],
+    *,
+    order: list[str],
+    paths: AbstractSet[str] = frozenset(),
+    texts: AbstractSet[str] = frozenset(),
+    right: AbstractSet[str] = frozenset(),
+) -> None:
+    """A table that fits the terminal. ``order`` ranks the columns from most to least important: when they
+    do not all fit, the less important ones that do not fit are left out and a line under the table names
+    them. Paths wrap after a ``/`` (never inside a name), messages at spaces; other cells stay on one line."""
+    width = out.width
+
+    def natural(col: str) -> int:
+        i = columns.index(col)
+        return max([len(col)] + [len(line) for r in rows for line in (r[i].splitlines() or [""])])
+
+    def least(col: str) -> int:  # the narrowest a column may be drawn
+        n = natural(col)
+        if col in paths:
+            return min(n, max(PATH_MIN, width // 3))
+        return min(n, TEXT_MIN) if col in texts else n
+
+    # In order of importance, each column that still fits (3: its padding and one border); a wide one that
+    # does not fit leaves room for narrower, less important ones.
+    kept: list[str] = []
+    used = 1
+    for c in order:
+        if not kept or used + least(c) + 3 <= width:
+            kept.append(c)
+            used += least(c) + 3
+    # The room left goes to the wrapping columns, most important first, up to what they need.
+    sizes = {c: least(c) for c in kept}
+    spare = width - 1 - sum(sizes[c] + 3 for c in kept)
+    for c in kept:
+        if c in paths or c in texts:
+            grow = max(0, min(spare, natural(c) - sizes[c]))
+            sizes[c] += grow
+            spare -= grow
+    table = Table(title=title, title_justify="left", expand=False)
+    shown = [c for c in columns if c in kept]
+    for c in shown:
+        wraps = c in paths or c in texts
+        table.add_column(
+            c,
+            justify="right" if c in right else "left",
+            no_wrap=not wraps,
+            overflow="fold",
+            width=sizes[c] if wraps else None,
+        )
+    for r in rows:
+        cells = dict(zip(columns, r, strict=True))
+        table.add_row(*(_wrap_path(cells[c], sizes[c]) if c in paths else cells[c] for c in shown))
+    out.print(table)
+    hidden = [c for c in order if c not in kept]
+    if hidden:
+        out.print(
+            f"{title}: {plural(len(hidden), 'column')} hidden at {width} columns: {', '.join(hidden)};"
+            " widen the terminal or use --json"
+        )
+
+
+def _wrap_path(path: str, width: int) -> str:
+    """Break a path after a ``/`` so each line fits ``width``; a single name longer than that is folded."""
+    lines, current = [], ""
+    for piece in re.findall(r"[^/]*/|[^/]+$", path):
+        if current and len(current) + len(piece) > width:
+            lines.append(current)
+            current = ""
+        current += piece
+    return "\n".join([*lines, current])
 
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -221,6 +324,11 @@ def series_values(kind: str, points: list[list[float]]) -> list[float]:
     return [(v - pv) / (t - pt) for (pt, pv), (t, v) in pairwise(points) if t > pt and v >= pv]
 
 
+def metric(result: StatusResult) -> None:
+    """``status --metric NAME``: only the metric's sparklines, one line per series."""
+    _metric_history(console(), result)
+
+
 def _metric_history(out: Console, result: StatusResult) -> None:
     if not result.metric_history:
         known = ", ".join(result.known_metrics) or "none yet"
@@ -239,69 +347,127 @@ def _metric_history(out: Console, result: StatusResult) -> None:
         span = points[-1][0] - points[0][0]
         out.print(
             f"  {label}: {sparkline(values)} last {what} {values[-1]:.6g}, min {min(values):.6g},"
-            f" max {max(values):.6g} ({len(points)} samples over {ago(span)}, up to {when(points[-1][0])})",
+            f" max {max(values):.6g} ({plural(len(points), 'sample')} over {ago(span)}, up to {when(points[-1][0])})",
         )
 
 
-@contextmanager
-def progress(total: int, description: str) -> Iterator[Any]:
-    """A progress bar on stderr, only when stderr is a terminal (outside one rich draws once at the end)."""
-    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+class Bars:
+    """One run's progress on stderr: bytes read by tail-once, and events delivered to each sink (its own bar,
+    which appears when that sink has something to send; its total grows while tail-once still queues)."""
 
+    def __init__(self, bar: Any, read_total: int | None) -> None:
+        self._bar = bar
+        self._read = bar.add_task("tail-once", total=read_total, unit="bytes") if read_total else None
+        self._sinks: dict[str, Any] = {}
+        self._lock = threading.Lock()  # sinks report from their own threads
+
+    def read(self, n: int) -> None:
+        if self._read is None:
+            return
+        self._bar.advance(self._read, n)
+        task = self._bar.tasks[self._read]
+        if task.total is not None and task.completed > task.total:  # a log grew since the total was taken
+            self._bar.update(self._read, total=task.completed)
+
+    def sent(self, sink: str, done: int, total: int) -> None:
+        with self._lock:
+            task = self._sinks.get(sink)
+            if task is None:
+                if total <= 0:
+                    return
+                task = self._sinks[sink] = self._bar.add_task(f"upload {sink}", total=total, unit="events")
+        self._bar.update(task, completed=done, total=max(total, done))
+
+
+@contextmanager
+def progress(read_total: int | None) -> Iterator[Bars | None]:
+    """Progress bars on stderr, only when stderr is a terminal (outside one rich draws once at the end)."""
     err = console(stderr=True)
     if not err.is_terminal:
         yield None
         return
+    # Plain text columns: the console has markup off (ids and paths are shown as written), so a
+    # "[progress.description]" style tag would be printed as it stands.
     with Progress(
-        "[progress.description]{task.description}",
+        TextColumn("{task.description}", markup=False, style="progress.description"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        _Amount(),
+        _Speed(),
         console=err,
         transient=True,
     ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+        yield Bars(bar, read_total)
+
+
+def _amount(task: Task, value: float | None) -> str:
+    if value is None:
+        return "?"
+    return f"{int(value)}" if task.fields.get("unit") == "events" else size(int(value))
+
+
+class _Amount(ProgressColumn):
+    """``12.0 MiB of 40.0 MiB``, or ``3000 of 5000 events``."""
+
+    def render(self, task: Task) -> Text:
+        unit = " events" if task.fields.get("unit") == "events" else ""
+        return Text(f"{_amount(task, task.completed)} of {_amount(task, task.total)}{unit}", style="progress.download")
+
+
+class _Speed(ProgressColumn):
+    """``85.3 MiB/s``, or ``1200 events/s`` (binary units, as everywhere else)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        if speed is None:
+            return Text("", style="progress.data.speed")
+        rate = f"{speed:.0f} events" if task.fields.get("unit") == "events" else size(int(speed))
+        return Text(f"{rate}/s", style="progress.data.speed")
 
 
 def _sinks_table(out: Any, sinks: list[dict[str, Any]], now: float) -> None:
     """One row per configured sink: what it has still to deliver from its cursor, and how it is doing."""
     columns = ["sink", "type", "pending", "oldest", "delivered", "last success", "last reply", "discarded", "dropped"]
-    keep = set(columns) if out.width >= 150 else {"sink", "pending", "oldest", "last success", "last reply"}
-    table = Table(title="Sinks", title_justify="left", expand=False)
-    for col in columns:
-        if col in keep:
-            table.add_column(col, overflow="fold", justify="right" if col in ("discarded", "dropped") else "left")
+    rows = []
     for up in sinks:
         reply = up["last_status"] or "-"
         message = (up["last_message"] or "").removeprefix(f"{up['last_status']}: ")
         if message and message != up["last_status"]:
             reply += f" ({message})"
         if up["next_attempt"] and up["next_attempt"] > now:
-            reply += f"; backing off after {up['consecutive_failures']} failures until {when(up['next_attempt'])}"
+            failures = plural(up["consecutive_failures"], "failure")
+            reply += f"; backing off after {failures} until {when(up['next_attempt'])}"
         values = {
             "sink": up["sink"],
             "type": up["type"],
-            "pending": f"{up['pending_events']} events, {size(up['pending_bytes'])}",
+            "pending": f"{plural(up['pending_events'], 'event')}, {size(up['pending_bytes'])}",
             "oldest": ago(up["oldest_pending_age"]) if up["oldest_pending_age"] else "-",
-            "delivered": f"{up['events_uploaded']} events, {size(up['bytes_uploaded'])}",
-            "last success": when(up["last_success"]),
+            "delivered": f"{plural(up['events_uploaded'], 'event')}, {size(up['bytes_uploaded'])}",
+            # A narrow terminal gets "5m ago": the room goes to what was lost (dropped, discarded).
+            "last success": when(up["last_success"]) if out.width >= 150 else _ago_at(up["last_success"], now),
             "last reply": reply,
             "discarded": str(up["events_discarded"]),
             "dropped": str(up.get("events_dropped") or up["batches_dropped"]),
         }
-        table.add_row(*(values[c] for c in columns if c in keep))
-    out.print(table)
+        rows.append([values[c] for c in columns])
+    _print_fitted(
+        out,
+        "Sinks",
+        columns,
+        rows,
+        order=["sink", "pending", "last reply", "oldest", "last success", "dropped", "discarded", "delivered", "type"],
+        texts={"last reply"},
+        right={"discarded", "dropped"},
+    )
     for up in sinks:
         if up["batches_dropped"]:
             out.print(
-                f"{up['sink']}: DROPPED {up['batches_dropped']} oldest batches unsent: the queue went over"
+                f"{up['sink']}: DROPPED {plural(up['batches_dropped'], 'oldest batch')} unsent: the queue went over"
                 " agent.max_queue_bytes (see the problems below)",
                 style="bold red",
             )
         if up["next_attempt"] and up["next_attempt"] > now:
             out.print(
-                f"{up['sink']}: backing off after {up['consecutive_failures']} failures until"
+                f"{up['sink']}: backing off after {plural(up['consecutive_failures'], 'failure')} until"
                 f" {when(up['next_attempt'])}",
                 style="bold red",
             )
@@ -337,9 +503,12 @@ def state_check(result: Any) -> None:
     if rep.queue:
         q = rep.queue
         span = f", sn {q['first_sn']}-{q['last_sn']}" if q.get("batches") else ""
-        out.print(f"Queue:       {q['batches']} batches readable ({q['events']} events, {size(q['bytes'])}{span})")
+        readable = (
+            f"{plural(q['batches'], 'batch')} readable ({plural(q['events'], 'event')}, {size(q['bytes'])}{span})"
+        )
+        out.print(f"Queue:       {readable}")
     if rep.lost_batches:
-        out.print(f"             {len(rep.lost_batches)} batches UNREADABLE (first sn {rep.lost_batches[0]})")
+        out.print(f"             {plural(len(rep.lost_batches), 'batch')} UNREADABLE (first sn {rep.lost_batches[0]})")
     if "files" in rep.tables or rep.tracked_files:
         out.print(f"Files:       {rep.tracked_files} tracked files readable")
     for s in rep.sinks:
@@ -362,16 +531,18 @@ def state_recover(result: Any) -> None:
         return
     out.print(f"Damaged file moved to {result.quarantined}")
     out.print(
-        f"Rebuilt {result.path}: {result.batches} queued batches ({result.events} events),"
+        f"Rebuilt {result.path}: {plural(result.batches, 'queued batch')} ({plural(result.events, 'event')}),"
         f" {result.tracked_files} file offsets, {len(result.cursors)} sink cursors recovered"
     )
     if result.logs_from:
         where = "their current end" if result.logs_from == "end" else "their start"
-        out.print(f"Logs without a recovered offset resume from {where} ({len(result.positioned)} files set at end)")
+        out.print(
+            f"Logs without a recovered offset resume from {where} ({plural(len(result.positioned), 'file')} set at end)"
+        )
     for name in result.missing_tables:
         out.print(f"Table {name} was missing: rebuilt empty")
     for name in result.damaged_tables:
         lost = result.unreadable.get(name)
-        out.print(f"Table {name} was read in part" + (f" ({lost} rows lost)" if lost else ""))
+        out.print(f"Table {name} was read in part" + (f" ({plural(lost, 'row')} lost)" if lost else ""))
     for note in result.notes:
         out.print(note)

@@ -273,6 +273,8 @@ def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[
         sub = where.key(key)
         if f.metadata.get("secret"):
             sub.secret = True
+        if isinstance(value, str) and f.name.endswith("_bytes") and hints[f.name] is int:
+            value = _size(value, sub)  # every *_bytes setting also takes "100M", "512KiB", ...
         converted = convert(hints[f.name], value, sub, regex=f.metadata.get("regex", False))
         check = f.metadata.get("check")
         if check is not None:
@@ -288,6 +290,15 @@ def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[
     except ConfigError:
         raise
     except (TypeError, ValueError) as exc:
+        raise where.error(str(exc)) from None
+
+
+def _size(text: str, where: Where) -> int:
+    from shipctl.humanize import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as exc:
         raise where.error(str(exc)) from None
 
 

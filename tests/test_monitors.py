@@ -91,6 +91,8 @@ def test_monitor_types() -> Iterator[None]:
     reg.monitor("hang", f"{__name__}:HangOptions", f"{__name__}:Hang")
     yield
     HANG.set()
+    for name in ("file_counter", "hang"):  # the registry is process-wide: later tests list the known types
+        reg.monitors.pop(name, None)
 
 
 # --- shell --------------------------------------------------------------------------------------------------
@@ -420,8 +422,13 @@ def test_status_shows_a_sparkline_of_a_metric(env: Env) -> None:
     assert r.exit_code == 0, r.stderr
     line = next(x for x in r.stdout.splitlines() if "c src=file" in x)
     assert "▁▃▆█" in line and "last rate/s 4" in line and "5 samples" in line
+    assert r.stdout.splitlines()[0] == "History of test.counter:"  # only the sparkline, not the whole status
+    assert "Logs" not in r.stdout and "Monitors" not in r.stdout
     r = env.cli("status", "--metric", "no.such.metric")
-    assert "No history for metric 'no.such.metric' (metrics with history: test.counter)" in r.stdout
+    assert r.exit_code == 64 and r.stdout == ""
+    assert r.stderr == "shipctl: no history for metric 'no.such.metric' (metrics with history: test.counter)\n"
+    r = env.cli("status", "--json", "--metric", "no.such.metric")  # machines get the data, and the same code
+    assert r.exit_code == 64 and json.loads(r.stdout)["known_metrics"] == ["test.counter"]
 
 
 # --- scheduling ---------------------------------------------------------------------------------------------

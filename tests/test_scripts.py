@@ -90,6 +90,8 @@ def test_the_documented_example_becomes_metric_and_custom_events(env: Env) -> No
         "interface": "eth0",
         "unit": "b/s",
         "groups": "Networking/Traffic",
+        "description": "Incoming traffic in bytes on network interface",  # kept, not dropped (issue 11)
+        "tags": "NETWORK",
     }
     (ev,) = [e for e in env.events() if e["kind"] == "event"]
     a = ev["attrs"]
@@ -388,7 +390,14 @@ def test_print_runs_c_and_shows_the_parsed_config_without_touching_the_state(env
         ("1", "Incoming traffic on interface", "gauge", "instant", {"1": "interface"}),
         ("2", "Second metric", "gauge", "difference", {"2": "dimension2", "3": "dimension3"}),
     ]
-    assert c["events"] == [{"id": "1", "name": "My custom event"}]
+    assert c["events"] == [
+        {
+            "id": "1",
+            "name": "My custom event",
+            "description": "Description for my custom event",
+            "attributes": {"Exit code": "integer"},
+        }
+    ]
     assert (metric["kind"], metric["attrs"]["value"], event["kind"], event["attrs"]["Exit code"]) == (
         "metric",
         8.5,

@@ -59,7 +59,7 @@ def test_status_table_keeps_long_paths_whole_outside_a_terminal(env: Env) -> Non
     assert str(log) in r.stdout  # on one line, not cut with "…" nor folded
     assert "…" not in r.stdout
     assert "no matching readable file" in r.stdout
-    assert "Queue: 1 batches, 1 events" in r.stdout
+    assert "Queue: 1 batch, 1 event," in r.stdout
 
 
 def test_status_verbose_lists_problems_and_runs(env: Env) -> None:

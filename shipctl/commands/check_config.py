@@ -30,6 +30,21 @@ def check_config(config: Config) -> dict[str, Any]:
         # run, so a missing route for those is a warning, and the events are reported in status if they come.
         maybe = [("event", m.id) for m in monitors if m.type in ("script", "plugin")]
         warnings += [f"{config.file}: sinks: {w}, if it sends any" for w in plugins.unrouted(config.sinks, maybe)]
+    # A file two [[logs]] entries match is shipped by the first only (as the Scalyr agent does): say which.
+    from shipctl.tail.claims import overlaps, shadow_message
+
+    shadowed = overlaps([(lg.id, lg.path, lg.exclude) for lg in config.logs])
+    warnings += [
+        f"{config.file}: logs[{s.index}] ({s.log_id!r}): {s.path}: {shadow_message(s.shipped_by)}" for s in shadowed
+    ]
+    # Panoptes descriptors dropped into plugins_dir: the ids they run under, and the broken ones (which fail alone).
+    found: list[str] = []
+    if config.agent.plugins_dir:
+        from shipctl.pyplugins.scan import check as check_plugins
+
+        scanned = check_plugins(config)
+        found = [m.id for m in scanned.monitors]
+        warnings += scanned.problems
     # Imported values that are secrets (named like one, or used under a secret key), longest first so a
     # value containing a shorter one is masked whole. Other imported values are shown: they are config.
     secrets = list(config.secret_values)
@@ -56,6 +71,8 @@ def check_config(config: Config) -> dict[str, Any]:
         ],
         "import_vars": {k: mask(v) if v in secrets else v for k, v in config.imported.items()},
         "regex_engines": _engines(config),
+        "plugins_found": found,
+        "shadowed": [{"log": s.log_id, "path": s.path, "shipped_by": s.shipped_by} for s in shadowed],
         "warnings": warnings,
     }
 

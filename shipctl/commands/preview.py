@@ -6,14 +6,14 @@ group is shown as it would be sent once its wait is over. Nothing is opened but 
 
 from __future__ import annotations
 
-import fnmatch
 import os
 from dataclasses import dataclass, field
 from typing import Any
 
 from shipctl.config import Config, LogConfig
-from shipctl.errors import UsageError
+from shipctl.errors import ConfigError, UsageError
 from shipctl.model import Batch
+from shipctl.tail.discover import first_match
 from shipctl.tail.files import Source
 from shipctl.tail.pipeline import Pipeline, read_size
 
@@ -22,6 +22,9 @@ from shipctl.tail.pipeline import Pipeline, read_size
 class PreviewResult:
     log_id: str
     path: str
+    # Why these rules: "--log" when named, else the first [[logs]] entry whose path pattern claims the file.
+    log_path: str = ""
+    chosen_by: str = "path"
     events: list[dict[str, Any]] = field(default_factory=list)
     lines: int = 0
     lines_dropped: int = 0
@@ -32,11 +35,17 @@ class PreviewResult:
 
 def find_log(config: Config, path: str, log_id: str | None) -> LogConfig:
     if log_id:
-        return config.log(log_id)
-    full = os.path.abspath(path)
-    for lg in config.logs:
-        if fnmatch.fnmatch(full, lg.path) and not any(fnmatch.fnmatch(full, ex) for ex in lg.exclude):
-            return lg
+        try:
+            return config.log(log_id)
+        except ConfigError as exc:  # a wrong --log is a usage mistake, not a broken config
+            raise UsageError(exc.message) from None
+    # The matcher tail-once's walk uses (``*`` stays within a directory), so the rules shown are the
+    # ones tail-once applies to this file.
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: cannot open: No such file or directory")
+    found = first_match(config.logs, os.path.abspath(path))
+    if found is not None:
+        return found
     raise UsageError(f"{path}: no [[logs]] entry in {config.file} matches this file; name one with --log ID")
 
 
@@ -45,7 +54,7 @@ def preview(config: Config, path: str, log_id: str | None = None, *, limit: int 
     pipe = Pipeline(log_cfg)
     rsize = read_size(log_cfg, config.agent.batch_bytes)
     attrs = {**config.server_attributes, **log_cfg.attributes}
-    out = PreviewResult(log_cfg.id, path)
+    out = PreviewResult(log_cfg.id, path, log_path=log_cfg.path, chosen_by="--log" if log_id else "path")
     try:
         src = Source(path)  # a FIFO, socket or device is refused, never read (a read could wait forever)
     except OSError as exc:

@@ -13,7 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from shipctl.delivery import UploadRun, upload
+from shipctl.delivery import Sent, UploadRun, upload
 from shipctl.errors import ConfigError, LockHeld
 from shipctl.monitors.runner import RunMonitorResult, monitors_of, run_monitors
 from shipctl.runtime import Budget, Context
@@ -30,13 +30,13 @@ class RunResult:
     elapsed: float = 0.0
 
 
-def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> RunResult:
+def run(ctx: Context, budget: Budget, *, progress: Progress | None = None, sent: Sent | None = None) -> RunResult:
     t0 = time.monotonic()
     fired = time.time()  # the schedule counts from the timer tick, not from when tail-once finished
     result = RunResult()
     path = ctx.state.path
     limit = budget.max_seconds
-    uploader = _Uploader(ctx, limit) if ctx.config.sinks else None
+    uploader = _Uploader(ctx, limit, sent) if ctx.config.sinks else None
     if uploader is None:
         raise ConfigError(f"{ctx.config.file}: no [[sinks]] configured: run has nowhere to deliver to")
     else:
@@ -67,10 +67,11 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None) -> Ru
 class _Uploader(threading.Thread):
     """Delivers to every sink while the readers queue, then once more after they are done."""
 
-    def __init__(self, ctx: Context, limit: float) -> None:
+    def __init__(self, ctx: Context, limit: float, sent: Sent | None = None) -> None:
         super().__init__(name="shipctl-upload", daemon=True)
         self.ctx = ctx
         self.limit = limit
+        self.sent = sent
         self.readers_done = threading.Event()
         self.result: UploadRun | None = None
         self.skipped: str | None = None
@@ -87,7 +88,9 @@ class _Uploader(threading.Thread):
         try:
             with State.open(self.ctx.state.path) as state:  # sqlite3 connections stay in their thread
                 budget = Budget(max_seconds=self.limit)
-                self.result = upload(Context(self.ctx.config, state), budget, readers_done=self.readers_done)
+                self.result = upload(
+                    Context(self.ctx.config, state), budget, readers_done=self.readers_done, progress=self.sent
+                )
         except LockHeld as exc:
             self.skipped = str(exc)
         except BaseException as exc:  # re-raised in the main thread by finish()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from shipctl.config import Config, LogConfig
 from shipctl.errors import StateError, UsageError
+from shipctl.humanize import plural
 from shipctl.state import State, lock, resolve_state_path
 from shipctl.state import files as filestate
 from shipctl.state import recover as rec
@@ -164,8 +165,8 @@ def _notice(out: RecoverResult, quarantined: Path) -> str:
     where = f"; logs without a saved offset resume from their {out.logs_from}" if out.logs_from else ""
     return (
         f"state file rebuilt by 'shipctl state recover' (damaged file kept as {quarantined.name}):"
-        f" {out.batches} queued batches and {out.tracked_files} file offsets recovered,"
-        f" {out.lost_batches} batches lost{where}"
+        f" {plural(out.batches, 'queued batch')} and {plural(out.tracked_files, 'file offset')} recovered,"
+        f" {plural(out.lost_batches, 'batch')} lost{where}"
     )
 
 

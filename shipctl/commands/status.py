@@ -8,6 +8,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from shipctl import __version__
 from shipctl.config import Config
 from shipctl.errors import ConfigError
 from shipctl.monitors import runner as run_monitor
@@ -44,6 +45,16 @@ class LogStatus:
     last_checked: float | None
     error: str | None
     files: list[FileStatus] = field(default_factory=list)
+
+    def read_errors(self) -> list[str]:
+        """What the latest run could not read: each file's error, and the log's own when it is about no file row
+        (a glob matching nothing readable, a walk cut short). One list for status --check and the self-metrics."""
+        if self.path == "(no longer configured)" or self.last_checked is None:
+            return []  # gone from the config, or not looked at yet ("never checked" is no read error)
+        errs = [f"log {self.log_id}: {f.path}: {f.last_error}" for f in self.files if f.last_error]
+        if self.error and not any(f.last_error and f.last_error in self.error for f in self.files):
+            errs.append(f"log {self.log_id}: {self.path}: {self.error}")
+        return errs
 
 
 @dataclass
@@ -83,6 +94,14 @@ class StatusResult:
     metric: str | None = None  # asked for with --metric
     metric_history: list[dict[str, Any]] = field(default_factory=list)  # one entry per series, points oldest first
     known_metrics: list[str] = field(default_factory=list)  # when the asked metric has no history
+    # Health (status --check, self-metrics): each command's latest run and latest success; ongoing problems.
+    commands: dict[str, dict[str, Any]] = field(default_factory=dict)
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    # What the agent's ``status -v`` also shows: every config file read, the version, who runs it.
+    config_files: list[str] = field(default_factory=list)
+    config_warnings: list[str] = field(default_factory=list)  # e.g. a conf.d file that is not read
+    version: str = ""
+    user: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +111,8 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
     path = resolve_state_path(config.agent.state)
     result = StatusResult(str(path), path.exists(), config.file, time.time(), metric=metric)
     result.state_bytes, result.wal_bytes = file_sizes(path)
+    result.config_files, result.version, result.user = list(config.files), __version__, _user()
+    result.config_warnings = list(config.warnings)
     if not result.exists:
         result.logs = [LogStatus(lg.id, lg.path, 0, None, "never checked") for lg in config.logs]
         return result
@@ -147,7 +168,19 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
             dict(zip(("command", "started", "ended", "exit_code", "summary"), r, strict=True))
             for r in state.last_runs(20 if verbose else 5)
         ]
+        result.commands = report.runs_by_command(state)
+        result.problems = report.problems(state)
     return result
+
+
+def _user() -> str:
+    import pwd
+
+    uid = os.geteuid()
+    try:
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
 
 
 def _metric(state: State, metric: str, result: StatusResult) -> None:

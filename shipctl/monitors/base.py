@@ -34,6 +34,11 @@ class Sample:
     # "" = emit the value (and difference/rate as attributes for counters); "difference" = emit the
     # difference from the previous sample as the value, and nothing when there is none (CoScale calctype).
     calc: str = ""
+    # What the metric is, not which series: unit, description (help text) and tags (labels such as CoScale's
+    # "NETWORK"). Shown in the Scalyr-shaped attrs and kept on the typed sample for sinks with a place for them.
+    unit: str = ""
+    description: str = ""
+    tags: tuple[str, ...] = ()
 
 
 @dataclass
@@ -92,7 +97,7 @@ def to_events(
             value = d.difference
         shown = {**s.dims, **s.extra}
         attrs: dict[str, Any] = {"monitor": module, "metric": s.name, "value": value, "metric_type": s.kind}
-        for k, v in (*shown.items(), *out.attrs.items()):
+        for k, v in (*shown.items(), *out.attrs.items(), *_about(s).items()):
             attrs.setdefault(k, v)  # a dimension never overrides the core attribute names
         if d is not None and s.calc != "difference":
             if d.difference is not None:
@@ -110,6 +115,12 @@ def to_events(
         }
         if s.extra:
             typed["f"] = s.extra
+        if s.unit:
+            typed["u"] = s.unit
+        if s.description:
+            typed["h"] = s.description
+        if s.tags:
+            typed["tg"] = list(s.tags)
         if d is not None and s.calc != "difference" and d.rate is not None:
             typed["r"] = d.rate
         events.append(
@@ -124,6 +135,18 @@ def to_events(
     for e in out.events:
         events.append({"t": now_ns, "k": "event", **e})
     return events
+
+
+def _about(s: Sample) -> dict[str, Any]:
+    """The sample's metadata as Scalyr-shaped attributes (tags as the one string a script wrote them as)."""
+    out: dict[str, Any] = {}
+    if s.unit:
+        out["unit"] = s.unit
+    if s.description:
+        out["description"] = s.description
+    if s.tags:
+        out["tags"] = ",".join(s.tags)
+    return out
 
 
 def shape_text(text: str, extract: re.Pattern[str] | None, log_all_lines: bool, max_characters: int) -> tuple[str, int]:

@@ -13,12 +13,23 @@ from shipctl.schema import Where
 
 SYSTEM_ID = "system"
 AGENT_ID = "agent"
+SHIPCTL_ID = "shipctl"
 DEFAULT_INTERVAL = 30.0
 
 
 def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
     """The configured monitors plus the implicit ones that apply."""
     mons = list(config.monitors)
+    if config.agent.plugins_dir:  # Panoptes plugins dropped into the directory (pyplugins/scan.py)
+        from shipctl.pyplugins.scan import scan
+
+        mons += scan(config).monitors
+    configured = {m.id for m in mons} | {m.type for m in mons}  # one by hand replaces it, as for the system one
+    if config.agent.implicit_shipctl_monitor and not {SHIPCTL_ID, "shipctl_metrics"} & configured:
+        # Opt-in, unlike the two below: it adds ~10 series per sink and 6 per log to every sink (billed per event by
+        # some), and node_exporter's textfile (agent.textfile) already serves a host's own scrape.
+        where = Where(config.file, "agent.implicit_shipctl_monitor")
+        mons.append(MonitorConfig("shipctl_metrics", SHIPCTL_ID, DEFAULT_INTERVAL, types.MappingProxyType({}), where))
     if not sys.platform.startswith("linux") or not os.path.exists("/proc/self/stat"):
         return tuple(mons)
     ids = {m.id for m in mons}

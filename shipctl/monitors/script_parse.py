@@ -36,12 +36,25 @@ class MetricDef:
     unit: str = ""
     groups: str = ""
     dims: dict[str, str] = field(default_factory=dict)  # dimension id -> name
+    description: str = ""
+    tags: tuple[str, ...] = ()  # "NETWORK", "MYTAG1,MYTAG2": what the metric is, not which series
+
+
+# attributeDescriptions types (CoScale custom event attributes), by the names scripts write them with.
+ATTR_TYPES = {
+    "integer": "integer", "int": "integer", "long": "integer",
+    "double": "double", "float": "double", "number": "double", "decimal": "double",
+    "string": "string", "text": "string",
+    "boolean": "boolean", "bool": "boolean",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
 class EventDef:
     id: str
     name: str
+    description: str = ""
+    attr_types: dict[str, str] = field(default_factory=dict)  # attribute name -> integer/double/string/boolean
 
 
 @dataclass(frozen=True)
@@ -64,10 +77,15 @@ class ScriptConfig:
                     "unit": m.unit,
                     "groups": m.groups,
                     "dimensions": m.dims,
+                    "description": m.description,
+                    "tags": list(m.tags),
                 }
                 for m in self.metrics.values()
             ],
-            "events": [{"id": e.id, "name": e.name} for e in self.events.values()],
+            "events": [
+                {"id": e.id, "name": e.name, "description": e.description, "attributes": e.attr_types}
+                for e in self.events.values()
+            ],
         }
 
 
@@ -118,6 +136,37 @@ def _entries(raw: dict[str, Any], key: str, warnings: list[str]) -> list[dict[st
     return out
 
 
+def _tags(m: dict[str, Any]) -> tuple[str, ...]:
+    """``"tags"`` as scripts write it: one comma-separated string (or, rarely, a list)."""
+    raw = m.get("tags")
+    items = raw if isinstance(raw, list) else _text(raw).split(",")
+    return tuple(t for t in (_text(i).strip() for i in items) if t)
+
+
+def _attr_types(value: Any, where: str, warnings: list[str]) -> dict[str, str]:
+    """``attributeDescriptions``: [{name, type, unit}] -> {name: canonical type}. An unknown type is a warning;
+    that attribute is then kept as the script prints it."""
+    out: dict[str, str] = {}
+    if value is None:
+        return out
+    if not isinstance(value, list):
+        warnings.append(f"{where}: attributeDescriptions is not a list; ignored")
+        return out
+    for d in value:
+        name = _text(d.get("name")).strip() if isinstance(d, dict) else ""
+        if not name:
+            warnings.append(f"{where}: an attribute description without a name; ignored")
+            continue
+        given = _text(d.get("type")).strip()
+        kind = ATTR_TYPES.get(given.lower())
+        if kind is None:
+            if given:
+                warnings.append(f"{where}: attribute {name!r} has unknown type {given!r}; kept as printed")
+            continue
+        out[name] = kind
+    return out
+
+
 def parse_config(raw: dict[str, Any]) -> tuple[ScriptConfig, list[str]]:
     """The ``-c`` JSON as scripts really write it: ``metrics``, ``events``, ``period`` and ``maxruntime`` all
     optional; DOUBLE/GAUGE/GUAGE are gauges; unknown datatypes and calctypes are warnings, not failures."""
@@ -146,12 +195,15 @@ def parse_config(raw: dict[str, Any]) -> tuple[ScriptConfig, list[str]]:
             dim_names.setdefault(did, dims[did])
         if mid in metrics:
             warnings.append(f"metrics[{i}]: id {mid} declared twice; the last one counts")
-        metrics[mid] = MetricDef(mid, name, kind, calc, _text(m.get("unit")), _text(m.get("groups")), dims)
+        unit, groups = _text(m.get("unit")), _text(m.get("groups"))
+        metrics[mid] = MetricDef(mid, name, kind, calc, unit, groups, dims, _text(m.get("description")), _tags(m))
     events: dict[str, EventDef] = {}
     for e in _entries(raw, "events", warnings):
         eid = norm_id(e["id"])
         assert eid is not None
-        events[eid] = EventDef(eid, _text(e.get("name")).strip() or f"event {eid}")
+        name = _text(e.get("name")).strip() or f"event {eid}"
+        types = _attr_types(e.get("attributeDescriptions"), f"event {eid} ({name})", warnings)
+        events[eid] = EventDef(eid, name, _text(e.get("description")), types)
     period = DEFAULT_PERIOD
     if raw.get("period") is not None:
         p = _number(raw["period"])
@@ -347,7 +399,12 @@ def _metric(n: int, line: str, config: ScriptConfig, out: Parsed) -> None:
             dims[metric.dims.get(did) or config.dim_names.get(did) or f"dimension {did}"] = v
     # A dimension named "unit" or "groups" keeps its value: it identifies the series.
     extra = {k: v for k, v in (("unit", metric.unit), ("groups", metric.groups)) if v and k not in dims}
-    out.samples.append(Sample(metric.name, value, metric.kind, dims, extra=extra, calc=metric.calc))
+    out.samples.append(
+        Sample(
+            metric.name, value, metric.kind, dims, extra=extra, calc=metric.calc,
+            unit=metric.unit, description=metric.description, tags=metric.tags,
+        )
+    )  # fmt: skip
 
 
 def _event(n: int, line: str, config: ScriptConfig, now: float, out: Parsed) -> None:
@@ -379,9 +436,42 @@ def _event(n: int, line: str, config: ScriptConfig, now: float, out: Parsed) -> 
         "end": end,
         "scope": "server" if scope == "S" else "application",
     }
+    if event.description:
+        attrs["description"] = event.description
     for k, v in parse_attributes(attr_text or "").items():
+        declared = event.attr_types.get(k)
+        if declared is not None:
+            v, ok = typed_attribute(v, declared)
+            if not ok:
+                out.problems.append((n, f"attribute {k!r} is declared {declared}, got {v!r}; kept as printed", line))
         attrs.setdefault(k, v)  # an attribute never overrides the event's own fields
     out.events.append({"m": message, "a": attrs, "t": int(start * 1e9)})
+
+
+def typed_attribute(value: Any, kind: str) -> tuple[Any, bool]:
+    """``value`` as the type its attributeDescriptions entry declares, and whether it could be: scripts print
+    numbers as strings ("137") and strings as numbers (a unit name "42")."""
+    if kind == "string":
+        return (value if isinstance(value, str) else json.dumps(value)), True
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value, True
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1"):
+            return True, True
+        if text in ("false", "no", "0"):
+            return False, True
+        return value, False
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return value, False
+    number, _why = parse_value(value) if isinstance(value, str) else (value, "")
+    if number is None or (isinstance(number, float) and not math.isfinite(number)):
+        return value, False
+    if kind == "integer":
+        if isinstance(number, float) and not number.is_integer():
+            return value, False
+        return int(number), True
+    return float(number), True
 
 
 # --- InfluxDB line protocol (Telegraf exec) ------------------------------------------------------------------

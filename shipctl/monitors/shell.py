@@ -1,4 +1,13 @@
-"""The ``shell`` monitor: run a command, emit its output (Scalyr's shell_monitor)."""
+"""The ``shell`` monitor: run a command, emit its output (Scalyr's shell_monitor).
+
+As the Scalyr agent does, the command runs through ``/bin/sh -c``, so pipes, redirections, globs and
+``$VARIABLES`` work as written in agent.json. ``shell = false`` runs it without a shell instead: the command is
+split into words the way a shell would, and ``|`` or ``>`` are then plain arguments.
+
+A command that fails is data (its output and exit code); one that cannot run at all is the monitor's error (exit
+65, shown by status): without a shell, a program that cannot be started; through the shell, its exit codes 127
+(not found) and 126 (not executable).
+"""
 
 from __future__ import annotations
 
@@ -17,12 +26,12 @@ from shipctl.schema import field, non_empty, positive
 
 @dataclass(frozen=True)
 class ShellOptions:
-    command: str = field(check=non_empty, doc="the command; split like a shell would, but run without one")
+    command: str = field(check=non_empty, doc="the command line, run by /bin/sh -c (as the Scalyr agent does)")
     extract: str = field("", regex=True, doc="regex; its first group is kept from the output")
     log_all_lines: bool = False
     max_characters: int = field(200, check=positive)
     timeout: float = field(10.0, check=positive)
-    shell: bool = field(False, doc="run through /bin/sh (pipes, globs); off by default")
+    shell: bool = field(True, doc="run through /bin/sh -c (pipes, redirections); false: split into words, no shell")
 
 
 def run_command(argv: list[str] | str, *, shell: bool, timeout: float) -> tuple[int | None, str, str, float]:
@@ -78,5 +87,10 @@ class ShellMonitor:
         text, length = shape_text(output, self.extract, o.log_all_lines, o.max_characters)
         extra = {"exit_code": code if code is not None else -1, "duration": round(took, 3), "length": length}
         error = f"timed out after {o.timeout:g} s (process group killed)" if code is None else None
+        if o.shell and code in (126, 127):
+            # The shell's own answer for a command it could not find (127) or execute (126): the monitor cannot
+            # do its job, as when a command without a shell fails to start. The output is still emitted.
+            why = (stderr.strip().splitlines() or ["the shell could not run it"])[-1]
+            error = f"cannot run {o.command!r}: {why} (exit {code})"
         sample = Sample("output", as_value(text), GAUGE, {"command": o.command}, extra=extra)
         return MonitorOutput(samples=[sample], error=error)

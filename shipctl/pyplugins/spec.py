@@ -26,6 +26,7 @@ from shipctl.pyplugins.resources import KEY
 from shipctl.schema import Where, describe, field, one_of, positive
 
 DESCRIPTOR_SUFFIX = ".panoptes-plugin"
+FOUND_IN_PLUGINS_DIR = "agent.plugins_dir"  # the key path of the monitors pyplugins.scan makes
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,12 @@ class PluginOptions:
 
     def finish(self, mon: MonitorConfig) -> PluginSpec:
         """Called by ``plugins.monitor_options``: read the descriptor, check everything, resolve paths."""
-        return build(self, mon)
+        try:
+            return build(self, mon)
+        except ConfigError as exc:
+            if mon.where.path == FOUND_IN_PLUGINS_DIR:  # a dropped-in descriptor that is broken fails alone
+                raise MonitorSetupError(str(exc)) from None
+            raise
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,8 @@ class InfluxSink(BatchSink):
                 if m.rate is not None and math.isfinite(m.rate):
                     fields["rate"] = float(m.rate)
                 tags = {**self.tags, **{str(k): tag_text(v) for k, v in m.dims.items()}}
+                if m.tags:  # what the metric is (CoScale "NETWORK"): one value per metric, so no new series
+                    tags.setdefault("tags", ",".join(m.tags))
                 try:
                     lines.append(encode_point(m.name, tags, fields, int(m.ts)))
                 except (ValueError, TypeError) as exc:

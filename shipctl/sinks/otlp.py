@@ -504,6 +504,8 @@ class _Point:
     ts: int
     attrs: list[tuple[str, Any]]
     meta: list[tuple[str, Any]]
+    unit: str = ""
+    description: str = ""
 
 
 def _split_lines(payload: bytes, start: int, n: int) -> list[bytes]:
@@ -608,7 +610,12 @@ class _Proto(_Encoding):
             dp.as_int = point.value
         else:
             dp.as_double = point.value
-        metric = m.Metric(name=_clean(point.name), metadata=_pb_kvs(point.meta))
+        metric = m.Metric(
+            name=_clean(point.name),
+            metadata=_pb_kvs(point.meta),
+            unit=_clean(point.unit),
+            description=_clean(point.description),
+        )
         if point.counter:
             metric.sum.data_points.append(dp)
             metric.sum.is_monotonic = True
@@ -705,6 +712,10 @@ class _Json(_Encoding):
         else:
             dp["asDouble"] = _js_double(v)
         obj: dict[str, Any] = {"name": point.name, "metadata": _js_kvs(point.meta)}
+        if point.unit:
+            obj["unit"] = point.unit
+        if point.description:
+            obj["description"] = point.description
         if point.counter:
             obj["sum"] = {"dataPoints": [dp], "aggregationTemporality": CUMULATIVE, "isMonotonic": True}
         else:
@@ -791,7 +802,10 @@ class OtlpSink(Sink):
                         value = int(value)
                     elif isinstance(value, int) and not _INT64[0] <= value <= _INT64[1]:
                         value = float(value)
-                    point = _Point(m.name, value, m.type == "counter", int(m.ts), dims, session)
+                    meta = [("tags", ",".join(m.tags))] if m.tags else []
+                    point = _Point(
+                        m.name, value, m.type == "counter", int(m.ts), dims, [*meta, *session], m.unit, m.description
+                    )
                     out.append((ev.sn, True, enc.metric(point)))
                 continue
             attrs = [(k, v) for k, v in self._own_attrs(ev.attrs) if not (k == "message" and v == ev.message)]

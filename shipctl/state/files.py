@@ -27,6 +27,7 @@ class FileRecord:
     # active: reading real_path. rotated: the file was rotated away and read to its end; the next file at
     # path (or a generation rotated after it) comes next. gone: vanished, not found among rotated files.
     # late: a record of its own for lines written to a finished rotated file (dropped once read).
+    # shadowed: an earlier [[logs]] entry matches the same file and ships it; this record does not move.
     state: str = "active"
     bytes_copied: int = 0
     lines_copied: int = 0

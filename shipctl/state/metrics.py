@@ -40,11 +40,19 @@ def load(conn: sqlite3.Connection, monitor_id: str) -> dict[tuple[str, str], Pre
     return {(m, d): Prev(i, ts, v, e, n) for i, m, d, ts, v, e, n in rows}
 
 
+def _storable(value: float | int) -> float | int:
+    """SQLite integers are 64-bit: a larger one (MariaDB reports 2**64-1 for some unset counters) is kept as a
+    float rather than failing the whole run's transaction."""
+    if isinstance(value, int) and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
+
+
 def store(
     conn: sqlite3.Connection, monitor_id: str, points: list[Point], known: dict[tuple[str, str], Prev], interval: float
 ) -> None:
     """Write this run's samples of one monitor (inside the caller's transaction)."""
-    latest = {p.key: p for p in points}  # a series sampled twice in one run keeps the last value
+    latest = {p.key: Point(p.key, p.kind, p.epoch, p.ts, _storable(p.value)) for p in points}  # last one wins
     updates, ring = [], []
     for key, p in latest.items():
         prev = known.get(key)

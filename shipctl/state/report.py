@@ -44,3 +44,23 @@ def uploads(state: State) -> list[dict[str, Any]]:
 
 def schema_version(state: State) -> int:
     return int(state.conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def runs_by_command(state: State) -> dict[str, dict[str, Any]]:
+    """Per command: its latest run (started, ended, exit_code) and when its latest successful run ended."""
+    return {
+        r["command"]: r
+        for r in rows(
+            state,
+            "SELECT r.command, r.started, r.ended, r.exit_code,"
+            " (SELECT MAX(s.ended) FROM runs s WHERE s.command = r.command AND s.exit_code = 0) AS last_success"
+            " FROM runs r WHERE r.id IN (SELECT MAX(id) FROM runs GROUP BY command) ORDER BY r.command",
+        )
+    }
+
+
+def problems(state: State) -> list[dict[str, Any]]:
+    """Problems that persist across runs (reported once; see shipctl/state/health.py)."""
+    from shipctl.state import health
+
+    return [{"problem": p.text, "since": p.since, "seen": p.seen} for p in health.problems(state.conn)]

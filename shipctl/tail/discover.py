@@ -13,9 +13,9 @@ import fnmatch
 import glob
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from shipctl.runtime import Budget
@@ -23,6 +23,16 @@ if TYPE_CHECKING:
 # Directory entries one run may look at across all its globs. A host's log tree holds a few thousand; a
 # pattern that reaches much further is a mistake to report, not a reason to spend the run walking.
 MAX_ENTRIES = 200_000
+
+
+class _LogLike(Protocol):
+    @property
+    def path(self) -> str: ...
+    @property
+    def exclude(self) -> tuple[str, ...]: ...
+
+
+LogT = TypeVar("LogT", bound=_LogLike)
 
 
 class Limit:
@@ -186,3 +196,24 @@ class _Walk:
 
 def _hidden(name: str) -> bool:
     return name.startswith(".")
+
+
+def first_match(logs: Iterable[LogT], path: str) -> LogT | None:
+    """The ``[[logs]]`` entry that claims ``path``: the first, in config order, whose walk (``discover``,
+    exactly as tail-once runs it) finds that file. ``preview`` asks this so it shows the rules tail-once
+    applies, whatever the glob rules are."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    want = (st.st_dev, st.st_ino)
+    limit = Limit()
+    for lg in logs:
+        for found in discover(lg.path, lg.exclude, limit=limit).paths:
+            try:
+                fst = os.stat(found)
+            except OSError:
+                continue
+            if (fst.st_dev, fst.st_ino) == want:
+                return lg
+    return None

@@ -19,8 +19,10 @@ from shipctl.config import LogConfig
 from shipctl.model import PendingBatch
 from shipctl.runtime import Budget, Context, log
 from shipctl.state import files as filestate
+from shipctl.state import health as healthstate
 from shipctl.state.files import FileRecord
 from shipctl.state.queue import insert_batch
+from shipctl.tail.claims import Claims, file_key, shadow_message
 from shipctl.tail.discover import Limit, discover
 from shipctl.tail.files import (
     FP_SIZE,
@@ -52,6 +54,7 @@ class LogResult:
     log_id: str
     matched: int = 0
     files: list[FileResult] = field(default_factory=list)
+    shadowed: list[str] = field(default_factory=list)  # matched, but shipped by an earlier [[logs]] entry
 
 
 @dataclass
@@ -63,6 +66,9 @@ class TailResult:
     elapsed: float = 0.0
     stopped: str | None = None  # why the run ended before reading everything
     errors: list[str] = field(default_factory=list)
+    # The errors above that describe a condition (unreadable, not a regular file), which the next run will likely
+    # meet again, as opposed to an event (lines lost to a rotation): reported once (shipctl/commands/problems.py).
+    lasting: list[str] = field(default_factory=list)
 
 
 Progress = Callable[[int], None]
@@ -72,10 +78,12 @@ def tail_once(ctx: Context, budget: Budget, *, progress: Progress | None = None)
     started = time.monotonic()
     result = TailResult()
     walk_limit = Limit()  # directory entries all the globs of this run may look at
-    for log_cfg in ctx.config.logs:
+    claims = Claims()  # files taken by the entries before: a file matched twice is shipped by the first
+    for n, log_cfg in enumerate(ctx.config.logs):
         if budget.exhausted():
             break
-        tailer = _LogTailer(ctx, log_cfg, budget, result, progress, walk_limit)
+        tailer = _LogTailer(ctx, log_cfg, budget, result, progress, walk_limit, claims)
+        tailer.alone = len(ctx.config.logs) == 1 and n == 0  # nothing to share a file with: no claims to check
         result.logs.append(tailer.run())
     result.elapsed = time.monotonic() - started
     result.stopped = budget.stopped
@@ -93,6 +101,23 @@ def pending_bytes(ctx: Context, log_cfg: LogConfig) -> int:
     return total
 
 
+def backlog_bytes(ctx: Context, log_cfg: LogConfig) -> int:
+    """What a run of this log has to read, for a progress bar's total: ``pending_bytes`` of the files it
+    follows, plus the files its glob finds that no run has seen yet (read from 0, unless start_at = "end")."""
+    total = pending_bytes(ctx, log_cfg)
+    if log_cfg.start_at == "end":
+        return total
+    known: set[tuple[int, int]] = set()
+    for rec in filestate.records(ctx.state.conn, log_cfg.id):
+        known.add((rec.dev, rec.ino))
+    for path in discover(log_cfg.path, log_cfg.exclude).paths:
+        with contextlib.suppress(OSError):
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) not in known:
+                total += st.st_size
+    return total
+
+
 class _LogTailer:
     def __init__(
         self,
@@ -102,6 +127,7 @@ class _LogTailer:
         result: TailResult,
         progress: Progress | None,
         walk_limit: Limit | None = None,
+        claims: Claims | None = None,
     ) -> None:
         self.ctx = ctx
         self.state = ctx.state
@@ -122,24 +148,31 @@ class _LogTailer:
         self.walk_limit = walk_limit or Limit()
         self.out = LogResult(log_cfg.id)
         self._refused: set[str] = set()  # candidates reported as not regular files in this run
+        self.claims = claims if claims is not None else Claims()
+        self.alone = False
+        self._resume: dict[str, FileRecord] = {}  # own records of files shadowed until now, by path
+        self._by_file: dict[tuple[int, int], list[FileRecord]] | None = None  # every log's records, by file
+        self._cleared: set[int] = set()  # records whose last_error this run cleared (to be saved)
 
     # --- orchestration ---------------------------------------------------------------------------
     def run(self) -> LogResult:
         out = self.out
         conn = self.state.conn
         found = discover(self.log.path, self.log.exclude, budget=self.budget, limit=self.walk_limit)
-        self.paths = paths = found.paths
+        self.records = records = {r.path: r for r in filestate.records(conn, self.log.id)}
+        self.paths = paths = self._claim(found.paths)
         out.matched = len(paths)
         walk_error = None
         if found.truncated and not self.budget.stopped:  # a budget stop is the run's, said once for all
             walk_error = found.truncated
-            self._error(self.log.path, None, walk_error)
-        self.records = records = {r.path: r for r in filestate.records(conn, self.log.id)}
+            self._error(self.log.path, None, walk_error, lasting=True)
         skip_history = self.log.start_at == "end" and not filestate.log_initialized(conn, self.log.id)
         # Followed files first: once a rotated file is finished, a new glob match that is that very file
         # under a rotated name (app.log -> app-20260101.log with path = "*.log") is recognised, not re-read.
         matched = set(paths)
-        known = sorted(p for p, r in records.items() if r.state != "late" and (p in matched or r.state in _LIVE))
+        known = sorted(
+            p for p, r in records.items() if r.state not in ("late", "shadowed") and (p in matched or r.state in _LIVE)
+        )
         for path in known + sorted(matched - set(records)):
             if self.budget.exhausted():
                 break
@@ -150,11 +183,11 @@ class _LogTailer:
             except OSError as exc:
                 where = f" ({exc.filename})" if exc.filename and exc.filename != path else ""
                 fres.error = f"{(exc.strerror or str(exc)).lower()}{where}"
-                self._error(path, records.get(path), fres.error)
+                self._error(path, records.get(path), fres.error, lasting=True)
         if not self.budget.exhausted():
             self._late_writes(out)
         failed = [f for f in out.files if f.error]
-        error = None if paths else "no matching readable file"
+        error = None if paths or out.shadowed else "no matching readable file"
         if failed:  # shown on the log's row in status even for files never read (so no record of their own)
             error = f"{failed[0].path}: {failed[0].error}" + (
                 f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
@@ -164,13 +197,134 @@ class _LogTailer:
         with self.state.write() as wconn:
             filestate.touch_log(wconn, self.log.id, len(paths), error)
             filestate.mark_checked(wconn, self.checked, self.now)
+        for rec in self.records.values():  # what this entry follows at other names is its own too
+            if rec.state in _LIVE:
+                self.claims.files.setdefault((rec.dev, rec.ino), []).append((self.log.id, rec))
         return out
 
-    def _error(self, path: str, rec: FileRecord | None, message: str) -> None:
+    # --- one file, one entry ---------------------------------------------------------------------
+    def _claim(self, paths: list[str]) -> list[str]:
+        """The matched files this entry ships: those no earlier entry took (by path, by file, or as a file
+        it follows under another name). The others are recorded as shadowed, so status says why they are
+        not read here; an own record of a file shadowed until now is set aside for ``_start`` to resume."""
+        if self.alone and not any(r.state == "shadowed" for r in self.records.values()):
+            return paths  # the only entry: a stat per file saved
+        own: list[str] = []
+        shadowed: set[str] = set()
+        theirs = {p for p, o in self.claims.paths.items() if o != self.log.id}
+        for path in paths:
+            key = file_key(path)
+            owner = (
+                self.claims.owner(path, key)
+                or self._followed_elsewhere(path, key)
+                or (self._rotated_from(path, theirs) if theirs else None)
+            )
+            if owner is not None and owner != self.log.id:
+                shadowed.add(path)
+                self.out.shadowed.append(path)
+                self._shadow(path, owner)
+                continue
+            own.append(path)
+            self.claims.take(self.log.id, path, key)
+            rec = self.records.get(path)
+            if rec is not None and rec.state == "shadowed":
+                # Followed as a new file (from the furthest offset any entry reached in it); the record is
+                # reused in the transaction that starts it, so a crash in between leaves it shadowed.
+                self._resume[path] = self.records.pop(path)
+        for path, rec in list(self.records.items()):
+            if rec.state == "shadowed" and path not in shadowed:  # matched by neither entry any more
+                with self.state.write() as conn:
+                    filestate.delete(conn, rec)
+                del self.records[path]
+        return own
+
+    def _followed_elsewhere(self, path: str, key: tuple[int, int] | None) -> str | None:
+        """The earlier entry whose record follows this very file under another name (a rotated file it is
+        finishing or has finished, matched here as a new name), if any."""
+        holders = self.claims.files.get(key) if key is not None else None
+        if not holders:
+            return None
+        try:
+            src = Source(path)
+        except OSError:
+            return None
+        with src:
+            for log_id, rec in holders:
+                if holds(src, _ident(rec)):
+                    return log_id
+        return None
+
+    def _rotated_from(self, path: str, theirs: set[str]) -> str | None:
+        """The earlier entry that read this file before it was rotated away from a path that entry ships
+        (``app.log.1`` matched here by ``app.log*``, ``app.log`` shipped by the entry before): its record has
+        moved on to the new file, but what it finished is remembered by content. It also reads what is
+        written to the file late, so any part of it read there makes the whole file that entry's."""
+        if not self.index.is_generation_of_any(path, theirs):
+            return None
+        try:
+            src = Source(path)
+        except OSError:
+            return None
+        with src:
+            for owner in dict.fromkeys(self.claims.paths[p] for p in sorted(theirs)):
+                if seen_offset(src, filestate.seen(self.state.conn, owner)):
+                    return owner
+        return None
+
+    def _shadow(self, path: str, owner: str) -> None:
+        """Record that ``path`` is shipped by ``owner``: this entry's record (kept, offset and all) stops
+        moving and shows why in status. Said once, when it starts."""
+        message = shadow_message(owner)
+        rec = self.records.get(path)
+        if rec is not None and rec.state == "shadowed" and rec.last_error == message:
+            if rec.id is not None:
+                self.checked.append(rec.id)
+            return
+        if rec is None:
+            try:
+                src = Source(path)
+            except OSError:
+                return
+            with src:
+                rec = self._new_record(path, _real(path), src, 0, state="shadowed")
+        rec.state = "shadowed"
+        rec.last_error = message
+        rec.last_checked = self.now
+        log.info("log %s: %s: %s", self.log.id, path, message)
+        with self.state.write() as conn:
+            filestate.save(conn, rec)
+            self.state.notice(f"log:{self.log.id}", "info", f"{path}: {message}")
+
+    def _adopt(self, src: Source, path: str) -> FileRecord | None:
+        """The record, of any entry, that read furthest into this very file: a file that another entry
+        (or this one, before it was shadowed) has shipped so far goes on from there, not again from the
+        start, when the entry that ships it changes (an entry added in front, one removed, an id renamed)."""
+        best: FileRecord | None = None
+        if self._by_file is None:  # read once per entry and run: a 10k-file glob starts 10k files at once
+            self._by_file = {}
+            for rec in filestate.records(self.state.conn):
+                self._by_file.setdefault((rec.dev, rec.ino), []).append(rec)
+        cands = list(self._by_file.get(_key(src), ()))
+        if path in self._resume:
+            cands.append(self._resume[path])
+        for rec in cands:
+            if rec.log_id == self.log.id and rec is not self._resume.get(path):
+                continue  # this entry's own records are followed as they are
+            if rec.state not in ("active", "shadowed") or (best is not None and rec.offset <= best.offset):
+                continue
+            if holds(src, _ident(rec)):
+                best = rec
+        return best
+
+    def _error(self, path: str, rec: FileRecord | None, message: str, *, lasting: bool = False) -> None:
         self.result.errors.append(f"log {self.log.id}: {path}: {message}")
+        if lasting:
+            self.result.lasting.append(self.result.errors[-1])
         log.warning("log %s: %s: %s", self.log.id, path, message)
         with self.state.write() as conn:
-            self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
+            # A lasting problem already known gets no notice per run: 200 copies would push every other one out.
+            if not (lasting and healthstate.is_ongoing(conn, self.result.errors[-1])):
+                self.state.notice(f"log:{self.log.id}", "error", f"{path}: {message}")
             if rec is not None and rec.id is not None:
                 rec.last_error = message
                 rec.last_checked = self.now
@@ -191,7 +345,7 @@ class _LogTailer:
                 self._refused.add(path)
                 message = f"{exc.strerror}; passed over"
                 self.out.files.append(FileResult(path, error=message))
-                self._error(path, self.records.get(path), message)
+                self._error(path, self.records.get(path), message, lasting=True)
             return None
 
     def _follow(self, path: str, rec: FileRecord | None, fres: FileResult, *, skip_history: bool) -> None:
@@ -204,6 +358,8 @@ class _LogTailer:
                 if rec is not None:
                     self._read(rec, cur, fres, final=False)
                 return
+            if rec.last_error is not None and rec.id is not None:
+                self._cleared.add(rec.id)  # the unchanged-file shortcut in _read must still save the cleared error
             rec.last_error = None  # last_error says what the latest run that looked at the file ran into
             if (
                 rec.state == "active"
@@ -367,7 +523,20 @@ class _LogTailer:
         others = [r for r in self.records.values() if r.path != path]
         for other in others:
             if other.state == "active" and _key(src) == (other.dev, other.ino) and holds(src, _ident(other)):
+                if path in self._resume:  # followed under its other name: this record has nothing left to say
+                    with self.state.write() as conn:
+                        filestate.delete(conn, self._resume.pop(path))
                 return None  # the same file as another match (a link), or a rotated file not finished yet
+        adopted = self._adopt(src, path)
+        if adopted is not None:
+            if adopted.log_id != self.log.id:
+                with self.state.write():
+                    self.state.notice(
+                        f"log:{self.log.id}",
+                        "info",
+                        f"{path}: goes on at offset {adopted.offset}, where log {adopted.log_id!r} had read it",
+                    )
+            return self._resumed(path, src, adopted.offset)
         if skip_history:
             size = src.size()
             tail = src.read_at(max(0, size - self.rsize), self.rsize)
@@ -375,7 +544,20 @@ class _LogTailer:
         elif self.index.is_generation_of_any(path, {o.path for o in others}):
             # A rotated generation of a followed file, under a name the glob matches: skip what was read.
             offset = seen_offset(src, filestate.seen(self.state.conn, self.log.id))
-        return self._new_record(path, _real(path), src, offset, skipped=offset if skip_history else 0)
+        return self._resumed(path, src, offset, skipped=offset if skip_history else 0)
+
+    def _resumed(self, path: str, src: Source, offset: int, *, skipped: int = 0) -> FileRecord:
+        """A record for ``src`` at ``offset``: this entry's record of a file shadowed until now, reused (its
+        counters kept), else a new one."""
+        rec = self._resume.pop(path, None)
+        if rec is None:
+            return self._new_record(path, _real(path), src, offset, skipped=skipped)
+        rec.bytes_skipped += skipped
+        rec.last_error = None
+        rec.gen_since = self.now
+        self.records[path] = rec
+        self._switch(rec, src, FileResult(path), offset=offset, rotated=False)  # saved, state active
+        return rec
 
     def _new_record(
         self, path: str, real_path: str, src: Source, offset: int, *, state: str = "active", skipped: int = 0
@@ -585,6 +767,7 @@ class _LogTailer:
                 if (
                     not final
                     and rec.id is not None
+                    and rec.id not in self._cleared
                     and before == (rec.pending_since, rec.size, rec.mtime_ns, rec.state, rec.last_error)
                 ):
                     self.checked.append(rec.id)  # unchanged: one UPDATE for all such files at the end

@@ -1,0 +1,5 @@
+"""A module without a ScalyrMonitor subclass."""
+
+
+def helper():
+    return 1
