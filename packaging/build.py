@@ -32,10 +32,10 @@ BUILD = REPO / "build"
 DIST = REPO / "dist"
 VENV = BUILD / "pkgvenv"
 PYINSTALLER = "pyinstaller==6.22.3"
-# Extras that go into the bundle: prometheus (cramjam, 4 MB), otlp (protobuf, OTLP's default encoding, 3 MB)
-# and re2 (4 MB; guards rules against runaway backtracking). kafka stays out (librdkafka, 17 MB): a config
-# with a kafka sink gets shipctl's usual "not installed" error from check-config.
-BUNDLED_EXTRAS = ("prometheus", "otlp", "re2")
+# Extras that go into the bundle: prometheus (cramjam, 4 MB), otlp (protobuf, OTLP's default encoding, 3 MB),
+# re2 (4 MB; guards rules against runaway backtracking) and mysql (PyMySQL, pure Python). kafka stays out
+# (librdkafka, 17 MB): a config with a kafka sink gets shipctl's usual "not installed" error from check-config.
+BUNDLED_EXTRAS = ("prometheus", "otlp", "re2", "mysql")
 SUMMARY = "Daemonless log and metrics shipper (cron/systemd timer, SQLite state)"
 DESCRIPTION = """\
 shipctl tails log files, runs metric monitors and delivers both to Scalyr,

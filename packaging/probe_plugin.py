@@ -1,7 +1,7 @@
 """A python plugin that packaging/roundtrip.sh runs inside the installed, frozen shipctl: it imports every
 shipctl module (the built-ins are registered as "module:attr" strings, invisible to PyInstaller's import
-analysis), the standard-library modules plugins commonly use, and the Panoptes compatibility package, and
-reports which optional extras are in the bundle. An import that fails makes the monitor fail (exit 65).
+analysis), the standard-library modules plugins commonly use, and the Panoptes and Scalyr compatibility
+packages, and reports which optional extras are in the bundle. An import that fails makes the monitor fail (exit 65).
 
     shipctl run-monitor plugin --opt module=packaging/probe_plugin.py --print
 """
@@ -78,7 +78,13 @@ STDLIB = (
     "typing",
     "tomllib",
 )
-EXTRAS = {"prometheus": "cramjam", "otlp": "google.protobuf", "re2": "re2", "kafka": "confluent_kafka"}
+EXTRAS = {
+    "prometheus": "cramjam",
+    "otlp": "google.protobuf",
+    "re2": "re2",
+    "kafka": "confluent_kafka",
+    "mysql": "pymysql",
+}
 
 
 def poll(ctx: PluginContext) -> list[MetricsGroup]:
@@ -94,10 +100,18 @@ def poll(ctx: PluginContext) -> list[MetricsGroup]:
             importlib.import_module(name)
         except Exception as exc:
             failed.append(f"{name} ({type(exc).__name__}: {exc})")
+    from shipctl.monitors.scalyr_plugin import enable_scalyr_compat
     from shipctl.pyplugins.loader import enable_panoptes_compat
 
-    enable_panoptes_compat()
-    importlib.import_module("yahoo_panoptes.polling.polling_plugin")
+    for enable, module in (
+        (enable_panoptes_compat, "yahoo_panoptes.polling.polling_plugin"),
+        (enable_scalyr_compat, "scalyr_agent.scalyr_monitor"),
+    ):
+        enable()
+        try:
+            importlib.import_module(module)
+        except Exception as exc:
+            failed.append(f"{module} ({type(exc).__name__}: {exc})")
     if failed:
         raise RuntimeError("not importable in this shipctl: " + "; ".join(failed))
     group = MetricsGroup("bundle", dimensions={"probe": "imports"})

@@ -83,7 +83,7 @@ fi
 step "installed shipctl ran as the shipctl user: $lines events in out.jsonl"
 
 # Everything shipctl imports lazily is in the bundle: a plugin run by the installed binary imports every
-# shipctl module, common standard-library modules and the Panoptes shims, and says which extras are in.
+# shipctl module, common standard-library modules and the Panoptes and Scalyr shims, and says which extras are in.
 probe=$(/usr/bin/shipctl run-monitor plugin --opt module="$PWD/packaging/probe_plugin.py" --print) ||
     fail "the import probe failed"
 extras=$(python3 -c '
@@ -95,7 +95,7 @@ for line in sys.stdin:
 assert got["shipctl_modules"] > 50, got
 print(" ".join(f"{k[6:]}={v}" for k, v in sorted(got.items()) if k.startswith("extra_")))' <<<"$probe") ||
     fail "probe output: $probe"
-[ "$extras" = "kafka=0 otlp=1 prometheus=1 re2=1" ] || fail "extras in the bundle: $extras"
+[ "$extras" = "kafka=0 mysql=1 otlp=1 prometheus=1 re2=1" ] || fail "extras in the bundle: $extras"
 tmp=$(mktemp -d)
 # re2 is in: a pattern that could backtrack for ever is accepted (it runs on RE2) ...
 printf '%s\n' '[agent]' "state = \"$tmp/state.db\"" '[[logs]]' 'id = "a"' "path = \"$tmp/a.log\"" \
