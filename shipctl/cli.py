@@ -803,18 +803,7 @@ def version_cmd() -> None:
     print(f"shipctl {__version__}")
 
 
-def _enable_completion() -> None:
-    """Shell completion (the scripts installed by the packages, or ``_SHIPCTL_COMPLETE=source_bash shipctl``
-    for one's own): typer answers it only once its shell classes are registered, which ``add_completion=False``
-    skips; registering them only when asked keeps the ordinary run from importing completion code."""
-    if os.environ.get("_SHIPCTL_COMPLETE"):
-        from typer._completion_classes import completion_init  # typer is pinned to one minor (pyproject)
-
-        completion_init()
-
-
 def main() -> None:
-    _enable_completion()
     try:
         app()
     except ShipctlError as exc:
