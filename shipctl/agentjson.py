@@ -11,10 +11,10 @@ Keys the agent accepts that shipctl does not implement are accepted with one war
 would reject (wrong type, a fragment redefining a main-file key, a log without ``path``, ...) are errors naming
 the file and the key. Unknown keys are ignored by the agent: a warning here.
 
-Variables: ``import_vars`` entries become shipctl ``{var, default}`` entries with the agent's default ("" when
-none is given), so a variable that is not set reads as empty, as with the agent. Differences that remain: the
-agent substitutes per file and by plain text (``$FOO`` also inside ``$FOOBAR``); shipctl substitutes ``$NAME`` and
-``${NAME}`` with any file's variables.
+Variables: each file's ``import_vars`` are substituted into that file with the agent's rules before anything
+else reads it (shipctl/agentvars.py: per file, plain-text ``$NAME``, an empty variable gives the default, so
+``"$X"`` also works in a boolean or number field); the mapped result holds final values, not substituted
+again (config._merge(substitute=False)), so a ``$NAME`` the agent leaves as written stays so.
 """
 
 from __future__ import annotations
@@ -24,10 +24,13 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipctl.errors import ConfigError
 from shipctl.schema import Where, describe
+
+if TYPE_CHECKING:
+    from shipctl.agentvars import AgentVars
 
 MODULE_PREFIX = "scalyr_agent.builtin_monitors."
 BUILTIN_MONITORS = {
@@ -37,7 +40,6 @@ BUILTIN_MONITORS = {
     "linux_process_metrics": "linux_process_metrics",
     "mysql_monitor": "mysql",
 }
-PASS_THROUGH = ("mysql",)  # types built elsewhere with the agent's option names: options go as they are
 CUSTOM_MONITOR = "scalyr_monitor"  # a user's own ScalyrMonitor subclass
 DEFAULT_LOG_DIR = "/var/log/scalyr-agent-2"  # the agent's agent_log_path: base of relative log paths
 DEFAULT_CONFIG_DIR = "agent.d"
@@ -46,6 +48,12 @@ AGENT_LOG_PARSER = "scalyrAgentLog"
 # Keys that may appear in several files; every other key may be set once, in any file (the agent's rule).
 MULTI = ("import_vars", "logs", "journald_logs", "k8s_logs", "monitors", "server_attributes")
 COMPRESSION = ("deflate", "bz2", "lz4", "zstandard", "none")
+# The agent's valid compression_level range per algorithm (scalyr_agent/util.py); out of range it falls back to
+# the algorithm's default (deflate: 6). Without compression_level shipctl keeps its own deflate default (1: about
+# 4x less CPU than 6 for a 20% bigger body, see sinks/scalyr.py).
+AGENT_LEVELS = {"deflate": (1, 9), "bz2": (1, 9), "lz4": (0, 16), "zstandard": (1, 22)}
+AGENT_DEFLATE_DEFAULT = 6
+SHIPCTL_LEVEL = 1
 GROUPER_MODES = {
     "continueThrough": "continue_through",
     "continuePast": "continue_past",
@@ -127,8 +135,6 @@ _LOG_UNUSED: dict[str, tuple[str, Any]] = {
     "parse_format": ("str", "raw"),
     "json_message_field": ("str", "log"),
     "json_timestamp_field": ("str", "time"),
-    "rename_logfile": ("any", None),
-    "rename_no_original": ("bool", False),
 }
 
 
@@ -141,6 +147,8 @@ class Mapped:
     warnings: list[str] = field(default_factory=list)
     # Remarks for ``config convert``: id() of an output table -> comment lines (a key without equivalent).
     notes: dict[int, list[str]] = field(default_factory=dict)
+    vars: AgentVars | None = None  # import_vars as substituted (values, secrets, TOML forms for convert)
+    key_env: str | None = None  # the API key came from this environment variable (no file sets api_key)
 
 
 def is_agent_json(path: Path) -> bool:
@@ -205,9 +213,13 @@ def load(path: Path, *, env_optional: bool = False) -> Mapped:
     """Read agent.json, its fragments (``config_directory``, default agent.d, and $SCALYR_EXTRA_CONFIG_DIR), merge
     them as the agent does and map the result. ``env_optional``: no API key anywhere is not an error (``status``
     and ``state`` must work in a shell without it): the key reads from $SCALYR_API_KEY, which is not set."""
+    from shipctl import schema
+    from shipctl.agentvars import AgentVars
+
     warnings: list[str] = []
-    main = read_json(path, warnings)
     where = Where(str(path))
+    av = AgentVars()
+    main = av.apply(read_json(path, warnings), where)  # first, as the agent: config_directory may use a variable
     conf_dir_raw = _str(main.get("config_directory", DEFAULT_CONFIG_DIR), where.key("config_directory"))
     dirs = [_resolve(conf_dir_raw or DEFAULT_CONFIG_DIR, path.parent)]
     extra = os.environ.get("SCALYR_EXTRA_CONFIG_DIR")
@@ -219,7 +231,7 @@ def load(path: Path, *, env_optional: bool = False) -> Mapped:
     for d in dirs:
         for fp in fragment_dir_files(d, ".json", warnings):
             content = read_json(fp, warnings)
-            for k, v in content.items():
+            for k in content:
                 if k in MULTI:
                     continue
                 if k in owner:
@@ -228,19 +240,32 @@ def load(path: Path, *, env_optional: bool = False) -> Mapped:
                         " (as for the agent)"
                     )
                 owner[k] = fp
-                top[k] = v
+            content = av.apply(content, Where(str(fp)))  # its own import_vars only
+            for k, v in content.items():
+                if k not in MULTI:
+                    top[k] = v
             fragments.append((fp, content))
+    schema.set_secret_values(av.secret_values)  # from here on, errors mask them
     m = _Mapper(path, owner, warnings)
     m.env_optional = env_optional
     files = [(path, m.main(top))]
     files.extend((fp, m.fragment(fp, content)) for fp, content in fragments)
-    return Mapped(files, [str(path)] + [str(fp) for fp, _ in fragments], warnings, m.notes)
+    if m.key_env is not None:  # masked like a variable's secret
+        av.imported[m.key_env] = os.environ.get(m.key_env, "")
+        av.secret_names.add(m.key_env)
+    return Mapped(files, [str(path)] + [str(fp) for fp, _ in fragments], warnings, m.notes, av, m.key_env)
 
 
-def load_fragment(path: Path, warnings: list[str], notes: dict[int, list[str]] | None = None) -> dict[str, Any]:
-    """An agent-style JSON fragment found in the conf.d of a TOML config: its logs, monitors, server attributes
-    and variables."""
-    content = read_json(path, warnings)
+def load_fragment(
+    path: Path, warnings: list[str], notes: dict[int, list[str]] | None = None, av: AgentVars | None = None
+) -> dict[str, Any]:
+    """An agent-style JSON fragment found in the conf.d of a TOML config: its logs, monitors and server
+    attributes. Its own import_vars are substituted with the agent's rules (shipctl/agentvars.py); a "$NAME"
+    left after that is then read with the TOML config's variables."""
+    from shipctl.agentvars import AgentVars
+
+    av = av if av is not None else AgentVars()
+    content = av.apply(read_json(path, warnings), Where(str(path)))
     m = _Mapper(path, {}, warnings)
     if notes is not None:
         m.notes = notes
@@ -354,13 +379,14 @@ class _Mapper:
         self.warnings = warnings
         self.notes: dict[int, list[str]] = {}
         self.log_dir = DEFAULT_LOG_DIR
+        self.later_log_dir: tuple[Path, str | None] | None = None  # (fragment, value): agent_log_path set there
         self.top: dict[str, Any] = {}
         self.ids: dict[str, int] = {}
         self.module_paths: list[str] = []
-        self.sample_interval: float | None = None
         self.max_line_size: int | None = None  # the top-level defaults of every log entry
         self.line_wait: float | None = None
         self.env_optional = False
+        self.key_env: str | None = None  # the variable the API key was read from, when no file sets it
 
     def where(self, key: str) -> Where:
         return Where(str(self.owner.get(key, self.main_path))).key(key)  # .key(): marks api_key & co secret
@@ -390,16 +416,30 @@ class _Mapper:
         sink: dict[str, Any] = {"type": "scalyr", "id": SINK_ID}
         handled = {"import_vars", "logs", "monitors", "server_attributes", "config_directory"}
 
-        log_dir = self.get("agent_log_path", _str)
+        # Base of relative log paths, as the agent resolves them: each file's logs are checked (and joined to
+        # agent_log_path) before that file's own top-level keys are merged in, so agent_log_path set in a fragment
+        # applies to the fragments after it only; the main file's logs, that fragment's and the ones before it
+        # use the environment's $SCALYR_AGENT_LOG_PATH or the default.
         handled.add("agent_log_path")
+        owner = self.owner.get("agent_log_path", self.main_path)
+        if owner == self.main_path:
+            log_dir = self.get("agent_log_path", _str)
+        else:
+            self.later_log_dir = (owner, _str(self.top["agent_log_path"], self.where("agent_log_path")))
+            log_dir = _env("SCALYR_agent_log_path")
         if log_dir:
             self.log_dir = log_dir
         self.module_paths = [
             p for p in (self.get("additional_monitor_module_paths", _str) or "").split(os.pathsep) if p
         ]
         handled.add("additional_monitor_module_paths")
-        self.sample_interval = self.get("global_monitor_sample_interval", _float)
+        # The default interval of every monitor, the implicit ones too (as in the agent): an [agent] key.
+        interval = self.get("global_monitor_sample_interval", _float)
         handled.add("global_monitor_sample_interval")
+        if interval is not None:
+            if not interval > 0:
+                raise self.where("global_monitor_sample_interval").error(f"expected a number above 0, got {interval!r}")
+            agent["monitor_sample_interval"] = interval
 
         # The Scalyr sink.
         handled.update(("api_key", "scalyr_server", "allow_http"))
@@ -412,13 +452,15 @@ class _Mapper:
         else:
             name = next((n for n in ("SCALYR_API_KEY", "scalyr_api_key") if os.environ.get(n) is not None), None)
             if name is None and self.env_optional:
-                name = "SCALYR_API_KEY"  # read as empty, with the loader's warning
+                name = "SCALYR_API_KEY"  # read as empty (status works in a shell without the key)
+                self.warnings.append(f"{api_key_where}: environment variable {name} is not set; read as empty")
             if name is None:
                 raise api_key_where.error(
                     "missing required key (a Write Logs API key; or set $SCALYR_API_KEY, which the agent reads too)"
                 )
-            sink["api_key"] = f"${name}"
-            out.setdefault("import_vars", []).append({"var": name})
+            # The value itself: the mapped files are not substituted again (config._merge(substitute=False)).
+            sink["api_key"] = os.environ.get(name, "")
+            self.key_env = name
         allow_http = self.get("allow_http", _bool) or False
         server = self.get("scalyr_server", _str, env="SCALYR_SERVER")
         if server is not None:
@@ -452,19 +494,30 @@ class _Mapper:
         ctype = self.get("compression_type", _str)
         if ctype is not None and ctype not in COMPRESSION:
             raise self.where("compression_type").error(f"expected one of {', '.join(COMPRESSION)}, got {ctype!r}")
+        level = self.get("compression_level", _int)
         if ctype in ("deflate", "none"):
             sink["compression"] = ctype
         elif ctype is not None:
-            self.warn(sink, self.where("compression_type"), f"{ctype!r} is not implemented by shipctl; deflate is used")
-        level = self.get("compression_level", _int)
+            # shipctl only deflates; the level given is on the other algorithm's scale, so it does not carry over.
+            lo, hi = AGENT_LEVELS[ctype]
+            given = (
+                f"; compression_level {level} (a {ctype} level, {lo} to {hi}) is not used" if level is not None else ""
+            )
+            self.warn(
+                sink,
+                self.where("compression_type"),
+                f"{ctype!r} is not implemented by shipctl; deflate (level {SHIPCTL_LEVEL}, shipctl's default) is used"
+                f" instead{given}",
+            )
         if level is not None and ctype in (None, "deflate"):
             if 1 <= level <= 9:
                 sink["compression_level"] = level
             else:
+                sink["compression_level"] = AGENT_DEFLATE_DEFAULT
                 self.warn(
                     sink,
                     self.where("compression_level"),
-                    f"{level} is not a deflate level (1 to 9); the default is used, as by the agent",
+                    f"{level} is not a deflate level (1 to 9); level {AGENT_DEFLATE_DEFAULT} is used, as by the agent",
                 )
         handled.add("max_allowed_request_size")
         size = self.get("max_allowed_request_size", _int)
@@ -527,13 +580,6 @@ class _Mapper:
             else:
                 self.warn(out, w, "unknown key; ignored (the agent ignores it too)")
 
-        out.update(
-            self.variables(
-                top.get("import_vars"),
-                Where(str(self.owner.get("import_vars", self.main_path)), "import_vars"),
-                out.get("import_vars", []),
-            )
-        )
         if agent:
             out["agent"] = agent
         out.update(self.entries(top, Where(str(self.main_path))))
@@ -547,7 +593,6 @@ class _Mapper:
     def fragment(self, path: Path, content: dict[str, Any]) -> dict[str, Any]:
         w = Where(str(path))
         out: dict[str, Any] = {}
-        out.update(self.variables(content.get("import_vars"), w.key("import_vars"), []))
         attrs = self.server_attributes(content, w)
         if attrs:
             out["server_attributes"] = attrs
@@ -557,29 +602,14 @@ class _Mapper:
                 if content[key]:
                     self.warn(out, w.key(key), "an agent option shipctl does not implement; ignored")
         out.update(self.entries(content, w))
+        if self.later_log_dir is not None and self.later_log_dir[0] == path:
+            self.log_dir = self.later_log_dir[1] or DEFAULT_LOG_DIR  # for the fragments read after this one
         return out
 
     def server_attributes(self, data: dict[str, Any], w: Where) -> dict[str, Any]:
         if data.get("server_attributes") is None:
             return {}
         return _attrs(data["server_attributes"], w.key("server_attributes"))
-
-    def variables(self, value: Any, w: Where, out: list[Any]) -> dict[str, Any]:
-        if value is None:
-            return {"import_vars": out} if out else {}
-        if not isinstance(value, list):
-            raise w.error(f"expected an array of names or {{var, default}} objects, got {describe(value)}")
-        for i, entry in enumerate(value):
-            ew = w.index(i)
-            if isinstance(entry, dict):
-                for k in ("var", "default"):
-                    if k not in entry:
-                        raise ew.key(k).error("missing required key (the agent needs both var and default)")
-                name, default = _str(entry["var"], ew.key("var")), _str(entry["default"], ew.key("default"))
-            else:
-                name, default = _str(entry, ew), ""
-            out.append({"var": name, "default": default or ""})
-        return {"import_vars": out} if out else {}
 
     def entries(self, data: dict[str, Any], w: Where) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -641,6 +671,18 @@ class _Mapper:
                         self.warn(r, rw.key(k), "unknown key; ignored (the agent ignores it too)")
                 rules.append(r)
             out[key] = rules
+        if "rename_logfile" in item:
+            self.rename(item["rename_logfile"], w.key("rename_logfile"), out)
+        if "rename_no_original" in item:
+            # The agent looks only at whether the key is there, whatever its value.
+            out["rename_no_original"] = True
+            if item["rename_no_original"] is not True:
+                self.warn(
+                    out,
+                    w.key("rename_no_original"),
+                    f"{describe(item['rename_no_original'])}: the agent only checks that the key is present;"
+                    " original_file is not sent",
+                )
         known = {
             "path",
             "exclude",
@@ -650,6 +692,8 @@ class _Mapper:
             "lineGroupers",
             "sampling_rules",
             "redaction_rules",
+            "rename_logfile",
+            "rename_no_original",
         }
         for key, value in item.items():
             if key in known:
@@ -663,6 +707,37 @@ class _Mapper:
             else:
                 self.warn(out, kw, "unknown key; ignored (the agent ignores it too)")
         return out
+
+    def rename(self, value: Any, w: Where, out: dict[str, Any]) -> None:
+        """rename_logfile as the agent reads it: a string template, or {match, replacement}; anything the agent
+        would never rename with (other types, an incomplete table, a bad template or regex) is ignored, with a
+        warning here where the agent would warn while running."""
+        import re
+
+        from shipctl import logrename
+
+        if isinstance(value, str):
+            problem = logrename.check(value)
+            if problem is None:
+                out["rename_logfile"] = value
+                return
+        elif isinstance(value, dict):
+            if "match" not in value or "replacement" not in value:
+                self.warn(out, w, "expected both match and replacement (as the agent); ignored, the path is sent")
+                return
+            match, replacement = _str(value["match"], w.key("match")), _str(value["replacement"], w.key("replacement"))
+            try:
+                problem = logrename.check(logrename.RenameRule(re.compile(match or ""), replacement or ""))
+            except re.error as exc:
+                problem = f"invalid regular expression {match!r}: {exc}"
+            if problem is None:
+                out["rename_logfile"] = {"match": match, "replacement": replacement}
+                return
+        elif value is None:
+            return
+        else:
+            problem = f"expected a string or {{match, replacement}}, got {describe(value)}"
+        self.warn(out, w, f"{problem}; ignored, the path is sent (the agent would warn while running)")
 
     def grouper(self, g: dict[str, Any], w: Where) -> dict[str, Any]:
         if g.get("start") is None:
@@ -694,13 +769,8 @@ class _Mapper:
             n = self.ids[base] = self.ids.get(base, 0) + 1
             mid = base if n == 1 else f"{base}_{n}"
         out["id"] = mid
-        interval = (
-            _float(item["sample_interval"], w.key("sample_interval"))
-            if item.get("sample_interval") is not None
-            else self.sample_interval
-        )
-        if interval is not None:
-            out["sample_interval"] = interval
+        if item.get("sample_interval") is not None:  # else [agent] monitor_sample_interval applies
+            out["sample_interval"] = _float(item["sample_interval"], w.key("sample_interval"))
         rest = {k: v for k, v in item.items() if k not in ("module", "id", "sample_interval")}
         if mtype is None:
             if module.startswith(MODULE_PREFIX):
@@ -713,15 +783,13 @@ class _Mapper:
             out["module"] = module
             if self.module_paths:
                 out["module_paths"] = list(self.module_paths)
-            out["config"] = {k: v for k, v in item.items() if k != "module"}
+            # id and sample_interval are the monitor entry's own (the scalyr_monitor type refuses them in config).
+            out["config"] = {k: v for k, v in item.items() if k not in ("module", "id", "sample_interval")}
             return out
         if "log_path" in rest:
             _str(rest["log_path"], w.key("log_path"))
             self.warn(out, w.key("log_path"), "shipctl queues monitor output itself (no per-monitor log file); ignored")
             rest.pop("log_path")
-        if mtype in PASS_THROUGH:
-            out.update(rest)
-            return out
         hints, names = _options_of(mtype)
         for key, value in rest.items():
             kw = w.key(key)

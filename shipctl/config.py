@@ -18,10 +18,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from shipctl import schema
+from shipctl import logrename, schema
 from shipctl.errors import ConfigError
+from shipctl.logrename import RenameRule
 from shipctl.model import KINDS
-from shipctl.schema import Where, between, field, is_secret_key, non_negative, one_of
+from shipctl.schema import Where, between, field, is_secret_key, non_negative, one_of, positive
 from shipctl.schema import mask as mask  # re-exported: callers mask secrets through config
 
 DEFAULT_CONFIG = Path("/etc/shipctl/shipctl.toml")
@@ -61,6 +62,10 @@ def _empty() -> Mapping[str, Any]:
     return types.MappingProxyType({})
 
 
+def _rename_check(value: Any) -> str | None:
+    return None if value is None else logrename.check(value)
+
+
 @dataclass(frozen=True)
 class LogConfig:
     path: str
@@ -74,6 +79,9 @@ class LogConfig:
     sampling_rules: tuple[SamplingRule, ...] = ()
     redaction_rules: tuple[RedactionRule, ...] = ()
     rotated_patterns: tuple[str, ...] = ()
+    # The name its events carry as logfile instead of the path (the agent's option; shipctl/logrename.py).
+    rename_logfile: str | RenameRule | None = field(None, check=_rename_check)  # noqa: RUF009 (a dataclass field)
+    rename_no_original: bool = False  # no original_file attribute when renamed
 
     @property
     def has_rules(self) -> bool:
@@ -135,6 +143,9 @@ class AgentConfig:
     # an agent.json (the agent's default); off for TOML, whose users chose their logs explicitly.
     implicit_agent_log_collection: bool = False
     plugins_dir: str | None = None  # every .panoptes-plugin below it runs without a [[monitors]] entry
+    # Default sample_interval of every monitor, the implicit ones included (the agent's
+    # global_monitor_sample_interval).
+    monitor_sample_interval: float = field(30.0, aliases=("global_monitor_sample_interval",), check=positive)
 
 
 @dataclass(frozen=True)
@@ -216,11 +227,13 @@ def load_config(
 
         if agentjson.is_agent_json(path):  # a Scalyr agent.json, with its agent.d/*.json (shipctl/agentjson.py)
             mapped = agentjson.load(path, env_optional=env_optional)
-            config = _merge(path, mapped.files, env_optional=env_optional)
+            config = _merge(path, mapped.files, env_optional=env_optional, substitute=False)
+            config = _with_agent_vars(config, mapped.vars)
             return replace(config, warnings=tuple(mapped.warnings) + config.warnings)
     main = _read_toml(path)
     files: list[tuple[Path, dict[str, Any]]] = [(path, main)]
     warnings: list[str] = []
+    agent_vars = None  # the import_vars of agent-style *.json fragments, substituted by the agent's rules
     conf_d = path.parent / "conf.d"
     # *.toml, and agent-style *.json fragments (their logs and monitors); any other file is named in a warning.
     for p in _conf_d_files(conf_d, warnings):
@@ -228,12 +241,26 @@ def load_config(
             files.append((p, _read_toml(p)))
         elif p.suffix == ".json":
             from shipctl import agentjson
+            from shipctl.agentvars import AgentVars
 
-            files.append((p, agentjson.load_fragment(p, warnings)))
+            agent_vars = agent_vars or AgentVars()
+            files.append((p, agentjson.load_fragment(p, warnings, av=agent_vars)))
         else:
             warnings.append(f"{p}: not read (only *.toml and *.json files in {conf_d} are read)")
     config = _merge(path, files, env_optional=env_optional)
+    config = _with_agent_vars(config, agent_vars)
     return replace(config, warnings=tuple(warnings) + config.warnings)
+
+
+def _with_agent_vars(config: Config, agent_vars: Any) -> Config:
+    """Add the variables an agent.json (or JSON fragment) substituted itself (shipctl/agentvars.py): shown by
+    check-config, and their secrets masked like those of import_vars in TOML."""
+    if agent_vars is None or not agent_vars.imported:
+        return config
+    secrets = tuple(sorted(set(config.secret_values) | set(agent_vars.secret_values), key=len, reverse=True))
+    schema.set_secret_values(secrets)
+    imported = {**agent_vars.imported, **config.imported}
+    return replace(config, imported=types.MappingProxyType(imported), secret_values=secrets)
 
 
 def _conf_d_files(conf_d: Path, warnings: list[str]) -> list[Path]:
@@ -258,7 +285,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: invalid TOML: not UTF-8 (byte {exc.start})") from None
 
 
-def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]], *, env_optional: bool = False) -> Config:
+def _merge(
+    main_path: Path, files: list[tuple[Path, dict[str, Any]]], *, env_optional: bool = False, substitute: bool = True
+) -> Config:
+    """``substitute=False``: the files hold final values (an agent.json, substituted by the agent's rules)."""
     imported: dict[str, str] = {}
     warnings: list[str] = []
     # Variables first, from every file, so any file may use any imported name.
@@ -270,7 +300,7 @@ def _merge(main_path: Path, files: list[tuple[Path, dict[str, Any]]], *, env_opt
     secret_vars = {name for name in imported if schema.is_secret_key(name)}
     substituted = []
     for path, raw in files:
-        substituted.append(_substitute(raw, imported, Where(str(path)), secret_vars, warnings))
+        substituted.append(_substitute(raw, imported, Where(str(path)), secret_vars, warnings) if substitute else raw)
     secret_values = tuple(sorted({imported[n] for n in secret_vars if len(imported[n]) >= 4}, key=len, reverse=True))
     schema.set_secret_values(secret_values)
 
@@ -345,7 +375,9 @@ def _build(
     if agent.implicit_agent_log_collection:
         logs.append(_own_log(agent, Where(main, "agent.implicit_agent_log_collection")))
     log_objs = _unique_ids([_load_log(item, where, d) for item, where, d in logs], "logs", logs)
-    mon_objs = _unique_ids([_load_monitor(item, where) for item, where, _ in monitors], "monitors", monitors)
+    mon_objs = _unique_ids(
+        [_load_monitor(item, where, agent.monitor_sample_interval) for item, where, _ in monitors], "monitors", monitors
+    )
     sink_objs = _unique_ids([_load_sink(item, where, d) for item, where, d in sinks], "sinks", sinks)
     return Config(
         file=main,
@@ -364,9 +396,9 @@ OWN_LOG_ID = "shipctl.log"
 def _own_log(agent: AgentConfig, where: Where) -> tuple[dict[str, Any], Where, Path]:
     """shipctl's own log as a [[logs]] entry (implicit_agent_log_collection), where commands/common.py writes
     it: agent.log_file, else shipctl.log beside the state file."""
-    from shipctl.state.db import resolve_state_path
+    from shipctl.state import db
 
-    path = Path(agent.log_file) if agent.log_file else resolve_state_path(agent.state).with_name("shipctl.log")
+    path = db.own_log_path(db.resolve_state_path(agent.state), agent.log_file)
     entry = {"path": str(path), "id": OWN_LOG_ID, "attributes": {"parser": "scalyrAgentLog"}, "start_at": "end"}
     return entry, where, path.parent
 
@@ -502,7 +534,7 @@ def _load_groupers(value: Any, where: Where) -> tuple[LineGrouper, ...]:
     return tuple(out)
 
 
-def _load_monitor(item: Any, where: Where) -> MonitorConfig:
+def _load_monitor(item: Any, where: Where, default_interval: float = 30.0) -> MonitorConfig:
     if not isinstance(item, dict):
         raise where.error(f"expected a table, got {schema.describe(item)}")
     mtype = item.get("type")
@@ -511,7 +543,7 @@ def _load_monitor(item: Any, where: Where) -> MonitorConfig:
     mid = item.get("id", mtype)
     if not isinstance(mid, str) or not mid:
         raise where.key("id").error(f"expected a non-empty string, got {schema.describe(mid)}")
-    interval = schema.convert(float, item.get("sample_interval", 30.0), where.key("sample_interval"))
+    interval = schema.convert(float, item.get("sample_interval", default_interval), where.key("sample_interval"))
     if interval <= 0:
         raise where.key("sample_interval").error(f"expected a number above 0, got {interval!r}")
     options = {k: v for k, v in item.items() if k not in MONITOR_COMMON}
@@ -590,6 +622,8 @@ def _substitute(
 
         def sub(m: re.Match[str]) -> str:
             name = m[1] or m[2]
+            if where.path.endswith("rename_logfile") and logrename.is_field(name):
+                return m[0]  # $BASENAME, $PATH1, ...: the rename template's own placeholders
             if name not in imported:
                 warnings.append(f"{where}: ${name} is not in import_vars; left as written")
                 return m[0]

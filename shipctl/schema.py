@@ -185,6 +185,7 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
         if value is None and type(None) in args:
             return None
         errors = []
+        table_error: ConfigError | None = None
         for arg in args:
             if arg is type(None):
                 continue
@@ -192,6 +193,10 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
                 return convert(arg, value, where, regex=regex)
             except ConfigError as exc:
                 errors.append(exc)
+                if isinstance(value, dict) and dataclasses.is_dataclass(arg):
+                    table_error = exc  # a table for a table type: its own error says more than "expected ..."
+        if isinstance(value, dict) and table_error is not None:
+            raise table_error
         raise where.error(f"expected {_type_name(tp)}, got {describe(value, secret=where.secret)}")
     if tp is typing.Any:
         return value

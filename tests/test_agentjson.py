@@ -293,7 +293,7 @@ def test_config_convert_reads_back_to_the_same_config(
     agent = _write_agent(tmp_path / "scalyr", "https://upload.example", web, tmp_path / "logs")
     text = agent.read_text().replace('api_key: "$SCALYR_API_KEY",', f'api_key: "{KEY}",')
     text = text.replace("implicit_agent_log_collection: false,", 'rename_me: 1, json_library: "json",')
-    text = text.replace("copy_from_start: true,", 'copy_from_start: true, rename_logfile: "/renamed.log",')
+    text = text.replace("copy_from_start: true,", 'copy_from_start: true, rename_logfile: "/renamed/$BASENAME",')
     agent.write_text(text)
     (agent.parent / "agent.d" / "90-own.json").write_text(
         '{ monitors: [ { module: "acme.monitors.queue_depth", queue: "jobs", limit: 5 } ], '
@@ -304,11 +304,19 @@ def test_config_convert_reads_back_to_the_same_config(
     out = r.stdout
     assert KEY not in out + r.stderr  # a key written in agent.json is not printed
     assert 'api_key = "$SCALYR_API_KEY"' in out
-    assert "# " in out and "rename_logfile" in out and "rename_me" in out and "json_library" in out
-    assert "rename_logfile: an agent log option shipctl does not implement" in r.stderr
+    assert "# " in out and "rename_me" in out and "json_library" in out
+    assert 'rename_logfile = "/renamed/$BASENAME"' in out
+    assert "pepper" not in out  # nor a hash_salt: it reads from a variable the user sets
+    assert 'hash_salt = "$SCALYR_HASH_SALT"' in out
+    assert "# hash_salt: the salt written in agent.json is not printed; set $SCALYR_HASH_SALT to it" in out
     converted = tmp_path / "converted.toml"
     converted.write_text(out)
-    _same(load_config(agent), load_config(converted))
+    monkeypatch.setenv("SCALYR_HASH_SALT", "pepper")
+    want, got = _resolved(load_config(agent)), _resolved(load_config(converted))
+    # The same, but for the salt's variable (a secret now, where agent.json held it as written).
+    assert got["imported"].pop("SCALYR_HASH_SALT") == "pepper"
+    got["secrets"] = tuple(x for x in got["secrets"] if x != "pepper")
+    assert want == got
     cfg = load_config(converted)
     (own,) = [m for m in cfg.monitors if m.type == "scalyr_monitor"]
     assert own.id == "queue_depth"
@@ -355,10 +363,15 @@ def test_mysql_module_maps_to_its_type_with_the_agents_options(tmp_path: Path) -
     conf = tmp_path / "agent.json"
     conf.write_text(
         '{ api_key: "k-0123456789abcdef", monitors: [ { module: "scalyr_agent.builtin_monitors.mysql_monitor",'
-        ' database_socket: "default", database_username: "scalyr", database_password: "$PW", id: "db" } ],'
-        ' import_vars: [ { var: "PW", default: "s3cr3t-pass" } ] }'
+        ' database_socket: "default", database_username: "scalyr", database_password: "$PW", id: "db",'
+        ' monitor_log_write_rate: 4000 } ], import_vars: [ { var: "PW", default: "s3cr3t-pass" } ] }'
     )
     cfg = load_config(conf)
+    # The agent's common monitor keys shipctl has no use for are warned about, not passed to the monitor's options
+    # (which reject unknown keys).
+    assert any(
+        "monitors[0].monitor_log_write_rate: not an option of shipctl's mysql monitor" in w for w in cfg.warnings
+    )
     (mon,) = cfg.monitors
     assert (mon.type, mon.id) == ("mysql", "db")
     assert dict(mon.options) == {

@@ -249,7 +249,10 @@ def test_import_var_with_a_bad_name(env: Env) -> None:
 
 def test_unknown_monitor_type(env: Env) -> None:
     env.write_config(log_table(env) + '[[monitors]]\ntype = "shel"\ncommand = "true"\n')
-    known = "linux_process_metrics, linux_system_metrics, mysql, plugin, scalyr_monitor, script, shell, shipctl_metrics, url"
+    known = (
+        "linux_process_metrics, linux_system_metrics, mysql, plugin, scalyr_monitor, script, shell, shipctl_metrics,"
+        " url"
+    )
     assert config_error(env, "run") == f"{env.config}: monitors[0].type: unknown monitor type 'shel' (known: {known})"
 
 

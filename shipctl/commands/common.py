@@ -124,7 +124,9 @@ class _LazyFileHandler(logging.Handler):
 def setup_logging(state_path: Path, log_file: str | None) -> _LazyFileHandler | None:
     """The tool's own log: a small rotating file beside the state file (warnings also go to stderr via
     the CLI). Configured once per process; a later session with another state re-points it."""
-    path = Path(log_file) if log_file else state_path.with_name("shipctl.log")
+    from shipctl.state import db
+
+    path = db.own_log_path(state_path, log_file)
     for h in log.handlers:
         if isinstance(h, _LazyFileHandler):
             if h.path != path or h.failure:

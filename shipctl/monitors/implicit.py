@@ -14,7 +14,6 @@ from shipctl.schema import Where
 SYSTEM_ID = "system"
 AGENT_ID = "agent"
 SHIPCTL_ID = "shipctl"
-DEFAULT_INTERVAL = 30.0
 
 
 def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
@@ -29,19 +28,19 @@ def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
         # Opt-in, unlike the two below: it adds ~10 series per sink and 6 per log to every sink (billed per event by
         # some), and node_exporter's textfile (agent.textfile) already serves a host's own scrape.
         where = Where(config.file, "agent.implicit_shipctl_monitor")
-        mons.append(MonitorConfig("shipctl_metrics", SHIPCTL_ID, DEFAULT_INTERVAL, types.MappingProxyType({}), where))
+        interval = config.agent.monitor_sample_interval
+        mons.append(MonitorConfig("shipctl_metrics", SHIPCTL_ID, interval, types.MappingProxyType({}), where))
     if not sys.platform.startswith("linux") or not os.path.exists("/proc/self/stat"):
         return tuple(mons)
     ids = {m.id for m in mons}
     agent = config.agent
+    interval = agent.monitor_sample_interval  # [agent] monitor_sample_interval (global_monitor_sample_interval)
     # A configured linux_system_metrics replaces the implicit one rather than doubling every metric.
     if agent.implicit_metric_monitor and SYSTEM_ID not in ids and all(m.type != "linux_system_metrics" for m in mons):
         where = Where(config.file, "agent.implicit_metric_monitor")
-        mons.append(
-            MonitorConfig("linux_system_metrics", SYSTEM_ID, DEFAULT_INTERVAL, types.MappingProxyType({}), where)
-        )
+        mons.append(MonitorConfig("linux_system_metrics", SYSTEM_ID, interval, types.MappingProxyType({}), where))
     if agent.implicit_agent_process_metrics_monitor and AGENT_ID not in ids:
         where = Where(config.file, "agent.implicit_agent_process_metrics_monitor")
         opts = types.MappingProxyType({"pid": "$$"})
-        mons.append(MonitorConfig("linux_process_metrics", AGENT_ID, DEFAULT_INTERVAL, opts, where))
+        mons.append(MonitorConfig("linux_process_metrics", AGENT_ID, interval, opts, where))
     return tuple(mons)

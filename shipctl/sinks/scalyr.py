@@ -376,7 +376,11 @@ class ScalyrSink(Sink):
         got = self._logs.get(key)
         if got is None:
             lid = b"%d" % (len(self._logs) + 1)
-            attrs = {**extra, "logfile": batch.source}
+            attrs = dict(extra)
+            # As the agent: the file's path, unless the log's attributes name it (logfile, or the legacy
+            # filename) or rename_logfile did (shipctl/logrename.py puts logfile in the batch's attributes).
+            if "logfile" not in attrs and "filename" not in attrs:
+                attrs["logfile"] = batch.source
             decl = json.dumps({"id": lid.decode(), "attrs": attrs}, ensure_ascii=False, separators=(",", ":"))
             got = self._logs[key] = (lid, decl.encode())
         return got

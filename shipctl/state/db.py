@@ -79,6 +79,16 @@ def resolve_state_path(configured: str | None) -> Path:
     return default_state_path()
 
 
+OWN_LOG_NAME = "shipctl.log"
+
+
+def own_log_path(state_path: Path, log_file: str | None = None) -> Path:
+    """shipctl's own log: ``agent.log_file`` when configured, else shipctl.log beside the state file. The one
+    place this is decided: the log handler (commands/common.py), the implicit log entry that ships it
+    (config.py) and the "was this state in use" check below all ask here."""
+    return Path(log_file) if log_file else state_path.with_name(OWN_LOG_NAME)
+
+
 def _ensure_dir(directory: Path) -> None:
     if not directory.is_dir():
         try:
@@ -324,7 +334,7 @@ def earlier_runs(path: Path) -> str | None:
     """What shows that the state file at ``path`` was in use before, or None. ``shipctl.log`` beside it, or a
     lock file of this state naming a process that is gone (a live one may be creating the file right now);
     a lock file this process holds counts by what it said before we took it."""
-    log_file = path.with_name("shipctl.log")
+    log_file = own_log_path(path)
     if os.path.lexists(log_file):
         return f"{log_file.name} is there"
     for name in sorted(glob.glob(glob.escape(str(path)) + ".*.lock")):

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from shipctl.config import LogConfig
 from shipctl.model import PendingBatch
@@ -148,11 +149,29 @@ class _LogTailer:
         self.walk_limit = walk_limit or Limit()
         self.out = LogResult(log_cfg.id)
         self._refused: set[str] = set()  # candidates reported as not regular files in this run
+        self._renamed: dict[str, dict[str, Any]] = {}  # path -> its batches' attributes (rename_logfile)
         self.claims = claims if claims is not None else Claims()
         self.alone = False
         self._resume: dict[str, FileRecord] = {}  # own records of files shadowed until now, by path
         self._by_file: dict[tuple[int, int], list[FileRecord]] | None = None  # every log's records, by file
         self._cleared: set[int] = set()  # records whose last_error this run cleared (to be saved)
+
+    def _attrs(self, path: str) -> dict[str, Any]:
+        """The attributes of a file's batches: the log's, with logfile/original_file when it is renamed
+        (rename_logfile, shipctl/logrename.py); worked out once per file and run."""
+        if self.log.rename_logfile is None:
+            return self.attrs
+        got = self._renamed.get(path)
+        if got is None:
+            from shipctl import logrename
+
+            _, problem = logrename.renamed(path, self.log.rename_logfile)
+            if problem:
+                log.warning("log %s: %s", self.log.id, problem)
+            got = self._renamed[path] = logrename.attributes(
+                self.attrs, path, self.log.rename_logfile, self.log.rename_no_original
+            )
+        return got
 
     # --- orchestration ---------------------------------------------------------------------------
     def run(self) -> LogResult:
@@ -804,7 +823,7 @@ class _LogTailer:
                             kind="log",
                             source=rec.path,
                             ts=time.time_ns(),
-                            attrs=self.attrs,
+                            attrs=self._attrs(rec.path),
                             fmt=cut.fmt,
                             payload=cut.payload,
                             n_events=cut.n_events,
