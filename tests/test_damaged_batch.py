@@ -106,6 +106,8 @@ def test_a_damaged_blob_is_set_aside_for_every_sink_and_the_rest_arrives_once(en
     (line,) = [x for x in up.stderr.splitlines() if "cannot be decoded" in x]  # once, not once per sink
     assert f"queued batch {bid} (sn {sn}..{sn + n - 1}, log source 'app', {n} events)" in line
     assert "does not inflate" in line and "shipctl state check" in line
+    tool_log = (env.state.parent / "shipctl.log").read_text()
+    assert tool_log.count(f"queued batch {bid} (sn {sn}..") == 1, tool_log
 
     expected = set(range(LINES)) - lost
     for got in (_lines(a), _lines(b), receiver.messages()):
@@ -168,7 +170,7 @@ def test_other_damage_is_set_aside_too(env: Env, kind: str) -> None:
         "reason"
     ]
 
-    up = env.cli("upload")
+    up = env.cli("run" if kind == "attrs_cut" else "upload")  # run (tail-once, monitors, upload) says the same
     assert up.exit_code == 65, up.stderr
     (line,) = up.stderr.splitlines()
     assert line.startswith(f"shipctl: queued batch {bid} (sn {sn}..{sn + n - 1},") and reason in line
