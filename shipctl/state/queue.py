@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from shipctl.humanize import plural
 from shipctl.model import Batch, PendingBatch, Undecodable, decode_payload, encode_payload
 
 
@@ -102,7 +103,7 @@ class Damaged:
     def describe(self) -> str:
         return (
             f"queued batch {self.id} (sn {self.sn}..{self.last_sn}, {self.kind} source {self.source!r},"
-            f" {self.n_events} events)"
+            f" {plural(self.n_events, 'event')})"
         )
 
 
