@@ -64,8 +64,8 @@ def _flip(state: Path, batch_id: int) -> None:
 
 
 def _status(env: Env) -> dict[str, Any]:
-    r = env.proc("status", "--json")
-    assert r.returncode == 0, r.stderr
+    r = env.cli("status", "--json")
+    assert r.exit_code == 0, r.stderr
     return json.loads(r.stdout)
 
 
@@ -80,7 +80,7 @@ def test_a_damaged_blob_is_set_aside_for_every_sink_and_the_rest_arrives_once(en
     a, b = env.tmp / "a.jsonl", env.tmp / "b.jsonl"
     body = f'[agent]\n{QUIET}[[logs]]\n{LOG}path = "{log}"\n'
     env.write_config(config_text(receiver.url, body) + _file_sink("a", a) + _file_sink("b", b), sink=False)
-    assert env.proc("tail-once").returncode == 0
+    assert env.cli("tail-once").exit_code == 0
     batches = _batches(env.state)
     assert len(batches) >= 5, batches
     bid, sn, n = batches[2]
@@ -89,11 +89,11 @@ def test_a_damaged_blob_is_set_aside_for_every_sink_and_the_rest_arrives_once(en
     _flip(env.state, bid)
 
     # state check, before any upload: names the batch, says what the upload will do, exit 73 (damaged).
-    check = env.proc("state", "check")
-    assert check.returncode == 73, check.stdout + check.stderr
+    check = env.cli("state", "check")
+    assert check.exit_code == 73, check.stdout + check.stderr
     assert f"batch {bid} (sn {sn}..{sn + n - 1}, log source 'app', {n} events) CANNOT BE DECODED" in check.stdout
     assert "sets them aside" in check.stdout and "Traceback" not in check.stdout + check.stderr
-    report = json.loads(env.proc("state", "check", "--json").stdout)["report"]
+    report = json.loads(env.cli("state", "check", "--json").stdout)["report"]
     (bad,) = report["undecodable"]
     assert (bad["id"], bad["sn"], bad["events"], bad["source"]) == (bid, sn, n, "app")
     assert "does not inflate" in bad["reason"]
@@ -123,14 +123,14 @@ def test_a_damaged_blob_is_set_aside_for_every_sink_and_the_rest_arrives_once(en
         assert s["events_uploaded"] == LINES - n and s["pending_events"] == 0
     assert len(_notices_naming(env, bid, sn)) == 1
     assert status["queue"]["batches"] == 0  # released once every sink passed it
-    human = env.proc("status")
-    assert human.returncode == 0 and f"queued batch {bid} (sn {sn}.." in human.stdout
+    human = env.cli("status")
+    assert human.exit_code == 0 and f"queued batch {bid} (sn {sn}.." in human.stdout
 
     # A second upload has nothing to say; new lines arrive once; the batch is not reported again.
     again = env.proc("upload")
     assert again.returncode == 0 and again.stderr == "", again.stderr
     append(log, numbered(500, start=LINES))
-    assert env.proc("tail-once").returncode == 0
+    assert env.cli("tail-once").exit_code == 0
     last = env.proc("upload")
     assert last.returncode == 0 and last.stderr == "", last.stderr
     for got in (_lines(a), _lines(b), receiver.messages()):
@@ -138,8 +138,8 @@ def test_a_damaged_blob_is_set_aside_for_every_sink_and_the_rest_arrives_once(en
         assert nums == sorted(expected | set(range(LINES, LINES + 500)))
     assert len(_notices_naming(env, bid, sn)) == 1
     assert all(s["events_dropped"] == n for s in _status(env)["sinks"])
-    check = env.proc("state", "check")
-    assert check.returncode == 0 and "Verdict:     ok" in check.stdout, check.stdout
+    check = env.cli("state", "check")
+    assert check.exit_code == 0 and "Verdict:     ok" in check.stdout, check.stdout
 
 
 DAMAGE = {
@@ -237,3 +237,29 @@ def test_a_blob_stored_as_text_is_read_as_the_bytes_it_holds(env: Env) -> None:
     up = env.cli("upload")
     assert up.exit_code == 0 and up.stderr == "", up.stderr
     assert_exactly_once(env.messages(), range(LINES))
+
+
+def test_a_batch_met_but_not_passed_is_not_counted_until_the_cursor_passes_it(env: Env, receiver: Receiver) -> None:
+    """The request around the damaged batch fails: the cursor stays before it, so nothing is counted or
+    reported yet (a retry meets it again); the run that gets past it counts and reports it, once."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(LINES))
+    env.write_config(config_text(receiver.url, f'[agent]\n{QUIET}[[logs]]\n{LOG}path = "{log}"\n'), sink=False)
+    assert env.cli("tail-once").exit_code == 0
+    bid, sn, n = _batches(env.state)[1]
+    lost = _numbers(env.state, bid)
+    _flip(env.state, bid)
+    receiver.fail("500")
+    first = env.cli("upload")
+    assert first.exit_code == 69 and "cannot be decoded" not in first.stderr, first.stderr
+    (sink,) = json.loads(env.cli("status", "--json").stdout)["sinks"]
+    assert sink["events_dropped"] == 0 and sink["acked_sn"] == 0
+    assert _notices_naming(env, bid, sn) == []
+
+    second = env.cli("upload", "--force")
+    assert second.exit_code == 65 and second.stderr.count("cannot be decoded") == 1, second.stderr
+    assert sorted(int(m.split()[1]) for m in receiver.messages()) == sorted(set(range(LINES)) - lost)
+    assert receiver.violations == []
+    (sink,) = json.loads(env.cli("status", "--json").stdout)["sinks"]
+    assert sink["events_dropped"] == n and sink["pending_events"] == 0
+    assert len(_notices_naming(env, bid, sn)) == 1
