@@ -273,6 +273,11 @@ def _upload_lines(res: Any) -> list[str]:
             f"upload: {res.sink}: receiver discarded {_n(res.discarded_events, 'event')}"
             f" ({_n(res.discarded_batches, 'batch')})"
         )
+    if res.damaged_batches:
+        lines.append(
+            f"upload: {res.sink}: set aside {_n(res.damaged_batches, 'undecodable batch')}"
+            f" ({_n(res.damaged_events, 'event')} lost, see status)"
+        )
     if res.request_limit:
         lines.append(
             f"upload: {res.sink}: receiver said requestTooLarge; requests are now at most"
@@ -327,6 +332,10 @@ def upload_cmd(
         if json_out:
             _json(run)
         code = 0
+        # An undecodable batch set aside: news once (like a log that cannot be read), then quiet; see status.
+        for notice in run.damaged:
+            _err(f"shipctl: {notice}")
+            code = EXIT_SOURCE_ERRORS
         for res in run.sinks:
             if verbose or res.failed or res.backing_off_until or res.dropped_batches or res.discarded_events:
                 for line in _upload_lines(res):
@@ -524,6 +533,9 @@ def run_cmd(
                 _err(_monitor_summary(res.monitors))
         # A timer tick during backoff stays quiet (cron would mail every minute); status shows it.
         code = EXIT_SOURCE_ERRORS if fresh or (res.monitors and res.monitors.errors) else 0
+        for notice in up.damaged if up is not None else []:  # an undecodable batch set aside, first met now
+            _err(f"shipctl: {notice}")
+            code = EXIT_SOURCE_ERRORS
         for r in up.sinks if up is not None else []:
             if verbose or (r.failed and not r.backing_off_until) or r.dropped_batches:
                 for line in _upload_lines(r):

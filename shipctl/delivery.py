@@ -27,7 +27,18 @@ from shipctl.runtime import Budget, Context, log
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
 from shipctl.state import upload as upstate
-from shipctl.state.queue import Header, JournalReader, Trimmed, pending, releasable, release, stored_bytes, trim
+from shipctl.state.queue import (
+    Damaged,
+    Header,
+    JournalReader,
+    Trimmed,
+    first_report,
+    pending,
+    releasable,
+    release,
+    stored_bytes,
+    trim,
+)
 
 AHEAD = 2  # requests encoded ahead of the one on the wire
 POLL_SECONDS = 0.05  # in ``run``: how long a sink waits for new batches before it looks again
@@ -45,6 +56,11 @@ class UploadResult:
     discarded_events: int = 0
     dropped_batches: int = 0  # oldest batches dropped because the queue exceeded agent.max_queue_bytes
     dropped_events: int = 0
+    # Batches that could not be decoded, which this sink's cursor moved past (their events are lost for it),
+    # and the notices this run was the first to write about such batches (one per batch, whichever sink).
+    damaged_batches: int = 0
+    damaged_events: int = 0
+    damaged: list[str] = field(default_factory=list)
     requests: int = 0
     request_limit: int | None = None  # set when a requestTooLarge reply made requests smaller this run
     remaining_batches: int = 0  # what this sink has still to deliver
@@ -66,6 +82,11 @@ class UploadRun:
     @property
     def failed(self) -> bool:
         return any(r.failed for r in self.sinks)
+
+    @property
+    def damaged(self) -> list[str]:
+        """What this run was the first to find undecodable in the queue: news for stderr (exit 65)."""
+        return [n for r in self.sinks for n in r.damaged]
 
 
 def lock_kind(sink_id: str) -> str:
@@ -280,6 +301,7 @@ class _Run:
         self.sink.bind(ctx.config.server_attributes)
         self.limit_key = upstate.limit_key(self.sink_id)
         self.acked = upstate.load(self.state.conn, self.sink_id).acked_sn
+        self.damaged: dict[int, Damaged] = {}  # undecodable batches met ahead of the cursor, by sequence number
         self.started_at = self.acked  # where this run's progress counts from
         self.configured_limit = self.sink.request_limit
         saved = (self.state.meta(self.limit_key) or "").split(":")
@@ -311,7 +333,9 @@ class _Run:
 
     def _reader(self, max_batches: int) -> JournalReader:
         limit = max_batches - self.result.batches - self.result.discarded_batches if max_batches else 0
-        return JournalReader(self.state.conn, self.acked, self.takes, window=self.sink.request_bytes, limit=limit)
+        return JournalReader(
+            self.state.conn, self.acked, self.takes, window=self.sink.request_bytes, limit=limit, damaged=self.damaged
+        )
 
     # --- the run -------------------------------------------------------------------------------------
     def send(self, budget: Budget, max_batches: int) -> None:
@@ -376,6 +400,7 @@ class _Run:
             st = upstate.load(conn, self.sink_id)
             old = st.acked_sn
             st.acked_sn = self.acked = max(st.acked_sn, passed)
+            self._set_aside(conn, st, old)
             upstate.save(conn, st)
             self._release(conn, old, st.acked_sn)
         self.report()
@@ -389,6 +414,31 @@ class _Run:
         cursors = upstate.cursors(conn, ids)
         nobody = release(conn, {s: (cursors[s], self.routes[s].takes) for s in ids}, after=old, upto=new)
         _report_unrouted(self.state, nobody)
+
+    def _set_aside(self, conn: Any, st: upstate.UploadState, old: int) -> None:
+        """Book the undecodable batches the cursor just moved past (``old`` to ``st.acked_sn``), in the
+        transaction that moves it: their events count as dropped for this sink (lost, never sent: what
+        ``events_dropped`` means, unlike ``events_discarded``, which a receiver refused), once per sink since
+        the cursor passes a batch once; the first sink to pass one writes the notice. One that is met but
+        not passed (the run stopped before) stays queued and is met again by the next run."""
+        if not self.damaged:
+            return
+        for d in [d for d in self.damaged.values() if d.last_sn <= st.acked_sn]:
+            del self.damaged[d.sn]
+            if d.last_sn <= old:
+                continue
+            events = d.last_sn - max(d.sn, old + 1) + 1  # a batch split before it was damaged: the rest
+            st.events_dropped += events
+            self.result.damaged_batches += 1
+            self.result.damaged_events += events
+            if first_report(conn, d):
+                message = (
+                    f"{d.describe()} cannot be decoded: {d.reason}; set aside: its events are lost to every sink"
+                    " that takes it (counted as dropped); the disk may be failing: run 'shipctl state check'"
+                )
+                self.state.notice("queue", "error", message)
+                self.result.damaged.append(message)
+                log.error("upload: %s", message)
 
     def _record(self, req: Request, res: SendResult) -> bool:
         """Book one reply in one transaction: move the cursor, release what every sink is done with, update
@@ -408,6 +458,7 @@ class _Run:
                 self.acked = st.acked_sn = max(st.acked_sn, req.last_sn)
                 st.consecutive_failures = 0
                 st.next_attempt = None
+                self._set_aside(conn, st, old)
                 if res.outcome == OK:
                     if res.status == "partial":  # the receiver kept part of it and said what it refused
                         self.state.notice(f"sink:{self.sink_id}", "warning", res.message)

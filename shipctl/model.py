@@ -97,12 +97,24 @@ def encode_payload(payload: bytes, compress: bool) -> tuple[str, bytes]:
     return "none", payload
 
 
+class Undecodable(ValueError):
+    """A queued batch whose stored form cannot be turned back into its events (a damaged compressed blob,
+    attributes that are not a JSON object, a size that does not match its header). The message says why."""
+
+
 def decode_payload(codec: str, blob: bytes, size: int = 0) -> bytes:
-    """Rows of either codec stay readable whatever ``compress_queue`` is now (older rows are "none")."""
+    """Rows of either codec stay readable whatever ``compress_queue`` is now (older rows are "none").
+    Raises ``Undecodable`` for a blob that does not inflate (zlib's checksum catches a flipped bit)."""
     if codec == "zlib":
-        # The size it had when queued: one output buffer of the right size instead of a growing one (which
-        # left the heap fragmented: +12 MiB peak RSS). Only a hint: capped, in case the header is damaged.
-        return _codec().decompress(blob, bufsize=min(size, 64 << 20)) if size > 0 else _codec().decompress(blob)
+        z = _codec()
+        try:
+            # The size it had when queued: one output buffer of the right size instead of a growing one (which
+            # left the heap fragmented: +12 MiB peak RSS). Only a hint: capped, in case the header is damaged.
+            return z.decompress(blob, bufsize=min(size, 64 << 20)) if size > 0 else z.decompress(blob)
+        except (z.error, zlib.error, TypeError, ValueError) as exc:  # isal's error is not a zlib.error
+            raise Undecodable(f"its payload does not inflate ({type(exc).__name__}: {exc})") from None
+    if codec != "none":  # a damaged header: the blob would be handed on as if it were plain lines
+        raise Undecodable(f"unknown payload codec {codec!r}")
     return blob
 
 

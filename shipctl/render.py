@@ -509,13 +509,22 @@ def state_check(result: Any) -> None:
         out.print(f"Queue:       {readable}")
     if rep.lost_batches:
         out.print(f"             {plural(len(rep.lost_batches), 'batch')} UNREADABLE (first sn {rep.lost_batches[0]})")
+    for b in rep.undecodable[:20]:  # rows that read, but whose attrs or payload do not decode
+        out.print(
+            f"             batch {b['id']} (sn {b['sn']}..{b['last_sn']}, {b['kind']} source {b['source']!r},"
+            f" {plural(b['events'], 'event')}) CANNOT BE DECODED: {b['reason']}",
+            overflow="fold",
+        )
+    if len(rep.undecodable) > 20:
+        out.print(f"             ... and {plural(len(rep.undecodable) - 20, 'more batch')} that cannot be decoded")
     if "files" in rep.tables or rep.tracked_files:
         out.print(f"Files:       {rep.tracked_files} tracked files readable")
     for s in rep.sinks:
         out.print(f"Sink:        {s['sink']}: cursor at sn {s['acked_sn']}")
     for name, t in sorted(rep.tables.items()):
         if not t.complete:
-            what = "missing" if not t.present else f"read in part: {t.rows} rows, {t.unreadable} lost; {t.error}"
+            what = "missing" if not t.present else f"read in part: {t.rows} rows, {t.unreadable} lost"
+            what += f"; {t.error}" if t.present and t.error else ""
             out.print(f"Table:       {name}: {what}")
     if rep.damaged:
         out.print(f"Offsets:     {'LOST for some files' if rep.offsets_lost else 'all recoverable'}")

@@ -66,8 +66,9 @@ def test_raw_rows_queued_before_stay_readable_beside_deflated_ones(env: Env) -> 
 
 
 def test_a_corrupt_deflated_row_is_reported_not_shipped(env: Env) -> None:
-    """A deflated payload that no longer inflates fails the upload in one line (exit 69, batches kept), with
-    no traceback, and nothing made up from it is sent."""
+    """A deflated payload that no longer inflates is reported in one line naming it (exit 65: set aside, its
+    events lost; tests/test_damaged_batch.py has the rest), with no traceback, and nothing made up from it
+    is sent."""
     (env.logs / "app.log").write_text(numbered(300))
     _config(env)
     assert env.cli("tail-once").exit_code == 0
@@ -76,8 +77,9 @@ def test_a_corrupt_deflated_row_is_reported_not_shipped(env: Env) -> None:
     conn.commit()
     conn.close()
     r = env.cli("upload")
-    assert r.exit_code == 69, (r.exit_code, r.stderr)
-    assert "Traceback" not in r.stderr and "batches kept" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.exit_code == 65, (r.exit_code, r.stderr)
+    assert "Traceback" not in r.stderr and "queued batch 1 (sn 1..300," in r.stderr
+    assert "does not inflate" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not env.sink.exists() or "line 000000" not in env.sink.read_text()
 
 

@@ -40,7 +40,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "shipctl_sink_events_sent_total": (COUNTER, "Events the sink's receiver accepted."),
     "shipctl_sink_bytes_sent_total": (COUNTER, "Bytes of events the sink's receiver accepted."),
     "shipctl_sink_events_discarded_total": (COUNTER, "Events the sink's receiver refused and shipctl gave up on."),
-    "shipctl_sink_events_dropped_total": (COUNTER, "Events dropped unsent because the queue was over its cap."),
+    "shipctl_sink_events_dropped_total": (COUNTER, "Events lost unsent: queue cap, or a batch that did not decode."),
     "shipctl_sink_consecutive_failures": (GAUGE, "Failed uploads to the sink since its last success."),
     "shipctl_sink_last_success_timestamp_seconds": (GAUGE, "When the sink last delivered (unix time)."),
     "shipctl_log_lines_read_total": (COUNTER, "Lines read from the log's files into the queue."),

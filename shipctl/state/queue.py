@@ -7,8 +7,10 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from shipctl.model import Batch, PendingBatch, decode_payload, encode_payload
+from shipctl.humanize import plural
+from shipctl.model import Batch, PendingBatch, Undecodable, decode_payload, encode_payload
 
 
 def insert_batch(conn: sqlite3.Connection, batch: PendingBatch, *, compress: bool = False) -> int:
@@ -38,24 +40,79 @@ def insert_batch(conn: sqlite3.Connection, batch: PendingBatch, *, compress: boo
     return int(cur.lastrowid or 0)
 
 
-_COLUMNS = "id, kind, source, log_id, ts, attrs, fmt, codec, n_events, n_bytes, sn, payload"
+# attrs and payload as bytes whatever their stored type: one flipped bit in a row's header turns a blob into
+# text, and a text that is not UTF-8 makes sqlite3 fail the whole fetch ("Could not decode to UTF-8 column"),
+# taking the good batches read with it. json.loads takes UTF-8 bytes as they are.
+_COLUMNS = "id, kind, source, log_id, ts, CAST(attrs AS BLOB), fmt, codec, n_events, n_bytes, sn, CAST(payload AS BLOB)"
+
+
+def _decode(attrs: bytes, codec: str, blob: bytes, n_bytes: int) -> tuple[dict[str, Any], bytes]:
+    """A batch's attributes and payload from their stored form; raises ``Undecodable`` saying why not."""
+    try:
+        attributes = json.loads(attrs)
+    except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise Undecodable(f"its attributes are not valid JSON ({exc})") from None
+    if type(attributes) is not dict:
+        raise Undecodable(f"its attributes are not a JSON object but {type(attributes).__name__}")
+    payload = decode_payload(codec, blob, n_bytes)
+    # Only a size check: an uncompressed blob has no checksum (a flipped bit there is shipped as it reads).
+    if type(payload) is not bytes or len(payload) != n_bytes:
+        got = f"{len(payload)} bytes" if isinstance(payload, bytes) else type(payload).__name__
+        raise Undecodable(f"its payload is {got} where its header says {n_bytes} bytes")
+    return attributes, payload
+
+
+def undecodable(attrs: bytes | str, codec: str, blob: bytes | str, n_bytes: int) -> str | None:
+    """Why a queue row's stored attrs and payload cannot be decoded, or None when they can: the test the upload
+    applies, for ``state check`` and ``state recover``."""
+    try:
+        _decode(
+            attrs.encode("utf-8", "surrogateescape") if isinstance(attrs, str) else attrs,
+            codec,
+            blob.encode("utf-8", "surrogateescape") if isinstance(blob, str) else blob,
+            n_bytes,
+        )
+    except Undecodable as exc:
+        return str(exc)
+    return None
 
 
 def _batch(row: tuple) -> Batch:  # type: ignore[type-arg]
+    """A queue row as a batch; raises ``Undecodable`` (saying why) for a row whose stored form is damaged."""
     bid, kind, source, log_id, ts, attrs, fmt, codec, n_events, n_bytes, sn, blob = row
-    return Batch(
-        bid,
-        kind,
-        source,
-        log_id,
-        ts,
-        json.loads(attrs),
-        fmt,
-        n_events,
-        n_bytes,
-        sn,
-        decode_payload(codec, blob, n_bytes),
-    )
+    attributes, payload = _decode(attrs, codec, blob, n_bytes)
+    return Batch(bid, kind, source, log_id, ts, attributes, fmt, n_events, n_bytes, sn, payload)
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A queued batch that cannot be decoded (``reason``): set aside by each sink that reaches it, its events
+    counted as lost for that sink; it leaves the queue once every sink that takes it has passed it."""
+
+    id: int
+    kind: str
+    source: str  # the log id (logs) or the monitor id
+    sn: int
+    n_events: int
+    reason: str
+
+    @property
+    def last_sn(self) -> int:
+        return self.sn + max(self.n_events, 1) - 1
+
+    def describe(self) -> str:
+        return (
+            f"queued batch {self.id} (sn {self.sn}..{self.last_sn}, {self.kind} source {self.source!r},"
+            f" {plural(self.n_events, 'event')})"
+        )
+
+
+def _read(row: tuple) -> Batch | Damaged:  # type: ignore[type-arg]
+    try:
+        return _batch(row)
+    except Undecodable as exc:
+        bid, kind, source, log_id, _ts, _attrs, _fmt, _codec, n_events, _n_bytes, sn, _blob = row
+        return Damaged(bid, kind, log_id or source, sn, n_events, str(exc))
 
 
 # A sink's routing decision for a batch: takes(kind, source) where source is the log id (logs) or the monitor
@@ -103,11 +160,13 @@ def _make_row(row: tuple) -> Header:  # type: ignore[type-arg]
     return Header(*row)
 
 
-def read_batches(conn: sqlite3.Connection, ids: list[int]) -> list[Batch]:
+def read_batches(conn: sqlite3.Connection, ids: list[int]) -> list[Batch | Damaged]:
+    """The batches ``ids`` in that order (those still queued); a batch that cannot be decoded comes back as
+    ``Damaged`` in its place, so the others are not held up by it."""
     if not ids:
         return []
     rows = conn.execute(f"SELECT {_COLUMNS} FROM queue WHERE id IN ({','.join('?' * len(ids))})", ids).fetchall()
-    by_id = {r[0]: _batch(r) for r in rows}
+    by_id = {r[0]: _read(r) for r in rows}
     return [by_id[i] for i in ids if i in by_id]
 
 
@@ -115,15 +174,27 @@ class JournalReader:
     """One sink's pass over the journal from its cursor: the batches it takes, oldest first, read ``window``
     bytes at a time (each batch is read from the file once per pass). ``passed`` is the last sequence number
     of the last batch looked at, taken or not: once everything the pass yielded is confirmed, the cursor may
-    move there (batches not routed to the sink just move its cursor)."""
+    move there (batches not routed to the sink just move its cursor). A batch that cannot be decoded is not
+    yielded but passed like one not routed to the sink, and kept in ``damaged`` (by sequence number): the
+    caller counts it as lost once the sink's cursor moves past it."""
 
-    def __init__(self, conn: sqlite3.Connection, acked: int, takes: Takes, *, window: int, limit: int = 0) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        acked: int,
+        takes: Takes,
+        *,
+        window: int,
+        limit: int = 0,
+        damaged: dict[int, Damaged] | None = None,
+    ) -> None:
         self.conn = conn
         self.passed = acked
         self.takes = takes
         self.window = window
         self.limit = limit
         self.taken = 0
+        self.damaged: dict[int, Damaged] = {} if damaged is None else damaged
 
     def __iter__(self) -> Iterator[Batch]:
         heads: list[Header] = []
@@ -150,10 +221,31 @@ class JournalReader:
             batches = read_batches(self.conn, group)
             if len(batches) < len(group):  # released meanwhile by another sink's thread? read afresh
                 heads = []
-            self.taken += len(batches)
             for b in batches:
+                if type(b) is Damaged:
+                    self.damaged[b.sn] = b
+                    self.passed = b.last_sn
+                    continue
+                self.taken += 1
                 self.passed = b.sn + max(b.n_events, 1) - 1
                 yield b
+
+
+_DAMAGED_KEY = "queue.damaged."  # meta: the batches already reported as undecodable, by sequence number
+
+
+def first_report(conn: sqlite3.Connection, batch: Damaged) -> bool:
+    """Whether ``batch`` is reported for the first time: remembered in ``meta`` by its sequence number (never
+    reused), so one notice is written per batch however many sinks pass it, in whatever runs, even at once.
+    Call inside the write transaction that moves a cursor past it. Forgets batches no longer queued."""
+    conn.execute(
+        f"DELETE FROM meta WHERE key LIKE '{_DAMAGED_KEY}%'"
+        f" AND CAST(substr(key, {len(_DAMAGED_KEY) + 1}) AS INTEGER) NOT IN (SELECT sn FROM queue)"
+    )
+    cur = conn.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)", (f"{_DAMAGED_KEY}{batch.sn}", batch.reason)
+    )
+    return cur.rowcount == 1
 
 
 def stream_batches(conn: sqlite3.Connection, *, window: int, limit: int = 0) -> Iterator[Batch]:

@@ -20,12 +20,12 @@ import os
 import sqlite3
 import time
 import urllib.parse
-import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shipctl.humanize import plural
 from shipctl.state.db import (
     PAGE_SIZE,
     State,
@@ -35,6 +35,7 @@ from shipctl.state.db import (
     missing_schema,
 )
 from shipctl.state.migrations import MIGRATIONS
+from shipctl.state.queue import undecodable
 
 PROBE_LIMIT = 1_000_000  # rowids probed one by one between the two readable ends of a damaged table
 COMPANIONS = ("-wal", "-shm")
@@ -73,6 +74,9 @@ class Report:
     next_sn: int | None = None
     queue: dict[str, Any] = field(default_factory=dict)  # batches, events, bytes, first_sn, last_sn
     lost_batches: list[int] = field(default_factory=list)  # first sequence numbers of batches that cannot be read
+    # Of those, the rows that read but whose attrs or payload do not decode (id, sn, last_sn, kind, source,
+    # events, reason): the next upload sets them aside; recover leaves them out.
+    undecodable: list[dict[str, Any]] = field(default_factory=list)
     sinks: list[dict[str, Any]] = field(default_factory=list)  # sink, acked_sn, stream
     tracked_files: int = 0
     tables: dict[str, TableReport] = field(default_factory=dict)
@@ -95,6 +99,24 @@ class Report:
         )
 
     @property
+    def only_undecodable(self) -> bool:
+        """Damaged only in that some queued batches do not decode: SQLite finds the file sound, and uploads
+        set those batches aside by themselves (recover is not needed for them)."""
+        q = self.tables.get("queue")
+        others = [t for n, t in self.tables.items() if n != "queue"]
+        return bool(
+            self.undecodable
+            and self.exists
+            and not self.open_error
+            and self.integrity == ["ok"]
+            and not self.missing
+            and all(t.complete for t in others)
+            and q is not None
+            and q.error is None
+            and q.unreadable == len(self.undecodable)
+        )
+
+    @property
     def offsets_lost(self) -> bool:
         """Whether some file offsets cannot be carried over (the operator must choose where logs resume)."""
         if not self.exists or self.empty or self.open_error:
@@ -109,6 +131,13 @@ class Report:
             return "empty and never used: the next run initialises it"
         if not self.damaged:
             return "ok"
+        if self.only_undecodable:
+            return (
+                f"DAMAGED: {plural(len(self.undecodable), 'queued batch')} cannot be decoded (their events are lost):"
+                " the next"
+                " 'shipctl upload' sets them aside, or 'shipctl state recover' rebuilds the file without them;"
+                " a disk that damages data may be failing"
+            )
         how = "shipctl state recover" + (" --logs-from start|end" if self.offsets_lost else "")
         return f"DAMAGED: rebuild it with '{how}'"
 
@@ -157,9 +186,11 @@ def read_table(
     rowid: bool,
     indexes: list[str],
     take: Callable[[Row], bool],
+    as_bytes: tuple[str, ...] = (),
 ) -> TableReport:
     """Hand every readable row of ``table`` (the values of ``cols``) to ``take``, which returns False for a
-    row whose content is bad. Never raises for damage: the report says what could not be read."""
+    row whose content is bad. Never raises for damage: the report says what could not be read. Columns in
+    ``as_bytes`` are read as blobs: a text that is not UTF-8 then reaches ``take`` instead of failing the read."""
     rep = TableReport(table)
     seen: set[Any] = set()
 
@@ -176,7 +207,7 @@ def read_table(
         if rep.error is None:
             rep.error = str(exc)
 
-    q = _quote(cols)
+    q = ", ".join(f'CAST("{c}" AS BLOB)' if c in as_bytes else f'"{c}"' for c in cols)
     if not rowid:  # WITHOUT ROWID: forward to the first error, then backwards to the first error
         pk = _pk(conn, table)
         for order in (", ".join(pk), ", ".join(f"{c} DESC" for c in pk)):
@@ -237,12 +268,9 @@ def _pk(conn: sqlite3.Connection, table: str) -> list[str]:
     return [f'"{r[1]}"' for r in sorted(info, key=lambda r: r[5]) if r[5]]
 
 
-def _payload_ok(codec: str, blob: bytes, n_bytes: int) -> bool:
-    try:
-        data = zlib.decompress(blob) if codec == "zlib" else blob
-    except (zlib.error, TypeError):
-        return False
-    return isinstance(data, bytes) and len(data) == n_bytes
+def _payload_ok(codec: str, blob: bytes, n_bytes: int, attrs: bytes | str = b"{}") -> bool:
+    """The test the upload applies (``queue.undecodable``): a batch it would set aside is not kept."""
+    return undecodable(attrs, codec, blob, n_bytes) is None
 
 
 # --- check ----------------------------------------------------------------------------------------------
@@ -292,21 +320,31 @@ def _inspect(conn: sqlite3.Connection, rep: Report, *, integrity: bool) -> None:
     queue: list[Row] = []
     sinks: list[Row] = []
 
+    queue_cols = ["sn", "n_events", "n_bytes", "codec", "payload", "attrs", "id", "kind", "source", "log_id"]
+    queue_cols = [c for c in queue_cols if c in tables.get("queue", ([], True, []))[0]]
+
     def take_batch(row: Row) -> bool:  # payloads are read (one at a time) to tell which batches recover keeps
-        if not _payload_ok(row[3], row[4], row[2]):
+        r = dict(zip(queue_cols, row, strict=True))
+        why = undecodable(r.get("attrs", b"{}"), r["codec"], r["payload"], r["n_bytes"])
+        if why is not None:
+            n, sn = int(r["n_events"]), int(r["sn"])
+            source = r.get("log_id") or r.get("source")
+            where = {"id": r.get("id"), "sn": sn, "last_sn": sn + max(n, 1) - 1, "kind": r.get("kind")}
+            rep.undecodable.append({**where, "source": source, "events": n, "reason": why})
             return False
-        queue.append(row[:3])
+        queue.append((r["sn"], r["n_events"], r["n_bytes"]))
         return True
 
     wanted: dict[str, tuple[list[str], Callable[[Row], bool]]] = {
         "meta": (["key", "value"], lambda r: bool(meta.__setitem__(r[0], r[1])) or True),
-        "queue": (["sn", "n_events", "n_bytes", "codec", "payload"], take_batch),
+        "queue": (queue_cols, take_batch),
         "upload_state": (["sink", "acked_sn", "stream"], lambda r: bool(sinks.append(r)) or True),
     }
     for name, (cols, _rowid, indexes) in tables.items():
         select, take = wanted.get(name, (cols, lambda r: True))
         select = [c for c in select if c in cols]
-        rep.tables[name] = read_table(conn, name, select, rowid=_rowid, indexes=indexes, take=take)
+        as_bytes = ("payload", "attrs") if name == "queue" else ()  # judged by take_batch, as the upload would
+        rep.tables[name] = read_table(conn, name, select, rowid=_rowid, indexes=indexes, take=take, as_bytes=as_bytes)
     for name in set(OFFSET_TABLES) - set(tables):
         rep.tables[name] = TableReport(name, present=False)
     rep.session = meta.get("session")
@@ -321,6 +359,7 @@ def _inspect(conn: sqlite3.Connection, rep: Report, *, integrity: bool) -> None:
             "last_sn": max((r[0] + max(r[1], 1) - 1 for r in queue), default=None),
         }
         rep.lost_batches = _lost_batches(conn, {r[0] for r in queue})
+        rep.undecodable.sort(key=lambda b: b["sn"])
     have = [c for c in ("sink", "acked_sn", "stream") if c in tables.get("upload_state", ([], True, []))[0]]
     cursors = {str(row[0]): dict(zip(have, row, strict=True)) for row in sinks}
     for key, value in meta.items():  # before schema 5 a sink's cursor lived in meta
@@ -473,7 +512,8 @@ def _copy(
         if name == "meta":
             meta[str(row[at["key"]])] = row[at["value"]]
         if is_queue and {"codec", "payload", "n_bytes", "n_events"} <= at.keys():
-            if not _payload_ok(row[at["codec"]], row[at["payload"]], row[at["n_bytes"]]):
+            attrs = row[at["attrs"]] if "attrs" in at else b"{}"
+            if not _payload_ok(row[at["codec"]], row[at["payload"]], row[at["n_bytes"]], attrs):
                 return False
             out.batches += 1
             out.events += row[at["n_events"]]
@@ -483,7 +523,8 @@ def _copy(
             flush()
         return True
 
-    rep = read_table(src, name, cols, rowid=has_rowid, indexes=indexes, take=take)
+    # A payload stored as text (a flipped type bit) is judged, and kept if it decodes, as the blob it was.
+    rep = read_table(src, name, cols, rowid=has_rowid, indexes=indexes, take=take, as_bytes=("payload",) * is_queue)
     flush()
     return rep
 
