@@ -31,25 +31,29 @@ message. ``confluent_kafka`` is imported on the first request, so a run with not
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
+from itertools import repeat, starmap
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import length_hint
 from types import MappingProxyType
 from typing import Any
 
 from shipctl.errors import ConfigError
 from shipctl.model import FMT_RAW, KINDS, Batch
 from shipctl.schema import field, one_of, positive, scrub
-from shipctl.sinks.base import OK, RETRY, BatchSink, SendResult
+from shipctl.sinks.base import OK, RETRY, BatchSink, Request, SendResult
 from shipctl.sinks.jsonl import encode_lines
 
 INSTALL_HINT = "pip install 'shipctl[kafka]'"
 PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
-POLL_EVERY = 10_000  # messages produced between two polls: delivery reports are served as they come
 SHOW_MESSAGES = 5  # of a request, for upload --dry-run
 _BROKER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:,\[\]/]+):(\d{1,5})")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
@@ -149,7 +153,6 @@ class KafkaSink(BatchSink):
         self._checked = False  # the brokers answered and every topic exists (this producer)
         self._errors: list[str] = []  # librdkafka's error callbacks since the last request, for messages
         self._down = False  # an error callback said the brokers cannot be reached as configured
-        self._acked = 0
         self._failed = 0
         self._first_failure = ""
 
@@ -181,6 +184,9 @@ class KafkaSink(BatchSink):
             "logger": _LibLog(),
             "error_cb": self._on_error,
             "on_delivery": self._on_delivery,
+            # Reports only for messages that failed: one Python call per message less. A request is confirmed
+            # when flush() leaves nothing unresolved and no failure was reported (see _transmit).
+            "delivery.report.only.error": True,
         }
         if o.sasl_mechanism:
             conf["sasl.mechanism"] = o.sasl_mechanism.upper()
@@ -257,9 +263,7 @@ class KafkaSink(BatchSink):
         )
 
     def _on_delivery(self, err: Any, msg: Any) -> None:
-        if err is None:
-            self._acked += 1
-        else:
+        if err is not None:
             self._failed += 1
             if not self._first_failure:
                 self._first_failure = _text(err)
@@ -309,78 +313,135 @@ class KafkaSink(BatchSink):
             )
         return topic
 
-    def send(self, batches: list[Batch], first_sn: int) -> SendResult:
-        if len(self.topics) < len(KINDS):  # a kind without a topic must stop the request before any of it goes
-            try:
+    # --- encoding: in a worker thread, ahead of post() ---------------------------------------------------
+    def _encode(self, batches: list[Batch], first_sn: int) -> _Encoded:
+        """Every message of a request, ready for produce(). Plain-lines batches are formatted without Python
+        work per line (``map`` over C functions: the JSON escaping of each line and one ``%`` with its time,
+        text and sequence number), into the very bytes ``encode_lines`` gives; other batches event by event."""
+        out = _Encoded()
+        out.batches = batches  # for upload --dry-run
+        try:
+            if len(self.topics) < len(KINDS):  # every kind without a topic is named the same way, first by name
                 kinds: set[str] = set()
                 for b in batches:
                     kinds.update([b.kind] if b.fmt == FMT_RAW else (ev.kind for ev in b.events() if ev.sn >= first_sn))
                 for kind in sorted(kinds):
                     self._topic(kind)
-            except _Abort as exc:
-                return self._retry(exc.message, exc.status)
+            session = self.session
+            for b in batches:
+                if b.fmt == FMT_RAW:
+                    out.add(self._topic(b.kind), self._key(b.attrs), *_raw_values(b, first_sn, session))
+                    continue
+                for (sn, line), ev in zip(encode_lines([b], session), b.events(), strict=True):
+                    if sn >= first_sn:
+                        out.add(self._topic(ev.kind), self._key(ev.attrs), [line[:-1]], sn)
+        except _Abort as exc:  # a kind without a topic: nothing of the request may go
+            out.abort = exc
+        out.drop_over(self.o.message_max_bytes)
+        return out
+
+    def seal(self, request: Request) -> None:
+        if not isinstance(request.payload, _Encoded):
+            request.payload = self._encode(request.payload, request.spans[0].first_sn)
+
+    def post(self, request: Request) -> SendResult:
+        self.seal(request)
+        return self._transmit(request.payload)
+
+    def show(self, request: Request) -> str:
+        batches = request.payload
+        if isinstance(batches, _Encoded):
+            batches = batches.batches
+        return self.describe(batches)
+
+    def send(self, batches: list[Batch], first_sn: int) -> SendResult:
+        return self._transmit(self._encode(batches, first_sn))
+
+    # --- producing ----------------------------------------------------------------------------------------
+    def _transmit(self, enc: _Encoded) -> SendResult:
+        if enc.abort is not None:
+            return self._retry(enc.abort.message, enc.abort.status)
         self._errors.clear()
         self._down = False
         problem = self._connect()
         if problem is not None:
             return problem
-        from confluent_kafka import KafkaError, KafkaException
-
         p = self._producer
-        produce, si, max_bytes, with_headers = p.produce, self._si, self.o.message_max_bytes, self.o.headers
-        self._acked = self._failed = 0
+        self._failed = 0
         self._first_failure = ""
         sent = size = 0
-        too_big: list[int] = []
         deadline = time.monotonic() + self.o.delivery_timeout
+        too_big = list(enc.too_big)
         try:
-            for topic, key, lines in self._groups(batches):
-                for sn, line in lines:
-                    if sn < first_sn:
-                        continue
-                    value = line[:-1]  # without the newline; ASCII, so its length is its size in bytes
-                    if len(value) > max_bytes:
-                        too_big.append(sn)  # no broker would take it: count it and go on, rather than stall
-                        continue
-                    headers = [("si", si), ("sn", str(sn))] if with_headers else None
-                    try:
-                        if headers:
-                            produce(topic, value, key, headers=headers)
-                        else:  # (an explicit headers=None costs a third of what leaving them out saves)
-                            produce(topic, value, key)
-                    except BufferError:  # librdkafka's queue is full: let the brokers take some first
-                        self._produce_when_room(topic, value, key, headers, deadline)
-                    except KafkaException as exc:
-                        if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
-                            raise _Abort(f"cannot produce to {topic!r}: {_text(exc)}") from None
-                        too_big.append(sn)  # with its key and headers it is over the limit
-                        continue
-                    sent += 1
-                    size += len(value)
-                    if sent % POLL_EVERY == 0:
-                        p.poll(0)
+            for topic, key, values, first in enc.groups:
+                n, over = self._produce_all(topic, key, values, first, deadline)
+                sent += n
+                too_big += over
+                size += sum(map(len, values))
+                p.poll(0)  # delivery reports (failures only) served between groups
             # Each message reports within message.timeout.ms (delivery_timeout) of being queued: a bounded wait.
             left = p.flush(self.o.delivery_timeout + 1.0)
         except _Abort as exc:
             self._drop()
             return self._retry(exc.message, exc.status, size)
-        if left or self._failed or self._acked != sent:
+        # delivery.report.only.error: a report comes for each message that failed, none for one acknowledged.
+        # flush() returning 0 means no message is left unresolved, so no failure report means all acknowledged.
+        if left or self._failed:
             return self._failure(sent, left, size)
         note = ""
         if too_big:
+            too_big.sort()
             note = (
                 f"{len(too_big)} events over message_max_bytes ({self.o.message_max_bytes}) not sent"
                 f" (sn {', '.join(map(str, too_big[:5]))}{', ...' if len(too_big) > 5 else ''})"
             )
         return SendResult(OK, note, status="partial" if too_big else "success", request_bytes=size)
 
-    def _produce_when_room(self, topic: str, value: str, key: str | None, headers: Any, deadline: float) -> None:
+    def _produce_all(
+        self, topic: str, key: str | None, values: list[str], first: int, deadline: float
+    ) -> tuple[int, list[int]]:
+        """Produce ``values`` (sequence numbers ``first``, ``first + 1``, ...) in order; returns how many were
+        queued and the sequence numbers of those over the broker's size limit. The produce() calls are made by
+        ``starmap`` (no Python frame per message), with the arguments by position: topic, value, key,
+        partition (-1: the partitioner), on_delivery, callback (None: the producer's), timestamp (0: now),
+        headers."""
+        from confluent_kafka import KafkaError, KafkaException
+
+        produce = self._producer.produce
+        n = len(values)
+        over: list[int] = []
+        pos = 0
+        while pos < n:
+            if self.o.headers:
+                si = ("si", self._si)
+                sns = map(str, range(first + pos, first + n))
+                headers = map(list, zip(repeat(si), zip(repeat("sn"), sns)))
+                args = list(zip(repeat(topic), values[pos:], repeat(key), repeat(-1), repeat(None), repeat(None),
+                                repeat(0), headers))  # fmt: skip
+            else:
+                args = list(zip(repeat(topic), values[pos:], repeat(key)))
+            it = iter(args)
+            try:
+                deque(starmap(produce, it), 0)
+                return n - len(over), over
+            except BufferError:  # librdkafka's queue is full: let the brokers take some first
+                failed = pos + len(args) - length_hint(it) - 1  # the message whose produce() raised
+                self._produce_when_room(*args[failed - pos], deadline=deadline)
+            except KafkaException as exc:
+                failed = pos + len(args) - length_hint(it) - 1
+                if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                    raise _Abort(f"cannot produce to {topic!r}: {_text(exc)}") from None
+                over.append(first + failed)  # with its key and headers it is over the limit
+            pos = failed + 1
+        return n - len(over), over
+
+    def _produce_when_room(self, *args: Any, deadline: float) -> None:
         while True:
             if time.monotonic() > deadline:
                 raise _Abort(f"the brokers took no messages within {self.o.delivery_timeout:g} s", "timeout")
             self._producer.poll(0.05)
             try:
-                self._producer.produce(topic, value, key, headers=headers)
+                self._producer.produce(*args)
                 return
             except BufferError:
                 continue
@@ -388,7 +449,7 @@ class KafkaSink(BatchSink):
     def _failure(self, sent: int, left: int, size: int) -> SendResult:
         """Some message was not acknowledged: the whole request goes again later (same si/sn)."""
         self._drop()  # also ends what is still queued, so no report of this request arrives in the next
-        missing = sent - self._acked
+        missing = self._failed + left
         why = self._first_failure or f"no delivery report within {self.o.delivery_timeout:g} s"
         if self._errors and self._errors[-1] not in why:
             why += f"; last broker error: {self._errors[-1]}"
@@ -424,6 +485,62 @@ class KafkaSink(BatchSink):
 
     def close(self) -> None:
         self._drop()
+
+
+class _Encoded:
+    """A request's messages as produce() takes them: groups of consecutive messages that share topic and key,
+    each with the sequence number of its first message (the others follow one by one)."""
+
+    def __init__(self) -> None:
+        self.groups: list[tuple[str, str | None, list[str], int]] = []
+        self.too_big: list[int] = []  # sequence numbers of events left out: over message_max_bytes
+        self.abort: _Abort | None = None
+        self.batches: list[Batch] = []
+
+    def add(self, topic: str, key: str | None, values: list[str], first: int) -> None:
+        last = self.groups[-1] if self.groups else None
+        if (
+            last is not None
+            and last[0] == topic
+            and last[1] == key
+            and last[3] + len(last[2]) == first
+            and len(values) == 1
+        ):
+            last[2].append(values[0])  # one event after another of a monitor batch
+            return
+        if values:
+            self.groups.append((topic, key, values, first))
+
+    def drop_over(self, limit: int) -> None:
+        """Leave out the values over ``limit`` bytes (ASCII: characters are bytes), recording their sn. Whole
+        groups are checked with one ``max`` each; only a group holding one is rebuilt."""
+        groups, self.groups = self.groups, []
+        for topic, key, values, first in groups:
+            if max(map(len, values)) <= limit:
+                self.groups.append((topic, key, values, first))
+                continue
+            for i, v in enumerate(values):
+                if len(v) > limit:
+                    self.too_big.append(first + i)
+                else:
+                    self.groups.append((topic, key, [v], first + i))
+            # (consecutive singles of one topic and key are not merged again: a rare case, kept simple)
+
+
+def _raw_values(b: Batch, first_sn: int, session: str) -> tuple[list[str], int]:
+    """The JSON value of each line of a plain-lines batch from ``first_sn`` on, byte for byte what
+    ``encode_lines`` writes (without its newline), and the sequence number of the first."""
+    lines = b.messages()
+    start = max(0, first_sn - b.sn)
+    if start:
+        del lines[:start]
+    enc = encode_basestring_ascii
+    head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'
+    tail = f',"attrs":{json.dumps(b.attrs, separators=(",", ":"))},"si":"{session}","sn":'
+    fmt = '{"ts":%d,' + head.replace("%", "%%") + "%s" + tail.replace("%", "%%") + "%d}"
+    ts0, sn0, n = b.ts + start, b.sn + start, len(lines)
+    values = list(map(fmt.__mod__, zip(range(ts0, ts0 + n), map(enc, lines), range(sn0, sn0 + n), strict=True)))
+    return values, sn0
 
 
 def _text(err: Any) -> str:
