@@ -412,28 +412,37 @@ class KafkaSink(BatchSink):
         over: list[int] = []
         pos = 0
         while pos < n:
+            # Lazily: each argument tuple and header list lives for one call only (a list of them all would
+            # be walked by every run of the garbage collector while it grows).
+            todo = iter(values if pos == 0 else values[pos:])
             if self.o.headers:
                 si = ("si", self._si)
-                sns = map(str, range(first + pos, first + n))
+                sns = map(b"%d".__mod__, range(first + pos, first + n))  # bytes: taken as they are, not encoded
                 headers = map(list, zip(repeat(si), zip(repeat("sn"), sns)))
-                args = list(zip(repeat(topic), values[pos:], repeat(key), repeat(-1), repeat(None), repeat(None),
-                                repeat(0), headers))  # fmt: skip
+                args: Iterator[tuple[Any, ...]] = zip(
+                    repeat(topic), todo, repeat(key), repeat(-1), repeat(None), repeat(None), repeat(0), headers
+                )
             else:
-                args = list(zip(repeat(topic), values[pos:], repeat(key)))
-            it = iter(args)
+                args = zip(repeat(topic), todo, repeat(key))
             try:
-                deque(starmap(produce, it), 0)
+                deque(starmap(produce, args), 0)
                 return n - len(over), over
             except BufferError:  # librdkafka's queue is full: let the brokers take some first
-                failed = pos + len(args) - length_hint(it) - 1  # the message whose produce() raised
-                self._produce_when_room(*args[failed - pos], deadline=deadline)
+                failed = n - length_hint(todo) - 1  # zip took one value per call: the one whose produce() raised
+                self._produce_when_room(*self._args(topic, values[failed], key, first + failed), deadline=deadline)
             except KafkaException as exc:
-                failed = pos + len(args) - length_hint(it) - 1
+                failed = n - length_hint(todo) - 1
                 if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                     raise _Abort(f"cannot produce to {topic!r}: {_text(exc)}") from None
                 over.append(first + failed)  # with its key and headers it is over the limit
             pos = failed + 1
         return n - len(over), over
+
+    def _args(self, topic: str, value: str, key: str | None, sn: int) -> tuple[Any, ...]:
+        """produce()'s arguments for one message, by position as ``_produce_all`` gives them."""
+        if self.o.headers:
+            return (topic, value, key, -1, None, None, 0, [("si", self._si), ("sn", b"%d" % sn)])
+        return (topic, value, key)
 
     def _produce_when_room(self, *args: Any, deadline: float) -> None:
         while True:
