@@ -151,7 +151,7 @@ class KafkaSink(BatchSink):
         self._si = session.encode()
         self._producer: Any = None
         self._checked = False  # the brokers answered and every topic exists (this producer)
-        self._errors: list[str] = []  # librdkafka's error callbacks since the last request, for messages
+        self._errors: list[bytes] = []  # librdkafka's error callbacks since the last request, for messages
         self._down = False  # an error callback said the brokers cannot be reached as configured
         self._failed = 0
         self._first_failure = ""
@@ -334,7 +334,7 @@ class KafkaSink(BatchSink):
                     continue
                 for (sn, line), ev in zip(encode_lines([b], session), b.events(), strict=True):
                     if sn >= first_sn:
-                        out.add(self._topic(ev.kind), self._key(ev.attrs), [line[:-1]], sn)
+                        out.add(self._topic(ev.kind), self._key(ev.attrs), [line[:-1].encode()], sn)
         except _Abort as exc:  # a kind without a topic: nothing of the request may go
             out.abort = exc
         out.drop_over(self.o.message_max_bytes)
@@ -398,7 +398,7 @@ class KafkaSink(BatchSink):
         return SendResult(OK, note, status="partial" if too_big else "success", request_bytes=size)
 
     def _produce_all(
-        self, topic: str, key: str | None, values: list[str], first: int, deadline: float
+        self, topic: str, key: str | None, values: list[bytes], first: int, deadline: float
     ) -> tuple[int, list[int]]:
         """Produce ``values`` (sequence numbers ``first``, ``first + 1``, ...) in order; returns how many were
         queued and the sequence numbers of those over the broker's size limit. The produce() calls are made by
@@ -438,7 +438,7 @@ class KafkaSink(BatchSink):
             pos = failed + 1
         return n - len(over), over
 
-    def _args(self, topic: str, value: str, key: str | None, sn: int) -> tuple[Any, ...]:
+    def _args(self, topic: str, value: bytes, key: str | None, sn: int) -> tuple[Any, ...]:
         """produce()'s arguments for one message, by position as ``_produce_all`` gives them."""
         if self.o.headers:
             return (topic, value, key, -1, None, None, 0, [("si", self._si), ("sn", b"%d" % sn)])
@@ -501,12 +501,12 @@ class _Encoded:
     each with the sequence number of its first message (the others follow one by one)."""
 
     def __init__(self) -> None:
-        self.groups: list[tuple[str, str | None, list[str], int]] = []
+        self.groups: list[tuple[str, str | None, list[bytes], int]] = []
         self.too_big: list[int] = []  # sequence numbers of events left out: over message_max_bytes
         self.abort: _Abort | None = None
         self.batches: list[Batch] = []
 
-    def add(self, topic: str, key: str | None, values: list[str], first: int) -> None:
+    def add(self, topic: str, key: str | None, values: list[bytes], first: int) -> None:
         last = self.groups[-1] if self.groups else None
         if (
             last is not None
@@ -536,19 +536,41 @@ class _Encoded:
             # (consecutive singles of one topic and key are not merged again: a rare case, kept simple)
 
 
-def _raw_values(b: Batch, first_sn: int, session: str) -> tuple[list[str], int]:
+# Bytes that stand in a JSON string as they are (printable ASCII but '"' and '\\'), and the newline between lines.
+_JSON_AS_IS = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\') + b"\n"
+
+
+def _raw_values(b: Batch, first_sn: int, session: str) -> tuple[list[bytes], int]:
     """The JSON value of each line of a plain-lines batch from ``first_sn`` on, byte for byte what
-    ``encode_lines`` writes (without its newline), and the sequence number of the first."""
-    lines = b.messages()
+    ``encode_lines`` writes (without its newline), and the sequence number of the first.
+
+    No Python work per line: the pieces of every value (its time, the line, its sequence number and the
+    constant text between them) are laid out by slice assignment, joined once and split at the newlines
+    that end them (an encoded value holds none: JSON escapes it). A batch of printable ASCII without quotes
+    or backslashes, the usual case, is used as it is; otherwise each line goes through the JSON escaper."""
+    enc = encode_basestring_ascii
+    payload = b.payload
+    if payload.isascii() and not payload.translate(None, _JSON_AS_IS):
+        lines = payload.split(b"\n")
+        del lines[-1]  # each line ends in "\n"; what follows the last one is empty
+        quote = b'"'
+    else:
+        lines = [m.encode() for m in map(enc, b.messages())]  # quoted, and ASCII: every other character escaped
+        quote = b""
     start = max(0, first_sn - b.sn)
     if start:
         del lines[:start]
-    enc = encode_basestring_ascii
-    head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'
-    tail = f',"attrs":{json.dumps(b.attrs, separators=(",", ":"))},"si":"{session}","sn":'
-    fmt = '{"ts":%d,' + head.replace("%", "%%") + "%s" + tail.replace("%", "%%") + "%d}"
+    attrs = json.dumps(b.attrs, separators=(",", ":"))
+    head = f',"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'.encode() + quote
+    tail = quote + f',"attrs":{attrs},"si":"{session}","sn":'.encode()
     ts0, sn0, n = b.ts + start, b.sn + start, len(lines)
-    values = list(map(fmt.__mod__, zip(range(ts0, ts0 + n), map(enc, lines), range(sn0, sn0 + n), strict=True)))
+    digits = b"%d".__mod__
+    parts = [b'{"ts":', b"", head, b"", tail, b"", b"}\n"] * n
+    parts[1::7] = map(digits, range(ts0, ts0 + n))
+    parts[3::7] = lines
+    parts[5::7] = map(digits, range(sn0, sn0 + n))
+    values = b"".join(parts).split(b"\n")
+    del values[-1]
     return values, sn0
 
 
