@@ -31,11 +31,12 @@ def expected(b: Batch, first_sn: int) -> tuple[list[bytes], int]:
 
 
 def test_plain_ascii_lines_are_the_file_sinks_json() -> None:
-    b = raw_batch([b'127.0.0.1 - - [30/Nov/2026:21:00:00 +0000] "GET / HTTP/1.1" 200 12', b"second line", b""])
+    b = raw_batch([b'127.0.0.1 - - [30/Nov/2026:21:00:00 +0000] "GET / HTTP/1.1" 200 12', b'C:\\dir "x"', b""])
     values, first = _raw_values(b, 0, SESSION)
     assert (values, first) == expected(b, 0)
     assert json.loads(values[0])["message"].startswith("127.0.0.1")
     assert [json.loads(v)["sn"] for v in values] == [1, 2, 3]
+    assert json.loads(values[1])["message"] == 'C:\\dir "x"'  # the batch-wide escaping of printable ASCII
 
 
 def test_escapes_and_odd_bytes_match() -> None:

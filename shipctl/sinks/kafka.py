@@ -536,26 +536,30 @@ class _Encoded:
             # (consecutive singles of one topic and key are not merged again: a rare case, kept simple)
 
 
-# Bytes that stand in a JSON string as they are (printable ASCII but '"' and '\\'), and the newline between lines.
-_JSON_AS_IS = bytes(c for c in range(0x20, 0x7F) if c not in b'"\\') + b"\n"
+# Printable ASCII and the newline between lines: a batch of nothing else needs only '"' and '\\' escaped.
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
 
 
 def _raw_values(b: Batch, first_sn: int, session: str) -> tuple[list[bytes], int]:
     """The JSON value of each line of a plain-lines batch from ``first_sn`` on, byte for byte what
     ``encode_lines`` writes (without its newline), and the sequence number of the first.
 
-    No Python work per line: the pieces of every value (its time, the line, its sequence number and the
-    constant text between them) are laid out by slice assignment, joined once and split at the newlines
-    that end them (an encoded value holds none: JSON escapes it). A batch of printable ASCII without quotes
-    or backslashes, the usual case, is used as it is; otherwise each line goes through the JSON escaper."""
+    No Python work per line: one bytes ``%`` per line, called by ``map`` (about 0.3 us a line here, against
+    1.3 us for a generator of f-strings). A batch of printable ASCII, the usual case, is escaped as a whole
+    (backslashes and quotes, by two ``replace``); any other goes line by line through the json module's
+    escaper, as ``encode_lines`` does."""
     enc = encode_basestring_ascii
     payload = b.payload
-    if payload.isascii() and not payload.translate(None, _JSON_AS_IS):
+    if payload.isascii() and not payload.translate(None, _PRINTABLE):
+        if b"\\" in payload:
+            payload = payload.replace(b"\\", b"\\\\")
+        if b'"' in payload:
+            payload = payload.replace(b'"', b'\\"')
         lines = payload.split(b"\n")
         del lines[-1]  # each line ends in "\n"; what follows the last one is empty
         quote = b'"'
     else:
-        lines = [m.encode() for m in map(enc, b.messages())]  # quoted, and ASCII: every other character escaped
+        lines = list(map(str.encode, map(enc, b.messages())))  # quoted; ASCII: every other character escaped
         quote = b""
     start = max(0, first_sn - b.sn)
     if start:
@@ -563,15 +567,9 @@ def _raw_values(b: Batch, first_sn: int, session: str) -> tuple[list[bytes], int
     attrs = json.dumps(b.attrs, separators=(",", ":"))
     head = f',"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'.encode() + quote
     tail = quote + f',"attrs":{attrs},"si":"{session}","sn":'.encode()
+    fmt = b'{"ts":%d' + head.replace(b"%", b"%%") + b"%b" + tail.replace(b"%", b"%%") + b"%d}"
     ts0, sn0, n = b.ts + start, b.sn + start, len(lines)
-    digits = b"%d".__mod__
-    parts = [b'{"ts":', b"", head, b"", tail, b"", b"}\n"] * n
-    parts[1::7] = map(digits, range(ts0, ts0 + n))
-    parts[3::7] = lines
-    parts[5::7] = map(digits, range(sn0, sn0 + n))
-    values = b"".join(parts).split(b"\n")
-    del values[-1]
-    return values, sn0
+    return list(map(fmt.__mod__, zip(range(ts0, ts0 + n), lines, range(sn0, sn0 + n), strict=True))), sn0
 
 
 def _text(err: Any) -> str:
