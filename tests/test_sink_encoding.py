@@ -65,3 +65,20 @@ def test_a_batch_resumed_mid_way_starts_at_its_first_unsent_event() -> None:
 def test_any_lines_match_the_per_event_encoding(lines: list[bytes]) -> None:
     b = raw_batch(lines, sn=1_000)
     assert _raw_values(b, 0, SESSION) == expected(b, 0)
+
+
+def test_a_request_posted_again_is_encoded_again_from_its_batches() -> None:
+    """post() lets each message go once librdkafka has copied it; a second post() of the same request (none
+    today: a RETRY ends the sink's run) must not find it empty and confirm a request that sent nothing."""
+    from shipctl.sinks.base import Request, Span
+    from shipctl.sinks.kafka import KafkaOptions, KafkaSink
+
+    sink = KafkaSink(KafkaOptions(brokers=("127.0.0.1:9",), topic="t"), SESSION)
+    b = raw_batch([b"one", b"two", b"three"], sn=5)
+    req = Request([Span(b.id, 6, 7, True)], 2, b.n_bytes, [b])
+    sink.seal(req)
+    first = [(t, k, list(v), f) for t, k, v, f in req.payload.groups]
+    assert [json.loads(v)["message"] for v in first[0][2]] == ["two", "three"] and first[0][3] == 6
+    req.payload.groups, req.payload.consumed = [], True  # what _transmit leaves behind
+    sink.seal(req)
+    assert [(t, k, list(v), f) for t, k, v, f in req.payload.groups] == first

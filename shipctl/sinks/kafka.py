@@ -341,8 +341,12 @@ class KafkaSink(BatchSink):
         return out
 
     def seal(self, request: Request) -> None:
-        if not isinstance(request.payload, _Encoded):
-            request.payload = self._encode(request.payload, request.spans[0].first_sn)
+        payload = request.payload
+        if isinstance(payload, _Encoded):
+            if not payload.consumed:
+                return
+            payload = payload.batches  # sent once already: its messages were let go
+        request.payload = self._encode(payload, request.spans[0].first_sn)
 
     def post(self, request: Request) -> SendResult:
         self.seal(request)
@@ -373,11 +377,17 @@ class KafkaSink(BatchSink):
         deadline = time.monotonic() + self.o.delivery_timeout
         too_big = list(enc.too_big)
         try:
-            for topic, key, values, first in enc.groups:
+            # librdkafka copies each value: ours can go as soon as produced (a post of this request again
+            # encodes it again from its batches, see seal).
+            groups, enc.groups, enc.consumed = enc.groups, [], True
+            groups.reverse()
+            while groups:
+                topic, key, values, first = groups.pop()
                 n, over = self._produce_all(topic, key, values, first, deadline)
                 sent += n
                 too_big += over
                 size += sum(map(len, values))
+                del values
                 p.poll(0)  # delivery reports (failures only) served between groups
             # Each message reports within message.timeout.ms (delivery_timeout) of being queued: a bounded wait.
             left = p.flush(self.o.delivery_timeout + 1.0)
@@ -505,6 +515,7 @@ class _Encoded:
         self.too_big: list[int] = []  # sequence numbers of events left out: over message_max_bytes
         self.abort: _Abort | None = None
         self.batches: list[Batch] = []
+        self.consumed = False  # produced (or tried): the groups were let go
 
     def add(self, topic: str, key: str | None, values: list[bytes], first: int) -> None:
         last = self.groups[-1] if self.groups else None
