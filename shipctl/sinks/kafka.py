@@ -8,13 +8,16 @@ unless ``headers = false`` (both are in the value as well).
 The topic is ``topic``, or ``topics[kind]`` (log, metric, event).
 
 Delivery: ``acks=all`` and, unless ``idempotence = false``, an idempotent producer, so a batch librdkafka
-re-sends after a lost reply is dropped by the broker. ``send()`` produces every event of the request, waits
+re-sends after a lost reply is dropped by the broker. ``post()`` produces every event of the request, waits
 for the delivery reports (bounded by ``delivery_timeout``) and says OK only when every message was
-acknowledged. One failed report and the whole request is RETRIED later: the messages that did arrive arrive
-again with the same ``si``/``sn`` (a new producer session, which the broker's idempotence cannot recognise),
-and a consumer drops them by that pair, as after a kill -9 in mid-request. Before its first request (and after
-any failure) the sink asks the brokers for the topics' metadata, so a broker that is down, refused
-credentials or a topic that does not exist backs off within ``connect_timeout`` with a message naming it,
+acknowledged: librdkafka reports only the messages that failed (``delivery.report.only.error``), and
+``flush()`` returns once none is left unresolved, so "nothing left and no failure reported" is "every message
+acknowledged", without a Python call per message. One failed report and the whole request is RETRIED later:
+the messages that did arrive arrive again with the same ``si``/``sn`` (a new producer session, which the
+broker's idempotence cannot recognise), and a consumer drops them by that pair, as after a kill -9 in mid-
+request. Before its first request (and after any failure) the sink asks the brokers for the topics' metadata,
+so a broker that is down, refused credentials or a topic that does not exist backs off within
+``connect_timeout`` with a message naming it,
 instead of waiting out the delivery timeout. Topics are never created by the sink. Every wait is bounded: a
 request takes at most about ``connect_timeout + 2 * delivery_timeout`` (a full local queue waits for room up to
 ``delivery_timeout``, then each message reports within ``delivery_timeout`` of being queued).
@@ -22,6 +25,11 @@ request takes at most about ``connect_timeout + 2 * delivery_timeout`` (a full l
 An event whose JSON is over ``message_max_bytes`` is not sent: no broker would take it, and retrying it would
 stall the sink for ever. The request is confirmed without it, as ``partial`` with a notice naming its ``sn``.
 A kind that ``topics`` names no topic for stops the request before anything of it is produced.
+
+Speed: a request's messages are built in ``seal()`` (a worker thread, while the previous request is on the
+wire), a plain-lines batch at a time with no Python code per line (``_raw_values``), and handed to produce()
+by ``starmap``. What is left per message is librdkafka's: produce() with its two headers is about 1 us here,
+0.45 us without them (``headers = false``).
 
 librdkafka's own log lines go to the ``shipctl.kafka`` logger at debug level (never to stderr; a reconnect
 loop would repeat them every few milliseconds); its error callbacks are kept to name the cause in the retry
