@@ -14,13 +14,13 @@ acknowledged: librdkafka reports only the messages that failed (``delivery.repor
 ``flush()`` returns once none is left unresolved, so "nothing left and no failure reported" is "every message
 acknowledged", without a Python call per message. One failed report and the whole request is RETRIED later:
 the messages that did arrive arrive again with the same ``si``/``sn`` (a new producer session, which the
-broker's idempotence cannot recognise), and a consumer drops them by that pair, as after a kill -9 in mid-
-request. Before its first request (and after any failure) the sink asks the brokers for the topics' metadata,
-so a broker that is down, refused credentials or a topic that does not exist backs off within
-``connect_timeout`` with a message naming it,
-instead of waiting out the delivery timeout. Topics are never created by the sink. Every wait is bounded: a
-request takes at most about ``connect_timeout + 2 * delivery_timeout`` (a full local queue waits for room up to
-``delivery_timeout``, then each message reports within ``delivery_timeout`` of being queued).
+broker's idempotence cannot recognise), and a consumer drops them by that pair, as after a kill -9 in
+mid-request. Before its first request (and after any failure) the sink asks the brokers for the topics'
+metadata, so a broker that is down, refused credentials or a topic that does not exist backs off within
+``connect_timeout`` with a message naming it, instead of waiting out the delivery timeout. Topics are never
+created by the sink. Every wait is bounded: a request takes at most about ``connect_timeout + 2 *
+delivery_timeout`` (a full local queue waits for room up to ``delivery_timeout``, then each message reports
+within ``delivery_timeout`` of being queued).
 
 An event whose JSON is over ``message_max_bytes`` is not sent: no broker would take it, and retrying it would
 stall the sink for ever. The request is confirmed without it, as ``partial`` with a notice naming its ``sn``.
