@@ -459,3 +459,46 @@ def test_librdkafka_speaks_to_the_shipctl_log_never_to_stderr(
     assert any(r.getMessage().startswith("librdkafka: ") and r.levelno == logging.DEBUG for r in caplog.records)
     out, err = capfd.readouterr()
     assert out == err == ""  # nothing written to the file descriptors behind shipctl's back
+
+
+def test_a_full_local_queue_waits_for_room_and_loses_or_repeats_nothing(
+    kafka: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """produce() raises BufferError when librdkafka's queue is full; the sink finds which message of its
+    ``starmap`` that was, waits for room, and goes on from exactly there. A queue of 300 messages for a request
+    of 5,000 makes it happen many times; every line must arrive once, in order, with its own sn header."""
+    from shipctl.model import FMT_RAW, Batch
+    from shipctl.sinks.base import Request, Span
+    from shipctl.sinks.kafka import KafkaOptions, KafkaSink
+
+    small = KafkaSink._config
+
+    def config(self: KafkaSink) -> dict:
+        return {**small(self), "queue.buffering.max.messages": 300, "linger.ms": 1}
+
+    monkeypatch.setattr(KafkaSink, "_config", config)
+    waits = []
+    wait = KafkaSink._produce_when_room
+
+    def counted(self: KafkaSink, *args: object, deadline: float) -> None:
+        waits.append(args[1])
+        wait(self, *args, deadline=deadline)
+
+    monkeypatch.setattr(KafkaSink, "_produce_when_room", counted)
+    topic = kafka.create_topic(topic_name())
+    sink = KafkaSink(KafkaOptions(brokers=(kafka.address,), topic=topic, connect_timeout=20), "s-1")
+    sink.sink_id = "bus"
+    payload = b"".join(b"line %d\n" % i for i in range(5_000))
+    batch = Batch(1, "log", "/l", "l", 1_000, {"serverHost": "h"}, FMT_RAW, 5_000, len(payload), 101, payload)
+    req = Request([Span(1, 101, 5_100, True)], 5_000, len(payload), [batch])
+    sink.seal(req)
+    try:
+        res = sink.post(req)
+    finally:
+        sink.close()
+    assert res.outcome == "ok", res.message
+    assert len(waits) >= 5  # the queue was full again and again
+    got = kafka.messages(topic)
+    assert [json.loads(m.value)["message"] for m in got] == [f"line {i}" for i in range(5_000)]
+    assert [dict(m.headers)["sn"] for m in got] == [str(sn).encode() for sn in range(101, 5_101)]
+    assert {m.key for m in got} == {b"h"}
