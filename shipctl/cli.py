@@ -15,11 +15,8 @@ import typer
 import typer.core
 
 from shipctl import __version__
-from shipctl.errors import ShipctlError
+from shipctl.errors import EXIT_SOURCE_ERRORS, EXIT_UPLOAD_FAILED, EXIT_USAGE, ShipctlError
 
-EXIT_SOURCE_ERRORS = 65
-EXIT_UPLOAD_FAILED = 69
-EXIT_USAGE = 64
 # click's UsageError, the base of every command-line mistake; typer vendors click and exports only this child.
 _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
