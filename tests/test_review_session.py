@@ -33,3 +33,27 @@ def test_check_probes_the_state_file_itself_whatever_its_directory_is_called(
     assert r.exit_code == 3, r.stdout
     assert r.stdout.startswith(f"SHIPCTL UNKNOWN - state file corrupt: {state}"), r.stdout
     assert not Path(env.tmp / "x").exists()  # nothing created beside it
+
+
+def test_an_imported_secret_in_a_scalyr_monitors_stop_failure_is_masked(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The error of gather_sample and the monitor's own log lines were scrubbed of imported secrets, but the warning
+    made of an exception raised by ``stop()`` was shown as it was: on stderr, in status and in the tool's log."""
+    from tests.test_scalyr_monitor import NO_IMPLICIT, _monitor
+
+    secret = "s3cr3t-Pa55word-0042"
+    monkeypatch.setenv("ACME_DB_PASSWORD", secret)
+    env.write_config(
+        'import_vars = ["ACME_DB_PASSWORD"]\n'
+        + NO_IMPLICIT
+        + _monitor("leaky", "faulty_monitors", {"mode": "leak_on_stop", "password": "$ACME_DB_PASSWORD"})
+    )
+    r = env.cli("run-monitor", "leaky")
+    assert r.exit_code == 0, r.stderr
+    assert "stop() failed: RuntimeError: could not log out with password ****0042" in r.stderr, r.stderr
+    status = env.cli("status", "--json")
+    log = env.state.with_name("shipctl.log")
+    logged = log.read_text() if log.exists() else ""
+    for text in (r.stderr, status.stdout, env.state.read_bytes().decode("latin-1"), logged):
+        assert secret not in text
