@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 # Sizes are binary throughout: a person reads MiB in status and the summaries, and writes 100M, 100MiB or
@@ -24,6 +25,8 @@ def parse_size(text: str | int) -> int:
     if not m:
         raise ValueError(f"expected {SIZE_HELP}, got {text!r}")
     value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(value):  # hundreds of digits: a float overflows, and int() of it would raise
+        raise ValueError(f"expected {SIZE_HELP}, got {text!r} (too large)")
     if value != int(value) and not m.group(2):
         raise ValueError(f"expected a whole number of bytes, got {text!r}")
     return int(value)

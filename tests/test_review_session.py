@@ -57,3 +57,18 @@ def test_an_imported_secret_in_a_scalyr_monitors_stop_failure_is_masked(
     logged = log.read_text() if log.exists() else ""
     for text in (r.stderr, status.stdout, env.state.read_bytes().decode("latin-1"), logged):
         assert secret not in text
+
+
+def test_a_size_too_large_for_a_float_is_a_usage_or_config_error(env: Env) -> None:
+    """``--max-bytes 999...9K`` (hundreds of digits) overflowed to infinity and int() of it raised OverflowError:
+    a traceback on the command line (exit 1), and the same from a size in the config."""
+    huge = "9" * 400 + "K"
+    (env.logs / "app.log").write_text(numbered(2))
+    env.write_config(f'{QUIET}[[logs]]\npath = "{env.logs / "app.log"}"\n')
+    r = env.cli("tail-once", "--max-bytes", huge)
+    assert r.exit_code == 64, (r.exit_code, r.stderr)
+    assert "Invalid value for '--max-bytes'" in r.stderr and "too large" in r.stderr, r.stderr
+    env.write_config(f'[agent]\nmax_bytes = "{huge}"\n[[logs]]\npath = "{env.logs / "app.log"}"\n')
+    r = env.cli("check-config")
+    assert r.exit_code == 78, (r.exit_code, r.stderr)
+    assert f"{env.config}: agent.max_bytes: expected a number of bytes" in r.stderr and "too large" in r.stderr
