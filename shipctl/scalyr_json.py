@@ -267,44 +267,35 @@ class _Parser:
 
     def string(self) -> str:
         """A "..." literal; the scanner is at its opening quote."""
-        b, n = self.b, self.n
-        start = self.pos
-        i = start + 1
-        while True:
-            if i >= n:
-                raise self.error("string literal not terminated", start)
-            c = b[i]
-            if c == 0x22:
-                break
-            if c == 0x5C:
-                if i + 1 >= n:
-                    raise self.error("incomplete backslash sequence", i)
-                i += 2
-                continue
-            if c in b"\r\n":
-                raise self.error("string literal not terminated before end of line", i)
-            i += 1
-        self.pos = i + 1
-        return self.escapes(start + 1, i)
+        return self.literal(1)
 
     def triple(self) -> str:
+        """A triple-quoted literal, which may span lines; the scanner is at its first quote."""
+        return self.literal(3)
+
+    def literal(self, quotes: int) -> str:
+        """A string literal between ``quotes`` double quotes (1 or 3); only a triple-quoted one may hold a line
+        break."""
         b, n = self.b, self.n
         start = self.pos
-        i = start + 3
+        close = b'"' * quotes
+        i = start + quotes
         while True:
             if i >= n:
                 raise self.error("string literal not terminated", start)
             c = b[i]
-            if c == 0x22 and b[i + 1 : i + 3] == b'""':
+            if c == 0x22 and b[i : i + quotes] == close:
                 break
             if c == 0x5C:
                 if i + 1 >= n:
                     raise self.error("incomplete backslash sequence", i)
                 i += 2
                 continue
+            if quotes == 1 and c in b"\r\n":
+                raise self.error("string literal not terminated before end of line", i)
             i += 1
-        self.pos = i + 3
-        return self.escapes(start + 3, i)
+        self.pos = i + quotes
+        return self.escapes(start + quotes, i)
 
     def escapes(self, lo: int, hi: int) -> str:
         raw = self.b[lo:hi]
