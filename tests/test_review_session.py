@@ -72,3 +72,26 @@ def test_a_size_too_large_for_a_float_is_a_usage_or_config_error(env: Env) -> No
     r = env.cli("check-config")
     assert r.exit_code == 78, (r.exit_code, r.stderr)
     assert f"{env.config}: agent.max_bytes: expected a number of bytes" in r.stderr and "too large" in r.stderr
+
+
+def test_one_age_and_size_for_status_and_the_check() -> None:
+    """status (render) and status --check (commands/health) had each their own age, size and plural; they share
+    humanize's now, with the check's rules kept: a negative span (clock set back) is 0s, sizes go up to TiB."""
+    from shipctl import render
+    from shipctl.humanize import age, plural, size
+
+    assert render.ago is age
+    assert [age(s) for s in (None, -5, 0, 119.9, 120, 7199, 7200, 172799, 172800)] == [
+        "-",
+        "0s",
+        "0s",
+        "119s",
+        "2m",
+        "119m",
+        "2h",
+        "47h",
+        "2d",
+    ]
+    assert [size(n) for n in (1023, 5 << 30, 1 << 40, 3 << 50)] == ["1023 B", "5.0 GiB", "1.0 TiB", "3072.0 TiB"]
+    assert plural(2, "log or file", "logs or files") == "2 logs or files"
+    assert plural(3, "consecutive upload failure") == "3 consecutive upload failures"
