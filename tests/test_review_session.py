@@ -95,3 +95,28 @@ def test_one_age_and_size_for_status_and_the_check() -> None:
     assert [size(n) for n in (1023, 5 << 30, 1 << 40, 3 << 50)] == ["1023 B", "5.0 GiB", "1.0 TiB", "3072.0 TiB"]
     assert plural(2, "log or file", "logs or files") == "2 logs or files"
     assert plural(3, "consecutive upload failure") == "3 consecutive upload failures"
+
+
+def test_a_plugins_dir_that_runs_nothing_is_said_once_and_cleared(env: Env) -> None:
+    """A missing ``agent.plugins_dir`` (or a descriptor whose id a [[monitors]] entry has) was found by the scan
+    and thrown away: only check-config said it; every run exited 0 with no plugin run and nothing in status.
+    Now it is a lasting problem: the first run says it (exit 65), later ones stay quiet, status shows it, and
+    the run that finds it gone clears it."""
+    import json
+
+    plugins = env.tmp / "plugins"
+    env.write_config(f'{QUIET}plugins_dir = "plugins"\n')
+    r = env.cli("run-monitor")
+    assert r.exit_code == 65, r.stderr
+    assert f"shipctl: plugins_dir: {env.config}: agent.plugins_dir: {plugins}: not found" in r.stderr
+    r = env.cli("run-monitor")
+    assert (r.exit_code, r.stderr) == (0, "")  # said once, not by every timer tick
+    problems = [p["problem"] for p in json.loads(env.cli("status", "--json").stdout)["problems"]]
+    assert problems == [f"plugins_dir: {env.config}: agent.plugins_dir: {plugins}: not found"]
+    plugins.mkdir()
+    r = env.cli("run")  # no monitor at all to run: the problem still clears
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(env.cli("status", "--json").stdout)["problems"] == []
+    plugins.rmdir()
+    r = env.cli("run")
+    assert r.exit_code == 65 and "agent.plugins_dir" in r.stderr and "not found" in r.stderr, r.stderr
