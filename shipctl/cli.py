@@ -15,11 +15,8 @@ import typer
 import typer.core
 
 from shipctl import __version__
-from shipctl.errors import ShipctlError
+from shipctl.errors import EXIT_SOURCE_ERRORS, EXIT_UPLOAD_FAILED, EXIT_USAGE, ShipctlError
 
-EXIT_SOURCE_ERRORS = 65
-EXIT_UPLOAD_FAILED = 69
-EXIT_USAGE = 64
 # click's UsageError, the base of every command-line mistake; typer vendors click and exports only this child.
 _ClickUsageError: type[Exception] = typer.BadParameter.__mro__[1]
 
@@ -657,14 +654,18 @@ def preview_cmd(
     )
 
 
-state_app = typer.Typer(
-    cls=_Group,
+def _subcommands(name: str, *, help: str, short_help: str) -> typer.Typer:
+    """A group of subcommands (``shipctl NAME ...``) added to the app, shown and parsed like the top level."""
+    group = typer.Typer(cls=_Group, help=help, short_help=short_help, no_args_is_help=True, rich_markup_mode=None)
+    app.add_typer(group, name=name)
+    return group
+
+
+state_app = _subcommands(
+    "state",
     help="Check the state file, or rebuild a damaged one (see README: recovering the state file).",
     short_help="Check or recover the state file.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
 )
-app.add_typer(state_app, name="state")
 
 
 @state_app.command("check", short_help="Is the state file sound? (read-only; exit 73 when damaged)")
@@ -714,14 +715,11 @@ def state_recover_cmd(
         render.state_recover(res)
 
 
-timers_app = typer.Typer(
-    cls=_Group,
+timers_app = _subcommands(
+    "timers",
     help="Run shipctl on a schedule: sandboxed systemd units, or an /etc/cron.d file without systemd.",
     short_help="Install the systemd timer (or a cron file) that runs shipctl.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
 )
-app.add_typer(timers_app, name="timers")
 
 
 @timers_app.command("install")
@@ -769,14 +767,11 @@ def timers_install_cmd(
         _err(f"shipctl: ran {' '.join(argv)}")
 
 
-config_app = typer.Typer(
-    cls=_Group,
+config_app = _subcommands(
+    "config",
     help="Work with config files: convert a Scalyr agent.json to shipctl's TOML.",
     short_help="Convert a Scalyr agent.json to TOML.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
 )
-app.add_typer(config_app, name="config")
 
 
 @config_app.command("convert")

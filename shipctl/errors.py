@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+# Exit codes that are not an exception's (a run that went on but met bad input, or could not deliver). The
+# exceptions' own codes are on their classes below.
+EXIT_USAGE = 64  # EX_USAGE
+EXIT_SOURCE_ERRORS = 65  # EX_DATAERR: a log, monitor or queued batch could not be read
+EXIT_UPLOAD_FAILED = 69  # EX_UNAVAILABLE: a sink refused or could not be reached
+
 
 class ShipctlError(Exception):
     exit_code = 1

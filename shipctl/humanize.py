@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 # Sizes are binary throughout: a person reads MiB in status and the summaries, and writes 100M, 100MiB or
@@ -24,6 +25,8 @@ def parse_size(text: str | int) -> int:
     if not m:
         raise ValueError(f"expected {SIZE_HELP}, got {text!r}")
     value = float(m.group(1)) * _UNITS[m.group(2).lower()]
+    if not math.isfinite(value):  # hundreds of digits: a float overflows, and int() of it would raise
+        raise ValueError(f"expected {SIZE_HELP}, got {text!r} (too large)")
     if value != int(value) and not m.group(2):
         raise ValueError(f"expected a whole number of bytes, got {text!r}")
     return int(value)
@@ -34,11 +37,26 @@ def size(n: int | float | None) -> str:
     if n is None:
         return "-"
     value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(value) < 1024 or unit == "GiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return str(n)  # not reached
+
+
+def age(seconds: float | None) -> str:
+    """``45s``, ``12m``, ``5h``, ``3d``: a span in its largest whole unit (below 2 of the next one); ``-`` when
+    unknown. A negative span (a clock set back) is shown as ``0s``."""
+    if seconds is None:
+        return "-"
+    s = max(0, int(seconds))
+    if s < 120:
+        return f"{s}s"
+    if s < 7200:
+        return f"{s // 60}m"
+    if s < 172800:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
 
 
 _IRREGULAR = {"batch": "batches", "entry": "entries", "process": "processes"}

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from shipctl.commands.status import StatusResult
-from shipctl.humanize import plural, size
+from shipctl.humanize import age, plural, size
 
 
 def console(stderr: bool = False) -> Console:
@@ -51,17 +51,7 @@ def when(ts: float | None) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = int(seconds)
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
+ago = age  # the name render's callers use
 
 
 def _ago_at(ts: float | None, now: float) -> str:

@@ -217,19 +217,12 @@ class _Parser:
                 raise self.error("Expected ':' delimiting object attribute value", self.pos)
             self.pos += 1
             out[key] = self.value()  # a repeated key: the last value wins, as in the agent's JsonObject
-            c = self.skip()
-            if c is None:
-                raise self.error("Need '}' for end of object", start)
-            if c == 0x7D:
-                continue
-            if c == 0x2C:
-                self.pos += 1
-            elif not self.preceding_line_break():
-                raise self.error(
-                    f"After object field, expected ',' or '}}' but found '{self.shown(self.pos)}'... are you missing"
-                    " a comma?",
-                    self.pos,
-                )
+            self.separator(
+                0x7D,
+                "Need '}' for end of object",
+                start,
+                "After object field, expected ',' or '}}' but found '{}'... are you missing a comma?",
+            )
 
     def array(self) -> list[Any]:
         start = self.pos
@@ -240,17 +233,26 @@ class _Parser:
                 self.pos += 1
                 return out
             out.append(self.value())
-            c = self.skip()
-            if c is None:
-                raise self.error("Array has no terminating ']'", start)
-            if c == 0x5D:
-                continue
-            if c == 0x2C:
-                self.pos += 1
-            elif not self.preceding_line_break():
-                raise self.error(
-                    f"Unexpected character [{self.shown(self.pos)}] in array... are you missing a comma?", self.pos
-                )
+            self.separator(
+                0x5D,
+                "Array has no terminating ']'",
+                start,
+                "Unexpected character [{}] in array... are you missing a comma?",
+            )
+
+    def separator(self, close: int, unclosed: str, start: int, missing_comma: str) -> None:
+        """After a member of an object or array: a ``,`` (passed over), the closing ``close`` (left for the loop
+        to see), or a line break, which the agent's parser takes for a comma. ``missing_comma`` is formatted with
+        the character found instead."""
+        c = self.skip()
+        if c is None:
+            raise self.error(unclosed, start)
+        if c == close:
+            return
+        if c == 0x2C:
+            self.pos += 1
+        elif not self.preceding_line_break():
+            raise self.error(missing_comma.format(self.shown(self.pos)), self.pos)
 
     def concatenation(self) -> str:
         parts = [self.string()]
@@ -265,44 +267,35 @@ class _Parser:
 
     def string(self) -> str:
         """A "..." literal; the scanner is at its opening quote."""
-        b, n = self.b, self.n
-        start = self.pos
-        i = start + 1
-        while True:
-            if i >= n:
-                raise self.error("string literal not terminated", start)
-            c = b[i]
-            if c == 0x22:
-                break
-            if c == 0x5C:
-                if i + 1 >= n:
-                    raise self.error("incomplete backslash sequence", i)
-                i += 2
-                continue
-            if c in b"\r\n":
-                raise self.error("string literal not terminated before end of line", i)
-            i += 1
-        self.pos = i + 1
-        return self.escapes(start + 1, i)
+        return self.literal(1)
 
     def triple(self) -> str:
+        """A triple-quoted literal, which may span lines; the scanner is at its first quote."""
+        return self.literal(3)
+
+    def literal(self, quotes: int) -> str:
+        """A string literal between ``quotes`` double quotes (1 or 3); only a triple-quoted one may hold a line
+        break."""
         b, n = self.b, self.n
         start = self.pos
-        i = start + 3
+        close = b'"' * quotes
+        i = start + quotes
         while True:
             if i >= n:
                 raise self.error("string literal not terminated", start)
             c = b[i]
-            if c == 0x22 and b[i + 1 : i + 3] == b'""':
+            if c == 0x22 and b[i : i + quotes] == close:
                 break
             if c == 0x5C:
                 if i + 1 >= n:
                     raise self.error("incomplete backslash sequence", i)
                 i += 2
                 continue
+            if quotes == 1 and c in b"\r\n":
+                raise self.error("string literal not terminated before end of line", i)
             i += 1
-        self.pos = i + 3
-        return self.escapes(start + 3, i)
+        self.pos = i + quotes
+        return self.escapes(start + quotes, i)
 
     def escapes(self, lo: int, hi: int) -> str:
         raw = self.b[lo:hi]

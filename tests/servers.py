@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import requests
@@ -37,20 +37,17 @@ def influxql_ident(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
 
 
-class _Server:
-    """One server process: its base URL, its log, and a requests session that ignores proxy variables
-    (a proxy set in the environment must not see, or break, requests to 127.0.0.1)."""
+class ServerProcess:
+    """A server process started by a test fixture: its directory and log, stopped by PID. Shared by every
+    fixture that runs a real server (tests/servers_*.py)."""
 
     name = "server"
 
-    def __init__(self, proc: subprocess.Popen[bytes], url: str, root: Path, log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], root: Path, log: Path) -> None:
         self.proc = proc
         self.pid = proc.pid
-        self.url = url
         self.root = root
         self.log = log
-        self.http = requests.Session()
-        self.http.trust_env = False
 
     def log_tail(self, lines: int = 40) -> str:
         try:
@@ -60,7 +57,6 @@ class _Server:
 
     def stop(self) -> None:
         """SIGTERM by PID, then SIGKILL if it has not exited within STOP_TIMEOUT."""
-        self.http.close()
         if self.proc.poll() is not None:
             return
         try:
@@ -71,6 +67,29 @@ class _Server:
         except subprocess.TimeoutExpired:
             os.kill(self.pid, signal.SIGKILL)
             self.proc.wait(STOP_TIMEOUT)
+
+
+class _Server(ServerProcess):
+    """An HTTP server process: its base URL, the URL that answers 2xx once it is ready, and a requests session
+    that ignores proxy variables (a proxy set in the environment must not see, or break, requests to
+    127.0.0.1)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], url: str, root: Path, log: Path, ready_url: str = "") -> None:
+        super().__init__(proc, root, log)
+        self.url = url
+        self.ready_url = ready_url or url
+        self.http = requests.Session()
+        self.http.trust_env = False
+
+    def answers(self) -> bool:
+        try:
+            return self.http.get(self.ready_url, timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    def stop(self) -> None:
+        self.http.close()
+        super().stop()
 
 
 class InfluxDB(_Server):
@@ -152,14 +171,22 @@ class Prometheus(_Server):
 # Starting
 
 
-def _require(binary: str) -> str:
-    path = shutil.which(binary)
-    if path:
-        return path
-    why = f"{binary} is not installed (Debian: apt-get install influxdb prometheus)"
+def require_binary(*names: str, package: str) -> str:
+    """The path of the first of ``names`` found on PATH or in /usr/sbin (which a non-root PATH may not hold).
+    None found: the test is skipped when run by hand and fails under ``CI=true``, where .ci/run installs the
+    Debian ``package``, so a missing one is a broken set-up, not a reason to skip."""
+    for name in names:
+        path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
+        if path:
+            return path
+    why = f"{names[0]} is not installed (Debian: apt-get install {package})"
     if os.environ.get("CI") == "true":
         pytest.fail(f"{why}; .ci/run installs it, so in CI this is a failure", pytrace=False)
     pytest.skip(why)
+
+
+def _require(binary: str) -> str:
+    return require_binary(binary, package="influxdb prometheus")
 
 
 def _free_ports(n: int) -> list[int]:
@@ -178,40 +205,52 @@ def _child_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("INFLUXDB_")}
 
 
+P = TypeVar("P", bound=ServerProcess)
+
+
+def start_on_free_ports(
+    what: str, root: Path, nports: int, launch: Callable[[Path, list[int]], P], ready: Callable[[P], bool]
+) -> P:
+    """Start a server on free 127.0.0.1 ports and wait until ``ready(server)`` is true. ``launch(attempt_dir,
+    ports)`` starts the process in a new directory and returns it. Another process may take a port between
+    ``_free_ports`` and the server binding it: up to 3 tries with new ports while the server's log says a port
+    was already in use; any other death, or STARTUP_TIMEOUT, raises RuntimeError with the log's end."""
+    last = ""
+    for attempt in range(3):
+        adir = root / f"run{attempt}"
+        adir.mkdir(parents=True)
+        server = launch(adir, _free_ports(nports))
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while time.monotonic() < deadline and server.proc.poll() is None:
+            if ready(server):
+                return server
+            time.sleep(0.05)
+        server.stop()
+        last = server.log_tail()
+        if "already in use" not in last:
+            break
+    raise RuntimeError(f"{what} did not become ready (see {root}):\n{last}")
+
+
 def _start(
     kind: type[_Server],
     root: Path,
     prepare: Callable[[Path, list[int]], tuple[list[str], str, str]],
     nports: int,
 ) -> _Server:
-    """Start a server and wait until ``ready`` answers 2xx. ``prepare(attempt_dir, ports)`` writes config and
-    returns (argv, base url, readiness url). Up to 3 tries with new ports if the server dies on a taken port."""
-    last = ""
-    for attempt in range(3):
-        adir = root / f"run{attempt}"
-        adir.mkdir(parents=True)
-        argv, url, ready = prepare(adir, _free_ports(nports))
+    """Start an HTTP server and wait until its readiness URL answers 2xx. ``prepare(attempt_dir, ports)``
+    writes config and returns (argv, base url, readiness url)."""
+
+    def launch(adir: Path, ports: list[int]) -> _Server:
+        argv, url, ready = prepare(adir, ports)
         log = adir / f"{kind.name}.log"
         with log.open("wb") as fh:
             proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT, env=_child_env()
             )
-        server = kind(proc, url, adir, log)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                break
-            try:
-                if server.http.get(ready, timeout=2).ok:
-                    return server
-            except requests.RequestException:
-                pass
-            time.sleep(0.05)
-        server.stop()
-        last = server.log_tail()
-        if "address already in use" not in last:
-            break
-    raise RuntimeError(f"{kind.name} did not become ready (see {root}):\n{last}")
+        return kind(proc, url, adir, log, ready)
+
+    return start_on_free_ports(kind.name, root, nports, launch, _Server.answers)
 
 
 def _influx_prepare(binary: str) -> Callable[[Path, list[int]], tuple[list[str], str, str]]:

@@ -10,8 +10,6 @@ A missing binary skips the tests that use it when run by hand, and fails them wh
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.servers import STARTUP_TIMEOUT, STOP_TIMEOUT, _free_ports
+from tests.servers import STARTUP_TIMEOUT, ServerProcess, require_binary, start_on_free_ports
 from tests.servers_syslog import Certs, make_certs
 
 # The monitoring user of the tests, with what the Scalyr agent's documentation asks for: PROCESS (SHOW ENGINE
@@ -37,29 +35,21 @@ REPL_PASSWORD = "repl-pass-5b1e"
 
 
 def _binary(name: str) -> str:
-    # mariadbd lives in /usr/sbin, which a non-root PATH may not hold.
-    path = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin")
-    if path:
-        return path
-    why = f"{name} is not installed (Debian: apt-get install mariadb-server)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{why}; .ci/run installs it, so in CI this is a failure", pytrace=False)
-    pytest.skip(why)
+    return require_binary(name, package="mariadb-server")
 
 
-class MariaDB:
+class MariaDB(ServerProcess):
     """A running ``mariadbd``: ``socket`` (root connects there without a password), ``port`` on 127.0.0.1."""
+
+    name = "mariadbd"
 
     def __init__(
         self, proc: subprocess.Popen[bytes], root: Path, socket: str, port: int, log: Path, certs: Certs
     ) -> None:
+        super().__init__(proc, root, log)
         self.certs = certs  # the server's TLS: its CA, and a client certificate that CA signed
-        self.proc = proc
-        self.pid = proc.pid
-        self.root = root
         self.socket = socket
         self.port = port
-        self.log = log
 
     def connect(self, user: str = "root", password: str = "", **kw: Any) -> Any:
         import pymysql
@@ -85,23 +75,12 @@ class MariaDB:
         (row,) = self.sql(f"SHOW GLOBAL STATUS LIKE '{name}'")
         return int(row[1])
 
-    def log_tail(self, lines: int = 40) -> str:
+    def answers(self) -> bool:
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no log)"
-
-    def stop(self) -> None:
-        if self.proc.poll() is not None:
-            return
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-            self.proc.wait(STOP_TIMEOUT)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.kill(self.pid, signal.SIGKILL)
-            self.proc.wait(STOP_TIMEOUT)
+            self.sql("SELECT 1")
+            return True
+        except Exception:  # refused, not yet accepting logins, ...: not ready yet
+            return False
 
 
 def _start(root: Path, server_args: list[str], certs: Certs) -> MariaDB:
@@ -109,7 +88,7 @@ def _start(root: Path, server_args: list[str], certs: Certs) -> MariaDB:
     pytest.importorskip("pymysql", reason="the mysql extra (PyMySQL) is not installed")
     as_root = ["--user=root"] if os.geteuid() == 0 else []  # mariadbd refuses to run as root without it
     data = root / "data"
-    subprocess.run(
+    init = subprocess.run(
         [
             install,
             "--no-defaults",
@@ -119,15 +98,17 @@ def _start(root: Path, server_args: list[str], certs: Certs) -> MariaDB:
             "--innodb-log-file-size=4M",  # 22 MB of data directory instead of 114
             *as_root,
         ],
-        check=True,
+        check=False,
         capture_output=True,
         timeout=STARTUP_TIMEOUT,
     )
-    last = ""
-    for attempt in range(3):
-        (port,) = _free_ports(1)
-        sock = str(root / f"s{attempt}.sock")
-        log = root / f"mariadbd{attempt}.log"
+    if init.returncode:  # what it said, not just "returned non-zero exit status"
+        said = (init.stderr + init.stdout).decode(errors="replace")[-2000:]
+        raise RuntimeError(f"mariadb-install-db failed (exit {init.returncode}) in {data}:\n{said}")
+
+    def launch(adir: Path, ports: list[int]) -> MariaDB:
+        (port,) = ports
+        sock, log = str(adir / "mariadbd.sock"), adir / "mariadbd.log"
         argv = [
             server,
             "--no-defaults",  # no /etc/mysql/my.cnf: only what is written here
@@ -135,9 +116,9 @@ def _start(root: Path, server_args: list[str], certs: Certs) -> MariaDB:
             f"--socket={sock}",
             f"--port={port}",
             "--bind-address=127.0.0.1",
-            f"--pid-file={root / 'mariadbd.pid'}",
+            f"--pid-file={adir / 'mariadbd.pid'}",
             f"--log-error={log}",
-            f"--tmpdir={root}",
+            f"--tmpdir={adir}",
             "--innodb-buffer-pool-size=16M",
             "--innodb-log-file-size=4M",
             "--max-connections=77",  # not the default 151, so a test can tell the value was read
@@ -148,19 +129,9 @@ def _start(root: Path, server_args: list[str], certs: Certs) -> MariaDB:
             *as_root,
         ]
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        db = MariaDB(proc, root, sock, port, log, certs)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                db.sql("SELECT 1")
-                return db
-            except Exception:
-                time.sleep(0.05)
-        db.stop()
-        last = db.log_tail()
-        if "already in use" not in last:
-            break
-    raise RuntimeError(f"mariadbd did not become ready (see {root}):\n{last}")
+        return MariaDB(proc, adir, sock, port, log, certs)
+
+    return start_on_free_ports("mariadbd", root, 1, launch, MariaDB.answers)
 
 
 def _users(db: MariaDB) -> None:

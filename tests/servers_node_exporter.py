@@ -6,14 +6,12 @@ Missing binary: skipped when run by hand, a failure under ``CI=true`` (.ci/run i
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import _Server, _start
+from tests.servers import _Server, _start, require_binary
 
 BINARY = "prometheus-node-exporter"
 
@@ -31,20 +29,10 @@ class NodeExporter(_Server):
         return r.text
 
 
-def _require() -> str:
-    path = shutil.which(BINARY) or shutil.which("node_exporter")
-    if path:
-        return path
-    why = f"{BINARY} is not installed (Debian: apt-get install prometheus-node-exporter)"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{why}; .ci/run installs it, so in CI this is a failure", pytrace=False)
-    pytest.skip(why)
-
-
 @pytest.fixture
 def node_exporter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeExporter]:
     """Per test (it starts in ~0.2 s): each test gets a textfile directory of its own."""
-    binary = _require()
+    binary = require_binary(BINARY, "node_exporter", package="prometheus-node-exporter")
 
     def prepare(d: Path, ports: list[int]) -> tuple[list[str], str, str]:
         (port,) = ports

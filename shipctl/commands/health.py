@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from shipctl.errors import ShipctlError
+from shipctl.humanize import age, plural, size
 
 if TYPE_CHECKING:
     from shipctl.commands.status import StatusResult
@@ -149,30 +150,30 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
             lag,
             h.lag_warning,
             h.lag_critical,
-            f"sink {sink}: oldest undelivered batch is {_age(lag)} old ({_n(s.get('pending_batches', 0), 'batch')},"
-            f" {_size(s.get('pending_bytes', 0))} waiting)",
+            f"sink {sink}: oldest undelivered batch is {age(lag)} old ({plural(s.get('pending_batches', 0), 'batch')},"
+            f" {size(s.get('pending_bytes') or 0)} waiting)",
         )
         last = f" (last: {s['last_message']})" if s.get("last_message") else ""
         backoff = (
-            f"; next attempt {_age(s['next_attempt'] - now)} from now" if (s.get("next_attempt") or 0) > now else ""
+            f"; next attempt {age(s['next_attempt'] - now)} from now" if (s.get("next_attempt") or 0) > now else ""
         )
         judge(
             failures,
             h.upload_failures_warning,
             h.upload_failures_critical,
-            f"sink {sink}: {_n(failures, 'consecutive upload failure')}{last}{backoff}",
+            f"sink {sink}: {plural(failures, 'consecutive upload failure')}{last}{backoff}",
         )
         out.perfdata.append(Perf(f"lag_{sink}", round(lag, 3), "s", h.lag_warning, h.lag_critical))
         out.perfdata.append(
             Perf(f"upload_failures_{sink}", failures, "", h.upload_failures_warning, h.upload_failures_critical)
         )
         out.info.append(
-            f"sink {sink}: {_n(s.get('pending_events', 0), 'event')} pending, last success"
-            f" {_age(now - s['last_success']) + ' ago' if s.get('last_success') else 'never'}"
+            f"sink {sink}: {plural(s.get('pending_events', 0), 'event')} pending, last success"
+            f" {age(now - s['last_success']) + ' ago' if s.get('last_success') else 'never'}"
         )
 
     qbytes = int(res.queue.get("bytes") or 0)
-    judge(qbytes, h.queue_bytes_warning, h.queue_bytes_critical, f"queue holds {_size(qbytes)}")
+    judge(qbytes, h.queue_bytes_warning, h.queue_bytes_critical, f"queue holds {size(qbytes or 0)}")
     out.perfdata.append(Perf("queue_bytes", qbytes, "B", h.queue_bytes_warning, h.queue_bytes_critical))
 
     read_errors = [e for lg in res.logs for e in lg.read_errors()]
@@ -180,7 +181,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
         len(read_errors),
         h.read_errors_warning,
         h.read_errors_critical,
-        f"{_n(len(read_errors), 'log or file', 'logs or files')} cannot be read: "
+        f"{plural(len(read_errors), 'log or file', 'logs or files')} cannot be read: "
         + "; ".join(read_errors[:3])
         + (f" (and {len(read_errors) - 3} more)" if len(read_errors) > 3 else ""),
     )
@@ -191,7 +192,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
         len(failing),
         h.monitors_failing_warning,
         h.monitors_failing_critical,
-        f"{_n(len(failing), 'monitor')} failing: " + "; ".join(f"{m.id}: {m.last_error}" for m in failing[:3]),
+        f"{plural(len(failing), 'monitor')} failing: " + "; ".join(f"{m.id}: {m.last_error}" for m in failing[:3]),
     )
     out.perfdata.append(
         Perf("monitors_failing", len(failing), "", h.monitors_failing_warning, h.monitors_failing_critical)
@@ -200,7 +201,7 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
     successes = [c["last_success"] for c in res.commands.values() if c.get("last_success")]
     if successes:
         since = max(0.0, now - max(successes))
-        judge(since, h.last_run_warning, h.last_run_critical, f"last successful run {_age(since)} ago")
+        judge(since, h.last_run_warning, h.last_run_critical, f"last successful run {age(since)} ago")
         out.perfdata.append(Perf("last_success_age", round(since, 3), "s", h.last_run_warning, h.last_run_critical))
     else:
         findings.append(Finding(WARNING, "no successful run recorded in the state file yet"))
@@ -217,15 +218,10 @@ def evaluate(res: StatusResult, h: HealthConfig, now: float | None = None) -> Ch
         out.summary = "; ".join(worst) + (f" (+{more} more)" if more else "")
     else:
         out.summary = (
-            f"{_n(len(res.sinks), 'sink')} delivering, queue {_size(qbytes)},"
-            f" last successful run {_age(now - max(successes))} ago"
+            f"{plural(len(res.sinks), 'sink')} delivering, queue {size(qbytes or 0)},"
+            f" last successful run {age(now - max(successes))} ago"
         )
     return out
-
-
-def _n(count: int, noun: str, plural: str = "") -> str:
-    plural = plural or noun + ("es" if noun.endswith(("ch", "s")) else "s")
-    return f"{count} {noun if count == 1 else plural}"
 
 
 def _plain(text: str) -> str:
@@ -236,31 +232,6 @@ def _num(v: float) -> str:
     if float(v).is_integer():
         return str(int(v))
     return f"{v:.3f}".rstrip("0").rstrip(".")
-
-
-def _age(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = max(0, int(seconds))
-    if s < 120:
-        return f"{s}s"
-    if s < 7200:
-        return f"{s // 60}m"
-    if s < 172800:
-        return f"{s // 3600}h"
-    return f"{s // 86400}d"
-
-
-def _size(n: int | None) -> str:
-    n = int(n or 0)
-    if n < 1024:
-        return f"{n} B"
-    value = float(n)
-    for unit in ("KiB", "MiB", "GiB", "TiB"):
-        value /= 1024
-        if value < 1024 or unit == "TiB":
-            break
-    return f"{value:.1f} {unit}"
 
 
 def _stamp(ts: float) -> str:

@@ -9,11 +9,10 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from shipctl.errors import EXIT_SOURCE_ERRORS
 from shipctl.runtime import Context
 from shipctl.state import health
 from shipctl.tail.follower import TailResult
-
-EXIT_SOURCE_ERRORS = 65
 
 
 @dataclass

@@ -49,7 +49,7 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None, sent:
                 result.tail = tail_once(ctx, tail_budget, progress=progress)
         except LockHeld as exc:
             result.skipped.append(f"tail-once: {exc}")
-        if monitors_of(ctx.config):
+        if monitors_of(ctx.config) or ctx.config.agent.plugins_dir:  # an empty plugins_dir may have a problem to clear
             try:
                 with lock(path, "run-monitor"):
                     result.monitors = run_monitors(ctx, [], due_only=True, scheduled_at=fired)

@@ -49,10 +49,13 @@ class RunMonitorResult:
     results: list[MonitorResult] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)
     queued: bool = True
+    # agent.plugins_dir problems met for the first time (not found, an id taken, too many entries): the plugins
+    # it would have run do not run, so the run says so once, as for an unreadable log (status keeps showing it).
+    setup_errors: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[str]:
-        return [f"monitor {r.id}: {r.error}" for r in self.results if r.error]
+        return self.setup_errors + [f"monitor {r.id}: {r.error}" for r in self.results if r.error]
 
     @property
     def warnings(self) -> list[str]:
@@ -224,6 +227,7 @@ def run_monitors(
             raise UsageError(f"no monitor with id {t!r} in {ctx.config.file} (configured: {known})")
     chosen = [configured[t] for t in targets] if targets else list(configured.values())
     result = RunMonitorResult(queued=queue)
+    result.setup_errors = _plugins_dir_problems(ctx, queue=queue, now=sched)
     every = intervals(ctx.state.conn, chosen)
     if due_only:
         last = monstate.last_runs(ctx.state.conn)
@@ -259,6 +263,28 @@ def run_monitors(
 
             metrics.prune(conn, sched, set(configured))
     return result
+
+
+PLUGINS_DIR_PROBLEM = "plugins_dir: "  # how agent.plugins_dir's problems are keyed among the lasting problems
+
+
+def _plugins_dir_problems(ctx: Context, *, queue: bool, now: float) -> list[str]:
+    """What in agent.plugins_dir keeps plugins from running, new since the previous run (all of it when nothing
+    is recorded: ``--print``). A problem that lasts is said once, and stays in status until it clears."""
+    from shipctl.pyplugins.scan import scan
+    from shipctl.state import health
+
+    found = [PLUGINS_DIR_PROBLEM + p for p in scan(ctx.config).problems] if ctx.config.agent.plugins_dir else []
+    if not queue:
+        return found
+    known = [p for p in health.problems(ctx.state.conn) if p.text.startswith(PLUGINS_DIR_PROBLEM)]
+    if not found and not known:
+        return []  # the usual case: no write transaction
+    with ctx.state.write() as conn:
+        changes = health.update(conn, found, lambda t: t.startswith(PLUGINS_DIR_PROBLEM), now)
+    for text in changes.new:
+        log.warning("%s", text)
+    return changes.new
 
 
 def _queue(conn: Any, attrs: dict[str, Any], r: MonitorResult) -> None:

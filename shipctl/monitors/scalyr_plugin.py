@@ -263,9 +263,10 @@ class ScalyrPluginMonitor:
     def _output(capture: Any, error: str | None) -> MonitorOutput:
         from shipctl.schema import scrub
 
-        # An exception's text may quote the monitor's config (a password it was given): imported secrets masked.
+        # An exception's text may quote the monitor's config (a password it was given): imported secrets masked,
+        # in errors and in warnings (stop() failing) alike; what the monitor logged was masked as it logged it.
         errors = ([scrub(error)] if error else []) + [f"logged: {e}" for e in capture.errors]
-        warnings = list(capture.warnings)
+        warnings = [scrub(w) for w in capture.warnings]
         if capture.dropped:
             warnings.append(f"{capture.dropped} values beyond the first {len(capture.samples)} of this run dropped")
         text = None

@@ -90,11 +90,14 @@ def probe(path: str, timeout: float) -> tuple[str, str] | None:
     "corrupt", "unreadable". Read-only, with a short busy timeout: a monitoring check must answer within its own
     timeout, not wait the 30 s a run would for a lock."""
     import os
+    from pathlib import Path
 
     if not os.path.exists(path):
         return ("missing", "does not exist")
+    # A URI, for mode=ro; as_uri() percent-encodes the path, whose "#", "?" or "%" would otherwise end or change it.
+    uri = Path(os.path.abspath(path)).as_uri() + "?mode=ro"
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout, isolation_level=None)
+        conn = sqlite3.connect(uri, uri=True, timeout=timeout, isolation_level=None)
     except sqlite3.Error as exc:
         return ("unreadable", str(exc))
     try:

@@ -263,9 +263,8 @@ class _LogTailer:
         holders = self.claims.files.get(key) if key is not None else None
         if not holders:
             return None
-        try:
-            src = Source(path)
-        except OSError:
+        src = _readable(path)
+        if src is None:
             return None
         with src:
             for log_id, rec in holders:
@@ -280,9 +279,8 @@ class _LogTailer:
         written to the file late, so any part of it read there makes the whole file that entry's."""
         if not self.index.is_generation_of_any(path, theirs):
             return None
-        try:
-            src = Source(path)
-        except OSError:
+        src = _readable(path)
+        if src is None:
             return None
         with src:
             for owner in dict.fromkeys(self.claims.paths[p] for p in sorted(theirs)):
@@ -300,9 +298,8 @@ class _LogTailer:
                 self.checked.append(rec.id)
             return
         if rec is None:
-            try:
-                src = Source(path)
-            except OSError:
+            src = _readable(path)
+            if src is None:
                 return
             with src:
                 rec = self._new_record(path, _real(path), src, 0, state="shadowed")
@@ -871,6 +868,15 @@ def _continues(cur: Source, gen: Source) -> bool:
 
 def _ident(rec: FileRecord) -> Identity:
     return Identity(rec.fp_len, rec.fp_hash, rec.offset, rec.tail_len, rec.tail_hash)
+
+
+def _readable(path: str) -> Source | None:
+    """The file open for reading, or None when it cannot be (gone, unreadable, not a file): the callers only
+    ask whether it is one they know, and a file they cannot open is not."""
+    try:
+        return Source(path)
+    except OSError:
+        return None
 
 
 def _open(path: str) -> Source | None:

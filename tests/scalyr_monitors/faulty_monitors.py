@@ -45,6 +45,8 @@ class FaultyMonitor(ScalyrMonitor):
 
     def stop(self, wait_on_join=True, join_timeout=5):
         # Proof that shipctl lets the monitor clean up: a file written on stop.
+        if self.__mode == "leak_on_stop":
+            raise RuntimeError("could not log out with password " + self._config.get("password"))
         path = self._config.get("stop_marker")
         if path:
             with open(path, "w") as fh:

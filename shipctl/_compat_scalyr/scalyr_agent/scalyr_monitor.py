@@ -1,28 +1,5 @@
-"""``scalyr_agent.scalyr_monitor``: the monitor base class and declarations (shipctl/scalyrapi/monitor.py)."""
+"""``scalyr_agent.scalyr_monitor``: the monitor base class and declarations (shipctl/scalyrapi/monitor.py).
+Re-exported whole, so the names a monitor may import are listed once, in that module's ``__all__``."""
 
-from shipctl.scalyrapi.config import BadMonitorConfiguration, MonitorConfig
-from shipctl.scalyrapi.monitor import (
-    ConfigOption,
-    LogFieldDescription,
-    MetricDescription,
-    MonitorInformation,
-    ScalyrMonitor,
-    UnsupportedSystem,
-    define_config_option,
-    define_log_field,
-    define_metric,
-)
-
-__all__ = [
-    "BadMonitorConfiguration",
-    "ConfigOption",
-    "LogFieldDescription",
-    "MetricDescription",
-    "MonitorConfig",
-    "MonitorInformation",
-    "ScalyrMonitor",
-    "UnsupportedSystem",
-    "define_config_option",
-    "define_log_field",
-    "define_metric",
-]
+from shipctl.scalyrapi.monitor import *  # noqa: F403
+from shipctl.scalyrapi.monitor import __all__ as __all__
