@@ -4,13 +4,17 @@
     python3 packaging/build.py --no-rpm       # the .deb only (no rpmbuild needed)
     python3 packaging/build.py --onefile      # also a one-file executable in dist/, for comparison
 
-Needs Python >= 3.11 with venv (the interpreter that goes into the bundle), dpkg-deb, rpmbuild (Debian
-package ``rpm``) and objdump (binutils). Works in ``build/`` (a build venv with PyInstaller and shipctl's
-dependencies, the frozen tree, the package roots); writes only ``dist/``. Nothing outside the repo is touched.
+Needs Python >= 3.11, dpkg-deb, rpmbuild (Debian package ``rpm``) and objdump (binutils); for the
+interpreter that goes into the bundle also apt-get, npm and make (``packaging/oldglibc_python.py``).
+Works in ``build/`` (the interpreter's build, a build venv with PyInstaller and shipctl's dependencies, the
+frozen tree, the package roots); writes only ``dist/``. Nothing outside the repo is touched.
 
-The interpreter and the libraries it links are taken from the build machine, so the packages run on systems
-whose glibc is at least the build machine's newest required symbol version: that floor is measured here and
-written into the packages' dependencies, so an older system refuses the package instead of failing at run time.
+The interpreter that goes into the bundle is a CPython 3.11 built by ``packaging/oldglibc_python.py`` from
+pinned sources against glibc 2.17's symbols (its OpenSSL and libuuid need 2.25), so the packages install on
+Debian 11, RHEL 8/9 and Amazon Linux 2 and 2023. Where that build cannot be had (no network to the registries,
+no npm), or with ``--system-python``, the Python running this script goes in instead, and the packages then
+need the build machine's glibc. Either way the floor is measured on the bundle (objdump) and written into the
+packages' dependencies, so an older system refuses the package instead of failing at run time.
 """
 
 from __future__ import annotations
@@ -87,16 +91,30 @@ def requirements() -> list[str]:
     return [*reqs, PYINSTALLER]
 
 
-def build_venv() -> Path:
+def interpreter(system: bool) -> Path:
+    """The old-glibc CPython (see the module's docstring), or this Python when asked or when it can't be had."""
+    if not system:
+        import oldglibc_python  # beside this file (packaging/), which is sys.path[0]
+
+        try:
+            return oldglibc_python.build()
+        except oldglibc_python.Unavailable as exc:
+            print(f"build.py: no old-glibc Python ({exc});", file=sys.stderr)
+    print(f"build.py: bundling {sys.executable}: the packages need this machine's glibc", file=sys.stderr)
+    return Path(sys.executable)
+
+
+def build_venv(base: Path) -> Path:
     """A venv holding only what the bundle needs, so nothing from a dev or test install slips in. Reused
-    while the requirement list is unchanged."""
+    while the requirement list and the base interpreter are unchanged."""
     reqs = requirements()
-    stamp = hashlib.sha256("\n".join([sys.version, *reqs]).encode()).hexdigest()
+    base_version = subprocess.run([str(base), "-VV"], capture_output=True, text=True, check=True).stdout
+    stamp = hashlib.sha256("\n".join([str(base), base_version, *reqs]).encode()).hexdigest()
     python = VENV / "bin" / "python"
     stamp_file = VENV / ".shipctl-build"
     if not (python.exists() and stamp_file.exists() and stamp_file.read_text() == stamp):
         shutil.rmtree(VENV, ignore_errors=True)
-        run([sys.executable, "-m", "venv", str(VENV)])
+        run([str(base), "-m", "venv", str(VENV)])
         run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *reqs])
         stamp_file.write_text(stamp)
     return python
@@ -300,10 +318,13 @@ def main() -> None:
     ap.add_argument("--no-deb", action="store_true", help="skip the .deb")
     ap.add_argument("--no-rpm", action="store_true", help="skip the .rpm")
     ap.add_argument("--onefile", action="store_true", help="also build dist/shipctl-onefile (for comparison)")
+    ap.add_argument(
+        "--system-python", action="store_true", help="bundle this Python, not the old-glibc build (see above)"
+    )
     args = ap.parse_args()
 
     ver, epoch = version(), source_date_epoch()
-    python = build_venv()
+    python = build_venv(interpreter(args.system_python))
     # The source tree first on the path: the bundle and the man page come from this checkout.
     env = {**os.environ, "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": epoch, "PYTHONDONTWRITEBYTECODE": "1"}
     exe = freeze(python, env)
