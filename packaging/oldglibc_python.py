@@ -42,7 +42,11 @@ PYTHON = PREFIX / "bin" / "python3.11"
 TARGET = "x86_64-linux-gnu.2.17"
 
 ZIG = ("ziglang==0.13.0", "3ce0c9f16547e5d61b32e0d226926e9a2552ef4b91fccf7ab5ea1a623a77824b")
-CPYTHON = ("python3.11", "python3.11_3.11.2.orig.tar.gz", "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849")
+CPYTHON = (
+    "python3.11",
+    "python3.11_3.11.2.orig.tar.gz",
+    "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849",
+)
 SQLITE = ("better-sqlite3@12.11.1", "ebf0ed75a7a59dbcb3b24bbd014ef49d9f15bc328e4adcbf516f2a8fadfa2835")
 # Debian 11 (bullseye) main: frozen since its last point release, so these versions stay put.
 BULLSEYE_DEBS = {
