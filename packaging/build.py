@@ -109,15 +109,33 @@ def build_venv(base: Path) -> Path:
     while the requirement list and the base interpreter are unchanged."""
     reqs = requirements()
     base_version = subprocess.run([str(base), "-VV"], capture_output=True, text=True, check=True).stdout
-    stamp = hashlib.sha256("\n".join([str(base), base_version, *reqs]).encode()).hexdigest()
+    stamp = hashlib.sha256("\n".join([str(base), base_version, repr(MANYLINUX_CAP), *reqs]).encode()).hexdigest()
     python = VENV / "bin" / "python"
     stamp_file = VENV / ".shipctl-build"
     if not (python.exists() and stamp_file.exists() and stamp_file.read_text() == stamp):
         shutil.rmtree(VENV, ignore_errors=True)
         run([str(base), "-m", "venv", str(VENV)])
+        cap_manylinux(VENV)
         run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *reqs])
         stamp_file.write_text(stamp)
     return python
+
+
+# PEP 600: pip asks a module named _manylinux whether a manylinux_X_Y wheel suits this system. The build
+# machine's glibc (2.36) would let pip take wheels built for glibc 2.28 (cramjam 2.14 has no other), which
+# would raise the bundle's floor above the interpreter's; capped, pip takes the newest release with a
+# manylinux2014 (glibc 2.17) wheel.
+MANYLINUX_CAP = (2, 17)
+
+
+def cap_manylinux(venv: Path) -> None:
+    site = next(venv.glob("lib/python3*/site-packages"))
+    major, minor = MANYLINUX_CAP
+    (site / "_manylinux.py").write_text(
+        f"# Written by shipctl's packaging/build.py: wheels for glibc <= {major}.{minor} only (PEP 600).\n"
+        "def manylinux_compatible(tag_major, tag_minor, tag_arch):\n"
+        f"    return (tag_major, tag_minor) <= ({major}, {minor})\n"
+    )
 
 
 def freeze(python: Path, env: dict[str, str], *, onefile: bool = False) -> Path:
@@ -238,8 +256,8 @@ def build_deb(root: Path, ver: str, glibc: str, epoch: str) -> Path:
         "Maintainer": MAINTAINER,
         "Installed-Size": str(_size_kib(root)),
         # useradd/groupadd (passwd) for the shipctl user; the bundle brings everything else but libc.
-        # libstdc++6: RE2's C++ runtime is the system's (see shipctl.spec).
-        "Depends": f"libc6 (>= {glibc}), libstdc++6, passwd",
+        # libstdc++6, libgcc-s1 (libgcc1 before Debian 11): RE2's C++ runtime is the system's (shipctl.spec).
+        "Depends": f"libc6 (>= {glibc}), libstdc++6, libgcc-s1 | libgcc1, passwd",
         "Recommends": "logrotate",
         "Section": "admin",
         "Priority": "optional",
