@@ -116,7 +116,9 @@ def build_venv(base: Path) -> Path:
         shutil.rmtree(VENV, ignore_errors=True)
         run([str(base), "-m", "venv", str(VENV)])
         cap_manylinux(VENV)
-        run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *reqs])
+        # --prefer-binary: an older release with a manylinux2014 wheel rather than compiling the newest.
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--prefer-binary"]
+        run([*pip, *reqs])
         stamp_file.write_text(stamp)
     return python
 
