@@ -91,38 +91,38 @@ def requirements() -> list[str]:
     return [*reqs, PYINSTALLER]
 
 
-def interpreter(system: bool) -> Path:
-    """The old-glibc CPython (see the module's docstring), or this Python when asked or when it can't be had."""
+def interpreter(system: bool) -> tuple[Path, dict[str, str]]:
+    """The old-glibc CPython (see the module's docstring), or this Python when asked or when it can't be had;
+    with the environment it runs in."""
     if not system:
         import oldglibc_python  # beside this file (packaging/), which is sys.path[0]
 
         try:
-            python = oldglibc_python.build()
-            # Its libraries are found through LD_LIBRARY_PATH (no run path; see oldglibc_python.py): set for
-            # every step from here on, the venv, pip, PyInstaller's dependency analysis and the test runs.
-            os.environ["LD_LIBRARY_PATH"] = str(oldglibc_python.LIBDIR)
-            return python
+            # Its libraries are found through LD_LIBRARY_PATH (no run path; see oldglibc_python.py): for the
+            # steps that run it (venv, pip, PyInstaller's dependency analysis), not for dpkg-deb & co.
+            return oldglibc_python.build(), {"LD_LIBRARY_PATH": str(oldglibc_python.LIBDIR)}
         except oldglibc_python.Unavailable as exc:
             print(f"build.py: no old-glibc Python ({exc});", file=sys.stderr)
     print(f"build.py: bundling {sys.executable}: the packages need this machine's glibc", file=sys.stderr)
-    return Path(sys.executable)
+    return Path(sys.executable), {}
 
 
-def build_venv(base: Path) -> Path:
+def build_venv(base: Path, base_env: dict[str, str]) -> Path:
     """A venv holding only what the bundle needs, so nothing from a dev or test install slips in. Reused
     while the requirement list and the base interpreter are unchanged."""
     reqs = requirements()
-    base_version = subprocess.run([str(base), "-VV"], capture_output=True, text=True, check=True).stdout
+    env = {**os.environ, **base_env}
+    base_version = subprocess.run([str(base), "-VV"], capture_output=True, text=True, check=True, env=env).stdout
     stamp = hashlib.sha256("\n".join([str(base), base_version, repr(MANYLINUX_CAP), *reqs]).encode()).hexdigest()
     python = VENV / "bin" / "python"
     stamp_file = VENV / ".shipctl-build"
     if not (python.exists() and stamp_file.exists() and stamp_file.read_text() == stamp):
         shutil.rmtree(VENV, ignore_errors=True)
-        run([str(base), "-m", "venv", str(VENV)])
+        run([str(base), "-m", "venv", str(VENV)], env=env)
         cap_manylinux(VENV)
         # --prefer-binary: an older release with a manylinux2014 wheel rather than compiling the newest.
         pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--prefer-binary"]
-        run([*pip, *reqs])
+        run([*pip, *reqs], env=env)
         stamp_file.write_text(stamp)
     return python
 
@@ -348,9 +348,16 @@ def main() -> None:
     args = ap.parse_args()
 
     ver, epoch = version(), source_date_epoch()
-    python = build_venv(interpreter(args.system_python))
+    base, base_env = interpreter(args.system_python)
+    python = build_venv(base, base_env)
     # The source tree first on the path: the bundle and the man page come from this checkout.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": epoch, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        **base_env,
+        "PYTHONPATH": str(REPO),
+        "SOURCE_DATE_EPOCH": epoch,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     exe = freeze(python, env)
     frozen = exe.parent
     if args.onefile:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -106,13 +105,13 @@ def test_build_py_falls_back_to_its_own_python_and_says_so(monkeypatch: pytest.M
 
     monkeypatch.setitem(sys.modules, "oldglibc_python", old)
     monkeypatch.setattr(old, "build", unavailable)
-    assert build.interpreter(False) == Path(sys.executable)
+    assert build.interpreter(False) == (Path(sys.executable), {})
     err = capsys.readouterr().err
     assert "no old-glibc Python (npm is not installed)" in err
     assert f"bundling {sys.executable}: the packages need this machine's glibc" in err
     monkeypatch.setattr(old, "build", lambda: Path("/opt/py/bin/python3.11"))
-    monkeypatch.setenv("LD_LIBRARY_PATH", "")
-    assert build.interpreter(False) == Path("/opt/py/bin/python3.11")
+    # The steps that run it load the prefix's libraries (it has no run path).
+    python, env = build.interpreter(False)
+    assert (python, env) == (Path("/opt/py/bin/python3.11"), {"LD_LIBRARY_PATH": str(old.LIBDIR)})
     assert capsys.readouterr().err == ""
-    assert os.environ["LD_LIBRARY_PATH"] == str(old.LIBDIR)  # the steps after it load the prefix's libraries
-    assert build.interpreter(True) == Path(sys.executable)  # --system-python
+    assert build.interpreter(True) == (Path(sys.executable), {})  # --system-python
