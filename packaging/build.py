@@ -10,8 +10,8 @@ Works in ``build/`` (the interpreter's build, a build venv with PyInstaller and 
 frozen tree, the package roots); writes only ``dist/``. Nothing outside the repo is touched.
 
 The interpreter that goes into the bundle is a CPython 3.11 built by ``packaging/oldglibc_python.py`` from
-pinned sources against glibc 2.17's symbols (its OpenSSL and libuuid need 2.25), so the packages install on
-Debian 11, RHEL 8/9 and Amazon Linux 2 and 2023. Where that build cannot be had (no network to the registries,
+pinned sources against glibc 2.17's symbols, so the packages install on Debian 11, RHEL 7/8/9 and Amazon
+Linux 2 and 2023. Where that build cannot be had (no network to the registries,
 no npm), or with ``--system-python``, the Python running this script goes in instead, and the packages then
 need the build machine's glibc. Either way the floor is measured on the bundle (objdump) and written into the
 packages' dependencies, so an older system refuses the package instead of failing at run time.
