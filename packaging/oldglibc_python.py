@@ -99,7 +99,7 @@ SQLITE_DEFINES = [
     "-DHAVE_USLEEP=1",
 ]
 # Bump when a build step changes (flags, patches): a build from another revision is not reused.
-BUILD_REVISION = 4
+BUILD_REVISION = 5
 
 
 class Unavailable(Exception):
@@ -332,6 +332,9 @@ def build() -> Path:
     _patch(src)
     _run(["make", f"-j{os.cpu_count() or 2}"], log, cwd=src, env=env)
     _run(["make", "install"], log, cwd=src, env=env)
+    # CPython builds with -g: 12 MB of debug info in libpython alone, which the packages need not carry.
+    built = [LIBDIR / "libpython3.11.so.1.0", *LIBDIR.glob("python3.11/lib-dynload/*.so")]
+    _run(["strip", "--strip-unneeded", *map(str, built)], log)
     check = f"import {', '.join(REQUIRED_MODULES.split())}"
     _run([str(PYTHON), "-c", check], log, env={**os.environ, "LD_LIBRARY_PATH": str(LIBDIR)})
     shutil.rmtree(work)
