@@ -78,11 +78,24 @@ BULLSEYE_DEBS = {
     "libreadline8=8.1-1": "162ba9fdcde81b5502953ed4d84b24e8ad4e380bbd02990ab1a0e3edffca3c22",
     "libreadline-dev=8.1-1": "3d5049934899da1e7f698f3c8a766bc267c9beb1204c7bde3bab78be2c5b1da3",
 }
-APT_SOURCES = """\
-deb http://deb.debian.org/debian bullseye main
-deb-src http://deb.debian.org/debian bookworm main
-deb-src http://deb.debian.org/debian bullseye main
-"""
+# The private apt configuration's suites, on the Debian mirror the system's own sources name.
+APT_SUITES = ("deb {} bullseye main", "deb-src {} bookworm main", "deb-src {} bullseye main")
+
+
+def _debian_mirror() -> str:
+    """The system's Debian archive URI (its sources, one-line or deb822 format), not the security archive."""
+    paths = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
+    for path in paths:
+        if path.suffix not in (".list", ".sources") or not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            words = line.split("#")[0].replace("URIs:", " ").split()
+            for word in words:
+                if "://" in word and word.rstrip("/").endswith("/debian"):
+                    return word.rstrip("/")
+    raise Unavailable("no Debian archive in /etc/apt/sources.list{,.d}")
+
+
 # The standard library modules the bundle must have: a build missing one is not used.
 REQUIRED_MODULES = "ssl sqlite3 ctypes lzma bz2 zlib hashlib decimal uuid json select socket curses readline"
 SQLITE_DEFINES = [
@@ -156,7 +169,8 @@ def _fetch(log: Path) -> dict[str, Path]:
     if not orig.exists() or not ossl.exists() or not all(p.exists() for p in debs.values()):
         (apt_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
         (apt_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        (apt_dir / "sources.list").write_text(APT_SOURCES)
+        mirror = _debian_mirror()
+        (apt_dir / "sources.list").write_text("".join(line.format(mirror) + "\n" for line in APT_SUITES))
         (apt_dir / "status").touch()
         opts = [
             f"-oDir::Etc::SourceList={apt_dir / 'sources.list'}",
