@@ -4,13 +4,17 @@
     python3 packaging/build.py --no-rpm       # the .deb only (no rpmbuild needed)
     python3 packaging/build.py --onefile      # also a one-file executable in dist/, for comparison
 
-Needs Python >= 3.11 with venv (the interpreter that goes into the bundle), dpkg-deb, rpmbuild (Debian
-package ``rpm``) and objdump (binutils). Works in ``build/`` (a build venv with PyInstaller and shipctl's
-dependencies, the frozen tree, the package roots); writes only ``dist/``. Nothing outside the repo is touched.
+Needs Python >= 3.11, dpkg-deb, rpmbuild (Debian package ``rpm``) and objdump (binutils); for the
+interpreter that goes into the bundle also apt-get, npm and make (``packaging/oldglibc_python.py``).
+Works in ``build/`` (the interpreter's build, a build venv with PyInstaller and shipctl's dependencies, the
+frozen tree, the package roots); writes only ``dist/``. Nothing outside the repo is touched.
 
-The interpreter and the libraries it links are taken from the build machine, so the packages run on systems
-whose glibc is at least the build machine's newest required symbol version: that floor is measured here and
-written into the packages' dependencies, so an older system refuses the package instead of failing at run time.
+The interpreter that goes into the bundle is a CPython 3.11 built by ``packaging/oldglibc_python.py`` from
+pinned sources against glibc 2.17's symbols, so the packages install on Debian 11, RHEL 7/8/9 and Amazon
+Linux 2 and 2023. Where that build cannot be had (no network to the registries,
+no npm), or with ``--system-python``, the Python running this script goes in instead, and the packages then
+need the build machine's glibc. Either way the floor is measured on the bundle (objdump) and written into the
+packages' dependencies, so an older system refuses the package instead of failing at run time.
 """
 
 from __future__ import annotations
@@ -87,19 +91,57 @@ def requirements() -> list[str]:
     return [*reqs, PYINSTALLER]
 
 
-def build_venv() -> Path:
+def interpreter(system: bool) -> tuple[Path, dict[str, str]]:
+    """The old-glibc CPython (see the module's docstring), or this Python when asked or when it can't be had;
+    with the environment it runs in."""
+    if not system:
+        import oldglibc_python  # beside this file (packaging/), which is sys.path[0]
+
+        try:
+            # Its libraries are found through LD_LIBRARY_PATH (no run path; see oldglibc_python.py): for the
+            # steps that run it (venv, pip, PyInstaller's dependency analysis), not for dpkg-deb & co.
+            return oldglibc_python.build(), {"LD_LIBRARY_PATH": str(oldglibc_python.LIBDIR)}
+        except oldglibc_python.Unavailable as exc:
+            print(f"build.py: no old-glibc Python ({exc});", file=sys.stderr)
+    print(f"build.py: bundling {sys.executable}: the packages need this machine's glibc", file=sys.stderr)
+    return Path(sys.executable), {}
+
+
+def build_venv(base: Path, base_env: dict[str, str]) -> Path:
     """A venv holding only what the bundle needs, so nothing from a dev or test install slips in. Reused
-    while the requirement list is unchanged."""
+    while the requirement list and the base interpreter are unchanged."""
     reqs = requirements()
-    stamp = hashlib.sha256("\n".join([sys.version, *reqs]).encode()).hexdigest()
+    env = {**os.environ, **base_env}
+    base_version = subprocess.run([str(base), "-VV"], capture_output=True, text=True, check=True, env=env).stdout
+    stamp = hashlib.sha256("\n".join([str(base), base_version, repr(MANYLINUX_CAP), *reqs]).encode()).hexdigest()
     python = VENV / "bin" / "python"
     stamp_file = VENV / ".shipctl-build"
     if not (python.exists() and stamp_file.exists() and stamp_file.read_text() == stamp):
         shutil.rmtree(VENV, ignore_errors=True)
-        run([sys.executable, "-m", "venv", str(VENV)])
-        run([str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", *reqs])
+        run([str(base), "-m", "venv", str(VENV)], env=env)
+        cap_manylinux(VENV)
+        # --prefer-binary: an older release with a manylinux2014 wheel rather than compiling the newest.
+        pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--prefer-binary"]
+        run([*pip, *reqs], env=env)
         stamp_file.write_text(stamp)
     return python
+
+
+# PEP 600: pip asks a module named _manylinux whether a manylinux_X_Y wheel suits this system. The build
+# machine's glibc (2.36) would let pip take wheels built for glibc 2.28 (cramjam 2.14 has no other), which
+# would raise the bundle's floor above the interpreter's; capped, pip takes the newest release with a
+# manylinux2014 (glibc 2.17) wheel.
+MANYLINUX_CAP = (2, 17)
+
+
+def cap_manylinux(venv: Path) -> None:
+    site = next(venv.glob("lib/python3*/site-packages"))
+    major, minor = MANYLINUX_CAP
+    (site / "_manylinux.py").write_text(
+        f"# Written by shipctl's packaging/build.py: wheels for glibc <= {major}.{minor} only (PEP 600).\n"
+        "def manylinux_compatible(tag_major, tag_minor, tag_arch):\n"
+        f"    return (tag_major, tag_minor) <= ({major}, {minor})\n"
+    )
 
 
 def freeze(python: Path, env: dict[str, str], *, onefile: bool = False) -> Path:
@@ -220,8 +262,8 @@ def build_deb(root: Path, ver: str, glibc: str, epoch: str) -> Path:
         "Maintainer": MAINTAINER,
         "Installed-Size": str(_size_kib(root)),
         # useradd/groupadd (passwd) for the shipctl user; the bundle brings everything else but libc.
-        # libstdc++6: RE2's C++ runtime is the system's (see shipctl.spec).
-        "Depends": f"libc6 (>= {glibc}), libstdc++6, passwd",
+        # libstdc++6, libgcc-s1 (libgcc1 before Debian 11): RE2's C++ runtime is the system's (shipctl.spec).
+        "Depends": f"libc6 (>= {glibc}), libstdc++6, libgcc-s1 | libgcc1, passwd",
         "Recommends": "logrotate",
         "Section": "admin",
         "Priority": "optional",
@@ -300,12 +342,22 @@ def main() -> None:
     ap.add_argument("--no-deb", action="store_true", help="skip the .deb")
     ap.add_argument("--no-rpm", action="store_true", help="skip the .rpm")
     ap.add_argument("--onefile", action="store_true", help="also build dist/shipctl-onefile (for comparison)")
+    ap.add_argument(
+        "--system-python", action="store_true", help="bundle this Python, not the old-glibc build (see above)"
+    )
     args = ap.parse_args()
 
     ver, epoch = version(), source_date_epoch()
-    python = build_venv()
+    base, base_env = interpreter(args.system_python)
+    python = build_venv(base, base_env)
     # The source tree first on the path: the bundle and the man page come from this checkout.
-    env = {**os.environ, "PYTHONPATH": str(REPO), "SOURCE_DATE_EPOCH": epoch, "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {
+        **os.environ,
+        **base_env,
+        "PYTHONPATH": str(REPO),
+        "SOURCE_DATE_EPOCH": epoch,
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
     exe = freeze(python, env)
     frozen = exe.parent
     if args.onefile:

@@ -20,6 +20,13 @@ else
 fi
 [ -f "$deb" ] || fail "no .deb ($deb)"
 [ -f "$rpmfile" ] || fail "no .rpm ($rpmfile)"
+# The bundle's interpreter is the old-glibc build (packaging/oldglibc_python.py), so the packages install on
+# every system with glibc 2.17 (RHEL 7) and later, as the README says; build.py's fallback to this machine's
+# Python would not.
+floor=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
+{ [ -n "$floor" ] && dpkg --compare-versions "$floor" le 2.17; } ||
+    fail "the .deb needs glibc >= ${floor:-?}, more than 2.17 (did build.py fall back to its own Python?)"
+step "the packages need glibc >= $floor"
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
 if dpkg-query -W -f '${Status}' shipctl 2>/dev/null | grep -q installed; then
     fail "shipctl is installed here already; this test would purge it"
