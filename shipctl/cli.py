@@ -222,13 +222,17 @@ def _report_tail(ctx: Any, res: Any, verbose: bool) -> Any:
     from shipctl.commands.problems import settle_tail
 
     reported = settle_tail(ctx, res)
+    _report_lines(reported, verbose)
+    return reported
+
+
+def _report_lines(reported: Any, verbose: bool) -> None:
     for e in reported.new:
         _err(f"shipctl: {e}")
     for e in reported.ongoing if verbose else []:
         _err(f"shipctl: {e} (ongoing: reported before, see status)")
     for e in reported.cleared:
         _err(f"shipctl: resolved: {e}")
-    return reported
 
 
 def _n(count: int, noun: str) -> str:
@@ -430,6 +434,7 @@ def run_monitor_cmd(
 
     started = time.time()
     targets = targets or []
+    reported = None
     cfg = load_config(config, require=False)  # an ad hoc run needs no config file
     configured = {m.id for m in rm.monitors_of(cfg)}
     adhoc = command is not None or bool(opt) or (len(targets) == 1 and targets[0] not in configured)
@@ -466,10 +471,14 @@ def run_monitor_cmd(
         with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
             res = rm.run_monitors(ctx, targets, due_only=due, queue=not print_only)
             if not print_only:
+                # A monitor failing the same way run after run is reported once; see commands/problems.py.
+                from shipctl.commands.problems import settle_monitors
+
+                reported = settle_monitors(ctx, res)
                 ctx.state.record_run(
                     "run-monitor",
                     started,
-                    EXIT_SOURCE_ERRORS if res.errors else 0,
+                    reported.exit_code,
                     {"monitors": len(res.results), "errors": len(res.errors)},
                 )
                 _self_metrics(ctx)
@@ -477,13 +486,17 @@ def run_monitor_cmd(
         _print_events(res)
     elif json_out:
         _json(_monitor_json(res))
-    for e in res.errors:
-        _err(f"shipctl: {e}")
+    if reported is None:
+        # --print and ad hoc runs remember nothing: whoever runs them by hand sees every failure, and exit 65.
+        for e in res.errors:
+            _err(f"shipctl: {e}")
+    else:
+        _report_lines(reported, verbose)
     for w in res.warnings:
         _err(f"shipctl: warning: {w}")
     if verbose:
         _err(_monitor_summary(res, printed=print_only))
-    if res.errors:
+    if reported.exit_code if reported is not None else res.errors:
         raise typer.Exit(EXIT_SOURCE_ERRORS)
 
 
@@ -517,8 +530,13 @@ def run_cmd(
         # A log problem already reported by an earlier run stays quiet (status shows it); see commands/problems.py.
         fresh = _report_tail(ctx, res.tail, verbose).new if res.tail else []
         errors += res.monitors.errors if res.monitors else []
-        for e in res.monitors.errors if res.monitors else []:
-            _err(f"shipctl: {e}")
+        if res.monitors:
+            # A monitor failing the same way run after run is reported once; see commands/problems.py.
+            from shipctl.commands.problems import settle_monitors
+
+            monitors_reported = settle_monitors(ctx, res.monitors)
+            _report_lines(monitors_reported, verbose)
+            fresh = fresh + monitors_reported.new
         for s in res.skipped:
             if verbose or "no [[sinks]]" not in s:
                 _err(f"shipctl: skipped {s}")
@@ -529,7 +547,7 @@ def run_cmd(
             if res.monitors:
                 _err(_monitor_summary(res.monitors))
         # A timer tick during backoff stays quiet (cron would mail every minute); status shows it.
-        code = EXIT_SOURCE_ERRORS if fresh or (res.monitors and res.monitors.errors) else 0
+        code = EXIT_SOURCE_ERRORS if fresh else 0
         for notice in up.damaged if up is not None else []:  # an undecodable batch set aside, first met now
             _err(f"shipctl: {notice}")
             code = EXIT_SOURCE_ERRORS

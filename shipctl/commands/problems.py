@@ -6,13 +6,18 @@ section, and the log's row) and in ``status --check`` (read_errors), and runs af
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shipctl.errors import EXIT_SOURCE_ERRORS
 from shipctl.runtime import Context
 from shipctl.state import health
 from shipctl.tail.follower import TailResult
+
+if TYPE_CHECKING:
+    from shipctl.monitors.runner import RunMonitorResult
 
 
 @dataclass
@@ -47,3 +52,38 @@ def settle_tail(ctx: Context, res: TailResult) -> Reported:
         changes = health.update(conn, res.lasting, owns, time.time())
     # An event (lines lost to a rotation, a file truncated in place) is news each time it happens.
     return Reported(events + changes.new, changes.ongoing, changes.cleared)
+
+
+# A failing monitor's message often carries details that differ on every run: a duration ("after 10.02 s"), a
+# PID, a port, an exit status, a hex address. Keying on the message with every number masked keeps "the same
+# kind of problem" one problem across runs, while a different failure (another wording) is news. The error
+# class alone would not do: most monitors report a plain string (a script's stderr, an HTTP status line), and
+# two different failures of one script would share one class.
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
+
+
+def monitor_key(monitor_id: str, error: str) -> str:
+    return f"monitor {monitor_id}: {_NUMBERS.sub('#', error)}"
+
+
+def settle_monitors(ctx: Context, res: RunMonitorResult) -> Reported:
+    """As settle_tail, for the monitors that ran: a monitor failing the same way run after run is reported by the
+    first run (exit 65), then stays quiet (``status`` shows it) until it changes or recovers (``resolved:``).
+    Only the monitors that ran can clear their problems: one not due this run may still be failing."""
+    ran = {r.id for r in res.results}
+    failing = {monitor_key(r.id, r.error): f"monitor {r.id}: {r.error}" for r in res.results if r.error}
+
+    def owns(text: str) -> bool:
+        return any(text.startswith(f"monitor {i}: ") for i in ran)
+
+    before = {p.text: p.last or p.text for p in health.problems(ctx.state.conn) if owns(p.text)}
+    if not failing and not before:
+        return Reported(list(res.setup_errors))  # nothing to remember: no write transaction
+    with ctx.state.write() as conn:
+        changes = health.update(conn, failing, owns, time.time(), last=failing)
+    # agent.plugins_dir problems are reported once by the runner itself (see RunMonitorResult.setup_errors).
+    return Reported(
+        list(res.setup_errors) + [failing[k] for k in changes.new],
+        [failing[k] for k in changes.ongoing],
+        [before.get(k, k) for k in changes.cleared],
+    )

@@ -22,6 +22,7 @@ class Problem:
     text: str
     since: float  # first run that met it
     seen: float  # latest run that met it
+    last: str | None = None  # the latest wording, when the key masks details that vary (a monitor's durations)
 
 
 @dataclass
@@ -39,7 +40,11 @@ def problems(conn: sqlite3.Connection) -> list[Problem]:
     for key, value in rows:
         try:
             data = json.loads(value)
-            out.append(Problem(key[len(PROBLEM) :], float(data["since"]), float(data["seen"])))
+            last = data.get("last")
+            text = key[len(PROBLEM) :]
+            out.append(
+                Problem(text, float(data["since"]), float(data["seen"]), last if isinstance(last, str) else None)
+            )
         except (ValueError, KeyError, TypeError):
             continue  # a row this version cannot read is not worth failing a run for
     return out
@@ -49,9 +54,16 @@ def is_ongoing(conn: sqlite3.Connection, text: str) -> bool:
     return conn.execute("SELECT 1 FROM meta WHERE key = ?", (PROBLEM + text,)).fetchone() is not None
 
 
-def update(conn: sqlite3.Connection, found: Iterable[str], owns: Callable[[str], bool], now: float) -> Changes:
+def update(
+    conn: sqlite3.Connection,
+    found: Iterable[str],
+    owns: Callable[[str], bool],
+    now: float,
+    last: dict[str, str] | None = None,
+) -> Changes:
     """Record this run's problems. ``owns(text)`` says which earlier problems this run was in a position to meet
-    again (a tail-once run owns its logs' problems, not a monitor's): only those can clear."""
+    again (a tail-once run owns its logs' problems, not a monitor's): only those can clear. ``last`` maps a key
+    to the wording this run met, kept for ``status`` when the key itself masks varying details."""
     known = {p.text: p for p in problems(conn)}
     changes = Changes()
     current = list(dict.fromkeys(found))
@@ -61,7 +73,10 @@ def update(conn: sqlite3.Connection, found: Iterable[str], owns: Callable[[str],
         since = p.since if p is not None else now
         conn.execute(
             "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-            (PROBLEM + text, json.dumps({"since": since, "seen": now})),
+            (
+                PROBLEM + text,
+                json.dumps({"since": since, "seen": now, **({"last": last[text]} if last and text in last else {})}),
+            ),
         )
     for text in known:
         if text not in current and owns(text):

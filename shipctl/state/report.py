@@ -63,4 +63,4 @@ def problems(state: State) -> list[dict[str, Any]]:
     """Problems that persist across runs (reported once; see shipctl/state/health.py)."""
     from shipctl.state import health
 
-    return [{"problem": p.text, "since": p.since, "seen": p.seen} for p in health.problems(state.conn)]
+    return [{"problem": p.last or p.text, "since": p.since, "seen": p.seen} for p in health.problems(state.conn)]
