@@ -203,6 +203,10 @@ def status(result: StatusResult, *, verbose: bool) -> None:
         out.print("Recent problems:" if not verbose else "Problems (newest first):")
         for n in result.notices:
             out.print(f"  {when(n['ts'])} {n['source']}: {n['message']}")
+    if result.info_notices:  # news, not problems (a file shadowed by an earlier [[logs]] entry)
+        out.print("Recent notices:" if not verbose else "Notices (newest first):")
+        for n in result.info_notices:
+            out.print(f"  {when(n['ts'])} {n['source']}: {n['message']}")
     if result.problems:  # reported once on stderr by the run that met each; shown here until it clears
         out.print("Ongoing problems (reported once; runs stay quiet until they change or clear):")
         for p in result.problems:

@@ -89,7 +89,8 @@ class StatusResult:
     sinks: list[dict[str, Any]] = field(default_factory=list)  # one per configured sink: its cursor's lag
     monitors: list[MonitorStatus] = field(default_factory=list)
     scripts: list[dict[str, Any]] = field(default_factory=list)  # script monitors: last exit, stderr, bad lines
-    notices: list[dict[str, Any]] = field(default_factory=list)
+    notices: list[dict[str, Any]] = field(default_factory=list)  # warnings and errors: "Recent problems"
+    info_notices: list[dict[str, Any]] = field(default_factory=list)  # info level: "Recent notices"
     runs: list[dict[str, Any]] = field(default_factory=list)
     metric: str | None = None  # asked for with --metric
     metric_history: list[dict[str, Any]] = field(default_factory=list)  # one entry per series, points oldest first
@@ -161,9 +162,12 @@ def status(config: Config, *, verbose: bool = False, metric: str | None = None) 
                 )
         if metric:
             _metric(state, metric, result)
-        result.notices = [
-            dict(zip(("ts", "source", "level", "message"), n, strict=True)) for n in state.notices(50 if verbose else 5)
-        ]
+        # Warnings and errors are problems; info (a file shadowed by an earlier [[logs]] entry, a rotated file
+        # read to its end) is news, not a problem: listed apart, each with its own limit so one cannot push the
+        # other out.
+        keys = ("ts", "source", "level", "message")
+        result.notices = [dict(zip(keys, n, strict=True)) for n in state.notices(50 if verbose else 5, info=False)]
+        result.info_notices = [dict(zip(keys, n, strict=True)) for n in state.notices(50 if verbose else 5, info=True)]
         result.runs = [
             dict(zip(("command", "started", "ended", "exit_code", "summary"), r, strict=True))
             for r in state.last_runs(20 if verbose else 5)

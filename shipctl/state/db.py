@@ -608,9 +608,11 @@ class State:
         ).fetchall()
         return [(c, s, e, x, json.loads(j or "{}")) for c, s, e, x, j in rows]
 
-    def notices(self, limit: int = 20) -> list[tuple[float, str, str, str]]:
+    def notices(self, limit: int = 20, *, info: bool | None = None) -> list[tuple[float, str, str, str]]:
+        """The newest notices; ``info`` True: only info-level ones, False: only warnings and errors."""
+        where = "" if info is None else "WHERE level = 'info'" if info else "WHERE level != 'info'"
         return self.conn.execute(
-            "SELECT ts, source, level, message FROM notices ORDER BY id DESC LIMIT ?", (limit,)
+            f"SELECT ts, source, level, message FROM notices {where} ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
 
     def notice(self, source: str, level: str, message: str) -> None:
