@@ -332,8 +332,8 @@ def test_a_non_zero_data_run_keeps_its_lines_and_reports_stderr(env: Env) -> Non
     assert [e["attrs"]["value"] for e in shipped(env)] == [4]
     assert script_row(env, "partial")["stderr_tail"] == "[i] lost the database connection"
     text = env.cli("status").stdout
-    # Monitors table, Scripts table, problems: shown as text each time, not eaten as rich markup.
-    assert text.count("[i] lost the database connection") == 3
+    # Monitors and Scripts tables, recent and ongoing problems: shown as text each time, not eaten as rich markup.
+    assert text.count("[i] lost the database connection") == 4
 
 
 # --- the -c cache -------------------------------------------------------------------------------------------
