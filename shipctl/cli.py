@@ -785,6 +785,36 @@ def timers_install_cmd(
         _err(f"shipctl: ran {' '.join(argv)}")
 
 
+@timers_app.command("uninstall")
+def timers_uninstall_cmd(
+    print_only: Annotated[bool, typer.Option("--print", help="Say what would be removed; change nothing.")] = False,
+    cron: Annotated[bool, typer.Option("--cron", help="Remove /etc/cron.d/shipctl instead.")] = False,
+    root: Annotated[
+        str, typer.Option("--root", metavar="DIR", help="Uninstall from this directory (an image): systemctl --root.")
+    ] = "/",
+) -> None:
+    """Disable and remove what `timers install` wrote (units in /etc/systemd/system, or /etc/cron.d/shipctl with
+    --cron); never the packaged units in /usr/lib/systemd/system, nor the state. Exit 69 when systemd is not
+    running (use --cron)."""
+    from shipctl.commands import timers
+
+    res = timers.uninstall(root=root, cron=cron, print_only=print_only)
+    under = "" if root == "/" else f" under {root}"
+    if print_only:
+        for path in res.removed:
+            print(f"would remove {path}{under}")
+        for argv in res.commands:
+            print(f"would run {' '.join(argv)}")
+    for note in res.notes:
+        _err(f"shipctl: note: {note}")
+    if print_only:
+        return
+    for argv in res.commands:
+        _err(f"shipctl: ran {' '.join(argv)}")
+    for path in res.removed:
+        _err(f"shipctl: removed {path}{under}")
+
+
 config_app = _subcommands(
     "config",
     help="Work with config files: convert a Scalyr agent.json to shipctl's TOML.",

@@ -414,3 +414,66 @@ def test_cron_line_runs_shipctl_with_the_env_file_under_a_lock(tmp_path: Path) -
     proc = subprocess.run(["/bin/sh", "-c", run], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert logs(sink) == ["hello from cron", "second line"]
+
+
+# --- uninstall -----------------------------------------------------------------------------------------------
+
+
+def test_uninstall_disables_and_removes_what_install_wrote_and_nothing_else(sysroot: Path) -> None:
+    assert cli("timers", "install", "--root", str(sysroot))[0] == 0
+    unit_dir = sysroot / "etc/systemd/system"
+    enabled = unit_dir / "timers.target.wants/shipctl.timer"
+    assert enabled.is_symlink()
+    packaged = sysroot / "usr/lib/systemd/system/shipctl.timer"  # as a distribution package would ship it
+    packaged.write_text((REPO / "timers/shipctl.timer").read_text())
+    state = sysroot / "var/lib/shipctl"
+    state.mkdir(parents=True)
+    (state / "state.db").write_text("kept")
+    # --print: says what it would do, on stdout; changes nothing.
+    code, out, err = cli("timers", "uninstall", "--print", "--root", str(sysroot))
+    assert code == 0, err
+    assert f"would remove /etc/systemd/system/shipctl.timer under {sysroot}" in out
+    assert f"would remove /etc/systemd/system/shipctl.service under {sysroot}" in out
+    assert f"would run systemctl --root={sysroot} disable shipctl.timer" in out
+    assert (unit_dir / "shipctl.timer").exists() and enabled.is_symlink()
+    code, out, err = cli("timers", "uninstall", "--root", str(sysroot))
+    assert code == 0, err
+    assert out == ""  # stdout is data
+    assert f"shipctl: ran systemctl --root={sysroot} disable shipctl.timer" in err
+    assert "shipctl: removed /etc/systemd/system/shipctl.service" in err
+    assert not (unit_dir / "shipctl.timer").exists() and not (unit_dir / "shipctl.service").exists()
+    assert not enabled.is_symlink() and not enabled.exists()
+    assert packaged.exists() and (state / "state.db").read_text() == "kept"
+    # Again: nothing left to remove, exit 0, and it says so.
+    code, out, err = cli("timers", "uninstall", "--root", str(sysroot))
+    assert (code, out) == (0, "") and "nothing to remove" in err
+
+
+def test_uninstall_cron_removes_only_the_cron_file(sysroot: Path) -> None:
+    assert cli("timers", "install", "--cron", "--root", str(sysroot))[0] == 0
+    cron_file = sysroot / "etc/cron.d/shipctl"
+    assert cron_file.exists() and (sysroot / "var/lib/shipctl").is_dir()
+    code, out, err = cli("timers", "uninstall", "--cron", "--print", "--root", str(sysroot))
+    assert (code, out) == (0, f"would remove /etc/cron.d/shipctl under {sysroot}\n") and cron_file.exists()
+    code, out, err = cli("timers", "uninstall", "--cron", "--root", str(sysroot))
+    assert code == 0 and "removed /etc/cron.d/shipctl" in err
+    assert not cron_file.exists() and (sysroot / "var/lib/shipctl").is_dir()
+
+
+def test_uninstall_leaves_a_unit_it_did_not_write(sysroot: Path) -> None:
+    own = sysroot / "etc/systemd/system/shipctl.timer"
+    own.parent.mkdir(parents=True)
+    own.write_text("[Timer]\nOnCalendar=hourly\n")
+    code, out, err = cli("timers", "uninstall", "--root", str(sysroot))
+    assert (code, out) == (0, "") and "not written by shipctl timers install: left in place" in err
+    assert own.read_text() == "[Timer]\nOnCalendar=hourly\n"
+
+
+def test_uninstall_exit_codes_as_install(sysroot: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, err = cli("timers", "uninstall", "--root", str(sysroot / "missing"))
+    assert (code, out) == (64, "") and "no such directory" in err
+    assert cli("timers", "install", "--root", str(sysroot))[0] == 0
+    monkeypatch.setenv("PATH", str(sysroot / "empty"))  # no systemctl to disable the timer with
+    code, out, err = cli("timers", "uninstall", "--root", str(sysroot))
+    assert (code, out) == (69, "") and "systemctl not found" in err and "nothing removed" in err
+    assert (sysroot / "etc/systemd/system/shipctl.timer").exists()
