@@ -45,8 +45,11 @@ def test_failing_monitor_reported_once_then_on_change_and_when_resolved(env: Env
     # Still visible: status (Ongoing problems, with the latest wording), --json, status --check.
     st = env.cli("status")
     assert "Ongoing problems" in st.stdout and "monitor probe: " in st.stdout and "not answering" in st.stdout
-    problems = json.loads(env.cli("status", "--json").stdout)["problems"]
+    doc = json.loads(env.cli("status", "--json").stdout)
+    problems = doc["problems"]
     assert len(problems) == 1 and problems[0]["problem"].startswith("monitor probe: ")
+    # One notice for the lasting failure, not one per run pushing the others out of "Recent problems".
+    assert len([n for n in doc["notices"] if n["source"] == "monitor:probe"]) == 1, doc["notices"]
     assert "#" not in problems[0]["problem"]  # the masked key is not what a person reads
     chk = env.cli("status", "--check")
     assert chk.exit_code == 1 and "monitors_failing=1" in chk.stdout

@@ -6,7 +6,6 @@ section, and the log's row) and in ``status --check`` (read_errors), and runs af
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -54,24 +53,14 @@ def settle_tail(ctx: Context, res: TailResult) -> Reported:
     return Reported(events + changes.new, changes.ongoing, changes.cleared)
 
 
-# A failing monitor's message often carries details that differ on every run: a duration ("after 10.02 s"), a
-# PID, a port, an exit status, a hex address. Keying on the message with every number masked keeps "the same
-# kind of problem" one problem across runs, while a different failure (another wording) is news. The error
-# class alone would not do: most monitors report a plain string (a script's stderr, an HTTP status line), and
-# two different failures of one script would share one class.
-_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
-
-
-def monitor_key(monitor_id: str, error: str) -> str:
-    return f"monitor {monitor_id}: {_NUMBERS.sub('#', error)}"
-
-
 def settle_monitors(ctx: Context, res: RunMonitorResult) -> Reported:
     """As settle_tail, for the monitors that ran: a monitor failing the same way run after run is reported by the
     first run (exit 65), then stays quiet (``status`` shows it) until it changes or recovers (``resolved:``).
     Only the monitors that ran can clear their problems: one not due this run may still be failing."""
+    from shipctl.monitors.runner import problem_key
+
     ran = {r.id for r in res.results}
-    failing = {monitor_key(r.id, r.error): f"monitor {r.id}: {r.error}" for r in res.results if r.error}
+    failing = {problem_key(r.id, r.error): f"monitor {r.id}: {r.error}" for r in res.results if r.error}
 
     def owns(text: str) -> bool:
         return any(text.startswith(f"monitor {i}: ") for i in ran)

@@ -10,6 +10,7 @@ counters) inside the same transaction that queues them.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,11 +23,25 @@ from shipctl.model import FMT_JSON, PendingBatch
 from shipctl.monitors.base import Derived, MonitorOutput, is_number, to_events
 from shipctl.monitors.implicit import effective_monitors
 from shipctl.runtime import Context, log
+from shipctl.state import health
 from shipctl.state import monitors as monstate
 from shipctl.state.queue import insert_batch
 
 DEFAULT_LIMIT = 60.0  # seconds a monitor without a timeout option may take
 GRACE = 5.0  # beyond a monitor's own timeout, before it is abandoned
+
+
+# A failing monitor's message often carries details that differ on every run: a duration ("after 10.02 s"), a
+# PID, a port, an exit status, a hex address. Keying on the message with every number masked keeps "the same
+# kind of problem" one problem across runs, while a different failure (another wording) is news. The error
+# class alone would not do: most monitors report a plain string (a script's stderr, an HTTP status line), and
+# two different failures of one script would share one class.
+_NUMBERS = re.compile(r"0x[0-9a-fA-F]+|\d+(?:\.\d+)?")
+
+
+def problem_key(monitor_id: str, error: str) -> str:
+    """How a monitor's failure is keyed among the state file's lasting problems (commands/problems.py)."""
+    return f"monitor {monitor_id}: {_NUMBERS.sub('#', error)}"
 
 
 @dataclass
@@ -256,7 +271,9 @@ def run_monitors(
                 for w in r.warnings:
                     ctx.state.notice(f"monitor:{r.id}", "warning", w)
             if r.error:
-                ctx.state.notice(f"monitor:{r.id}", "error", r.error)
+                # One notice per lasting failure, not one per run pushing every other notice out of status.
+                if not health.is_ongoing(conn, problem_key(r.id, r.error)):
+                    ctx.state.notice(f"monitor:{r.id}", "error", r.error)
                 log.warning("monitor %s: %s", r.id, r.error)
         if queue:
             from shipctl.state import metrics
