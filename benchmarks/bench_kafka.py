@@ -32,16 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchutil import median, shipctl_command, timed
+from benchutil import cpu_seconds, free_port, median, shipctl_command, timed
 
 HERE = Path(__file__).parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def tansu_path(given: str | None) -> str:
@@ -76,12 +69,6 @@ def start_tansu(binary: str, d: Path, port: int) -> subprocess.Popen[bytes]:
 def create_topic(binary: str, port: int, name: str) -> None:
     argv = [binary, "topic", "create", "--broker", f"tcp://127.0.0.1:{port}", "--partitions", "1", name]
     subprocess.run(argv, check=True, capture_output=True, timeout=60)
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def check_topic(port: int, topic: str, lines: int, timeout: float = 300) -> bool:

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,15 +25,9 @@ import time
 from pathlib import Path
 
 import requests
-from benchutil import median, shipctl_command, timed
+from benchutil import cpu_seconds, free_port, median, shipctl_command, timed
 
 HERE = Path(__file__).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def rotel_binary(given: str | None, shipctl: list[str]) -> Path:
@@ -91,12 +84,6 @@ def start_rotel(binary: Path, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit(f"rotel did not start: {(tmp / 'rotel.out').read_text()[-2000:]}")
 
 
-def cpu_of(pid: int) -> float:
-    """User + system CPU seconds of a running process (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGTERM)
@@ -149,9 +136,9 @@ def main() -> None:
             )
             env = {**os.environ, "SHIPCTL_STATE": str(work / "state.db"), "NO_PROXY": "127.0.0.1"}
             timed([*shipctl, "tail-once", "-c", str(cfg)], env)
-            rotel_cpu = cpu_of(proc.pid)
+            rotel_cpu = cpu_seconds(proc.pid)
             up = timed([*shipctl, "upload", "-c", str(cfg)], env)
-            rotel_cpu = cpu_of(proc.pid) - rotel_cpu
+            rotel_cpu = cpu_seconds(proc.pid) - rotel_cpu
             cpu = float(up.fields["User time (seconds)"]) + float(up.fields["System time (seconds)"])
             st = json.loads(timed([*shipctl, "status", "--json", "-c", str(cfg)], env).stdout)
             (sink,) = st["sinks"]

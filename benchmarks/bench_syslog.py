@@ -36,16 +36,9 @@ import threading
 import time
 from pathlib import Path
 
-from benchutil import median, shipctl_command, timed
+from benchutil import cpu_seconds, free_port, median, shipctl_command, timed
 
 HERE = Path(__file__).parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def make_certs(d: Path) -> tuple[Path, Path, Path]:
@@ -137,12 +130,6 @@ class NullReceiver:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 def check_output(path: Path, lines: int, timeout: float = 120) -> bool:

@@ -1,4 +1,5 @@
-"""Helpers shared by the benchmark scripts: which shipctl to run, and timing a child with /usr/bin/time -v.
+"""Helpers shared by the benchmark scripts: which shipctl to run, timing a child with /usr/bin/time -v, a free
+loopback port, and a receiver process's CPU time.
 
 Not a benchmark itself. The scripts import it as ``benchutil`` (they run as ``python benchmarks/x.py``, so
 this folder is on ``sys.path``).
@@ -7,6 +8,7 @@ this folder is on ``sys.path``).
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -78,3 +80,15 @@ def median(xs: list[float]) -> float:
     s = sorted(xs)
     n = len(s)
     return s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a running process (all its threads), from /proc: a receiver's share of the work."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
