@@ -2,6 +2,7 @@
 
     python benchmarks/bench_all.py --before /tmp/bench-before --after /tmp/bench-after [--runs 3]
                                    [--lines 1000000] [--noop 10] [--backlog-mb 0] [--out results.json]
+                                   [--agent /tmp/agent]   # a venv with scalyr-agent-2==2.2.8
 
 Each install is a venv with a regular (byte-compiled) ``pip install .``; run this from outside the checkout
 (``cd /tmp``). Per round, each install in turn (ABBA: the order alternates, so slow drift of a shared machine
@@ -16,6 +17,9 @@ is the child's ``ru_maxrss``, CPU its user + system time, all threads):
 - ``run`` with a ``file`` sink instead, end to end (and how many bytes it wrote per byte of log);
 - with ``--backlog-mb N``: tail-once + upload of an N MB backlog (the log repeated) for the state file size
   after it drained and the peak RSS at that backlog.
+
+With ``--agent``, the Scalyr agent runs on the same log to the same kind of receiver (``bench_agent.py``) and its
+end-to-end rate (beside `run`), CPU per GB and peak RSS fill a last column.
 
 Prints one table: median [min-max] over the rounds per install, the goal, and after/before of the medians.
 Throughputs are MB of log (10^6 bytes) per wall second. The machine is shared: quote the load average
@@ -236,9 +240,14 @@ def cell(xs: list[float]) -> str:
 
 def table(results: dict[str, list[dict[str, float]]]) -> None:
     names = [w for w in ("before", "after") if results.get(w)]
+    agent = results.get("agent") or []
     head = " | ".join(f"{w}: median [range]" for w in names)
-    print(f"| figure | {head} | goal |" + (" after / before |" if len(names) == 2 else ""))
-    print("|---|" + "---|" * len(names) + "---|" + ("---|" if len(names) == 2 else ""))
+    print(
+        f"| figure | {head} | goal |"
+        + (" after / before |" if len(names) == 2 else "")
+        + (" Scalyr agent 2.2.8 |" if agent else "")
+    )
+    print("|---|" + "---|" * len(names) + "---|" + ("---|" if len(names) == 2 else "") + ("---|" if agent else ""))
     for key, label, goal, higher in ROWS:
         cols = {w: [r[key] for r in results[w] if key in r] for w in names}
         if not any(cols.values()):
@@ -250,6 +259,8 @@ def table(results: dict[str, list[dict[str, float]]]) -> None:
             # Shown so that > 1 is better: speed-up for throughputs, shrink factor for sizes and times.
             better = None if ratio is None else (ratio if higher else 1 / ratio if ratio else float("inf"))
             line += f" {'' if better is None else f'{better:.2f}x'} |"
+        if agent:  # a daemon: only its end-to-end rate, CPU per GB and peak RSS mean something
+            line += f" {cell([r[key] for r in agent if key in r])} |"
         print(line)
     if len(names) == 2:
         print("\n(last column: how many times better `after` is, for throughputs after/before, else before/after)")
@@ -265,6 +276,7 @@ def main() -> None:
     ap.add_argument("--backlog-mb", type=int, default=0, help="also drain a backlog this big (the log repeated)")
     ap.add_argument("--out", type=Path, help="write every round's figures here (JSON)")
     ap.add_argument("--table", type=Path, metavar="JSON", help="only print the table of an earlier --out file")
+    ap.add_argument("--agent", help="venv with scalyr-agent-2==2.2.8: its figures in a column (bench_agent.py)")
     args = ap.parse_args()
     if args.table:
         table(json.loads(args.table.read_text()))
@@ -290,6 +302,14 @@ def main() -> None:
             )
             if args.out:  # as it goes: a long session may be cut short
                 args.out.write_text(json.dumps(results, indent=1))
+    if args.agent:
+        from bench_agent import measure
+
+        got = measure(args.agent, log, args.lines, args.runs)
+        results["agent"] = [{k: v[i] for k, v in got.items()} for i in range(args.runs)]
+        loads.append(os.getloadavg()[0])
+        if args.out:
+            args.out.write_text(json.dumps(results, indent=1))
     table(results)
     print(f"\n1-minute load average during the run: {min(loads):.2f}{DASH}{max(loads):.2f} (2 cores)")
 
