@@ -330,6 +330,40 @@ def test_an_empty_or_missing_state_file_without_earlier_runs_starts_normally(env
     assert r.exit_code == 0 and "nothing to recover" in r.stdout
 
 
+def test_a_first_run_killed_while_creating_the_state_file_leaves_nothing_the_next_run_refuses(env: Env) -> None:
+    """kill -9 of the very first run between its lock file and the state file's first page used to leave a
+    0-byte state.db beside a lock file of a dead process: every later run then said "empty (0 bytes)", exit 73,
+    until an operator acted. The file is now created whole under a temporary name and linked into place."""
+    (env.logs / "app.log").write_text(numbered(10))
+    _config(env)
+    # The real CLI in a child that kills itself the moment SQLite would write a new file's first page.
+    code = (
+        "import os, signal, sqlite3, sys\n"
+        "import shipctl.state.db as db\n"
+        "real = sqlite3.connect\n"
+        "def connect(path, *a, **k):\n"
+        "    if os.path.exists(path) and os.path.getsize(path) == 0:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(path, *a, **k)\n"
+        "db.sqlite3.connect = connect\n"
+        "from shipctl.cli import main\n"
+        f"sys.argv = ['shipctl', 'tail-once', '-c', {str(env.config)!r}]\n"
+        "main()\n"
+    )
+    child = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert child.returncode == -9, child.stderr
+    assert list(env.state.parent.glob("*.lock"))  # the lock file naming the dead process
+    r = env.ship()
+    assert r.exit_code == 0, r.stderr
+    assert_exactly_once(env.messages(), range(10))
+    assert not list(env.state.parent.glob(f".{env.state.name}.new-*"))  # cleaned up by the next creation
+    conn = sqlite3.connect(env.state)
+    assert conn.execute("PRAGMA page_size").fetchone()[0] == 32768
+    assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    conn.close()
+    assert env.state.stat().st_mode & 0o777 == 0o600
+
+
 def test_state_check_on_a_sound_file_reports_and_changes_nothing(env: Env) -> None:
     _queued(env, 4000)
     assert env.cli("upload", "--max-batches", "1").exit_code == 0

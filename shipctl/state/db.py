@@ -124,21 +124,56 @@ def check_dir(directory: Path) -> None:
 
 
 def _create_private(path: Path) -> None:
-    """Create the state file 0600 from its first byte, whatever the umask — only when it does not exist.
+    """Create the state file 0600 whatever the umask, and whole — only when it does not exist.
+
+    Whole: the file is made under a temporary name, given its first page (page size, incremental vacuum, WAL
+    mode) and only then linked into place. A run killed while creating the file used to leave it empty (0
+    bytes) beside its lock file, which the next run could not tell from a used state file that lost its
+    content (``_check_not_emptied``) and so refused for ever; now an empty state file never comes from us.
 
     Never open (and so never close) a descriptor of our own on an existing state file: POSIX record locks
     belong to the process, so closing *any* descriptor on the file drops every lock SQLite holds on it
     through a live connection (``run``'s upload thread opens a second state while the first is in use).
-    Another process would then believe it is the last one and delete the WAL under us. ``O_EXCL`` means the
-    descriptor we close is one on a file nobody else can have opened yet.
+    Another process would then believe it is the last one and delete the WAL under us. The descriptors closed
+    here are on the temporary file, which nobody else opens; ``link`` never replaces a file another process
+    created in the meantime (theirs is as good as ours).
     """
     if os.path.lexists(path):
         return
-    try:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        return  # another process created it between the check and the open: theirs has the right mode
+    _remove_stale_creations(path)
+    tmp = path.with_name(f".{path.name}.new-{os.getpid()}")
+    for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):  # a pid reused after a kill -9
+        with contextlib.suppress(FileNotFoundError):
+            leftover.unlink()
+    fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     os.close(fd)
+    try:
+        conn = sqlite3.connect(tmp, isolation_level=None)
+        try:
+            # Queue blobs are ~1 MiB: big pages mean far fewer overflow pages to write and
+            # checkpoint (measured here: about 1.5x the throughput of the default 4 KiB).
+            conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
+            # Only before the first table: a backlog's pages can then be given back (maintain()).
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
+            conn.execute("PRAGMA journal_mode = WAL")  # writes the first page; closing folds the WAL back
+        finally:
+            conn.close()
+        with contextlib.suppress(FileExistsError):
+            os.link(tmp, path)
+    finally:
+        for leftover in (tmp, Path(f"{tmp}-wal"), Path(f"{tmp}-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+
+
+def _remove_stale_creations(path: Path) -> None:
+    """Temporary files of ``_create_private`` left by processes that were killed while creating the state."""
+    prefix = f".{path.name}.new-"
+    for name in glob.glob(glob.escape(str(path.with_name(prefix))) + "*"):
+        pid = os.path.basename(name)[len(prefix) :].split("-", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                os.unlink(name)
 
 
 # --- damage ---------------------------------------------------------------------------------------------
@@ -417,10 +452,9 @@ class State:
             conn.state_path = path
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if conn.execute("PRAGMA page_count").fetchone()[0] == 0:
-                # Queue blobs are ~1 MiB: big pages mean far fewer overflow pages to write and
-                # checkpoint (measured here: about 1.5x the throughput of the default 4 KiB).
+                # Empty all the same (created by an administrator, or by an earlier release killed while it
+                # created the file): set up as _create_private does.
                 conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")
-                # Only before the first table: a backlog's pages can then be given back (maintain()).
                 conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if mode != "wal":
