@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from shipctl import cli, fastcli
 from shipctl.commands import shipping
 from tests.conftest import Env
+from tests.receiver import Receiver, config_text
 
 SHIPCTL = Path(sys.executable).with_name("shipctl")  # the console script of this venv
 NO_IMPLICIT = "[agent]\nimplicit_metric_monitor = false\nimplicit_agent_process_metrics_monitor = false\n"
@@ -60,6 +61,8 @@ FAST = [
     ["run", "--config=/etc/x.toml", "--max-seconds=1e3", "--max-bytes", "100M", "--json", "--verbose"],
     ["run", "-c", "a", "-c", "b"],  # the last one wins
     ["run", "-c", "--json"],  # a value that looks like an option is still the value
+    ["run", "--config", "-v", "-c", "--"],
+    ["run", "--json", "--json", "-v", "--verbose"],  # a flag given twice
     ["run", "--max-seconds", "nan", "--max-seconds", "inf"],
     ["run", "--max-seconds", "1_0", "--max-bytes=0", "--max-bytes", "4096"],
     ["tail-once", "-c", "x", "--max-bytes", "1.5G", "--wait", "--json"],
@@ -79,6 +82,13 @@ TYPER = [  # typer must answer these (help, usage errors, other forms of the sam
     ["run", "--wait=1"],
     ["run", "--conf", "x"],
     ["run", "--max-bytes"],
+    ["run", "--max-seconds", "-1", "--max-seconds", "5"],  # typer checks only the last: it runs, the slow way
+    ["run", "-"],
+    ["run", ""],
+    ["run", "--json=true"],
+    ["run", "--help", "-c", "x"],
+    ["tail-once", "-h"],
+    ["RUN"],
     ["tail-once", "--max-seconds", "-1"],
     ["tail-once", "--max-seconds", "soon"],
     ["tail-once", "--max-bytes", "10Q"],
@@ -172,14 +182,30 @@ def test_both_paths_report_a_failed_upload(env: Env) -> None:
     assert (p.returncode, p.stdout, p.stderr) == (r.exit_code, r.stdout, r.stderr) == (69, "", first.stderr)
 
 
-def test_an_idle_run_loads_neither_typer_nor_rich(env: Env) -> None:
+IDLE_UNLOADED = (
+    "typer",
+    "click",
+    "rich",
+    "shipctl.cli",
+    "requests",
+    "isal",
+    "shipctl.tail.pipeline",
+    "shipctl.monitors.runner",
+    "gzip",
+)
+
+
+def test_an_idle_run_loads_only_what_it_needs(env: Env, receiver: Receiver) -> None:
+    """Nothing new, nothing queued, no monitor: no CLI framework, no HTTP client, no compressor, no rules
+    engine, no monitor runner (issue 13: what cron starts every minute)."""
     (env.logs / "a.log").write_text("one\n")
-    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
-    assert env.cli("run").exit_code == 0
+    env.write_config(config_text(receiver.url, NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n'), sink=False)
+    assert env.cli("run").exit_code == 0 and receiver.accepted == 1
     probe = (
         "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
         "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
-        "print(code, sorted(m for m in ('typer', 'click', 'rich', 'shipctl.cli') if m in sys.modules))\n"
+        f"print(code, sorted(m for m in {IDLE_UNLOADED!r} if m in sys.modules))\n"
     )
     p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
     assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
+    assert receiver.accepted == 1
