@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -17,8 +16,8 @@ import typer.core
 
 from shipctl import __version__
 from shipctl.commands import shipping
-from shipctl.commands.shipping import _err, _json, _monitor_summary, _report_lines, _self_metrics
-from shipctl.errors import EXIT_SOURCE_ERRORS, EXIT_USAGE, ShipctlError
+from shipctl.commands.shipping import _err, _json
+from shipctl.errors import EXIT_USAGE, ShipctlError
 from shipctl.fastcli import OPTIONS
 
 # click's UsageError, the base of every command-line mistake; typer vendors click and exports only this child.
@@ -83,10 +82,10 @@ MaxSecondsOpt = Annotated[float | None, _option("max_seconds")]
 MaxBytesOpt = Annotated[int | None, _option("max_bytes", parser=_size_option)]
 
 
-def _hot(command: Callable[..., int], **kwargs: Any) -> None:
+def _hot(fn: Callable[..., int], /, **kwargs: Any) -> None:
     """Run one of shipping's commands; its non-zero exit code becomes typer's."""
     try:
-        command(**kwargs)
+        fn(**kwargs)
     except shipping.Exit as exc:
         raise typer.Exit(exc.code) from None
 
@@ -140,43 +139,6 @@ def upload_cmd(
     )
 
 
-def _event_dict(source: str, e: dict[str, Any]) -> dict[str, Any]:
-    """A monitor's event as ``--print`` and ``--json`` show it (one set of keys for both)."""
-    return {"ts": e.get("t"), "kind": e.get("k"), "source": source, "message": e.get("m"), "attrs": e.get("a", {})}
-
-
-def _print_events(res: Any) -> None:
-    import json
-
-    for r in res.results:
-        if r.info:  # what the monitor worked from, e.g. a script's parsed -c output
-            print(json.dumps({"kind": "config", "source": r.id, "config": r.info}))
-        for e in r.events:
-            print(json.dumps(_event_dict(r.id, e)))
-
-
-def _monitor_json(res: Any) -> dict[str, Any]:
-    """``run-monitor --json``: each monitor's outcome, its events with the keys ``--print`` uses."""
-    return {
-        "queued": res.queued,
-        "not_due": res.not_due,
-        "monitors": [
-            {
-                "id": r.id,
-                "type": r.type,
-                "started": r.started,
-                "duration": r.duration,
-                "samples": r.samples,
-                "error": r.error,
-                "warnings": r.warnings,
-                "config": r.info,
-                "events": [_event_dict(r.id, e) for e in r.events],
-            }
-            for r in res.results
-        ],
-    }
-
-
 @app.command("run-monitor", short_help="Run monitors now (configured, or one type ad hoc).")
 def run_monitor_cmd(
     targets: Annotated[
@@ -184,93 +146,27 @@ def run_monitor_cmd(
         typer.Argument(metavar="[MONITOR]...", help="Configured monitor ids, or one monitor type for an ad hoc run."),
     ] = None,
     config: ConfigOpt = None,
-    command: Annotated[
-        str | None,
-        typer.Option("--command", metavar="COMMAND", help="Ad hoc: the command of a shell or script monitor."),
-    ] = None,
-    opt: Annotated[
-        list[str] | None,
-        typer.Option("--opt", metavar="KEY=VALUE", help="Ad hoc: a monitor option as key=value (repeatable)."),
-    ] = None,
-    due: Annotated[bool, typer.Option("--due", help="Run only the monitors whose interval has elapsed.")] = False,
-    print_only: Annotated[
-        bool, typer.Option("--print", help="Print what would be queued (JSON lines); queue nothing.")
-    ] = False,
+    command: Annotated[str | None, _option("command")] = None,
+    opt: Annotated[list[str] | None, _option("opt")] = None,
+    due: Annotated[bool, _option("due")] = False,
+    print_only: Annotated[bool, _option("print_only")] = False,
     wait: WaitOpt = False,
     json_out: JsonOpt = False,
     verbose: VerboseOpt = False,
 ) -> None:
     """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
-    from shipctl.commands.common import session
-    from shipctl.config import load_config
-    from shipctl.monitors import runner as rm
-
-    started = time.time()
-    targets = targets or []
-    reported = None
-    cfg = load_config(config, require=False)  # an ad hoc run needs no config file
-    configured = {m.id for m in rm.monitors_of(cfg)}
-    adhoc = command is not None or bool(opt) or (len(targets) == 1 and targets[0] not in configured)
-    if adhoc:
-        from shipctl import plugins
-
-        known_types = plugins.registry(with_entry_points=True).monitors
-        if len(targets) == 1 and targets[0] not in known_types and command is None and not opt:
-            ids = ", ".join(sorted(configured)) or "none"
-            raise ShipctlError(
-                f"no monitor with id {targets[0]!r} in {cfg.file} (configured: {ids}), and no monitor type of "
-                f"that name (types: {', '.join(sorted(known_types))})",
-                64,
-            )
-        if len(targets) != 1:
-            raise ShipctlError(
-                "an ad hoc run takes exactly one monitor type, e.g. run-monitor shell --command 'uname -r'", 64
-            )
-        options = dict(rm.parse_opt(o) for o in (opt or []))
-        if command is not None:
-            options["command"] = command
-        mon = rm.adhoc_config(targets[0], options)
-        if print_only:
-            res = rm.run_adhoc(None, mon, queue=False)
-        else:
-            with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
-                res = rm.run_adhoc(ctx, mon, queue=True)
-    else:
-        from shipctl import plugins
-
-        if not cfg.files:
-            load_config(config)  # no config file: the usual "not found" error
-        plugins.validate(cfg.monitors, ())
-        with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
-            res = rm.run_monitors(ctx, targets, due_only=due, queue=not print_only)
-            if not print_only:
-                # A monitor failing the same way run after run is reported once; see commands/problems.py.
-                from shipctl.commands.problems import settle_monitors
-
-                reported = settle_monitors(ctx, res)
-                ctx.state.record_run(
-                    "run-monitor",
-                    started,
-                    reported.exit_code,
-                    {"monitors": len(res.results), "errors": len(res.errors)},
-                )
-                _self_metrics(ctx)
-    if print_only:
-        _print_events(res)
-    elif json_out:
-        _json(_monitor_json(res))
-    if reported is None:
-        # --print and ad hoc runs remember nothing: whoever runs them by hand sees every failure, and exit 65.
-        for e in res.errors:
-            _err(f"shipctl: {e}")
-    else:
-        _report_lines(reported, verbose)
-    for w in res.warnings:
-        _err(f"shipctl: warning: {w}")
-    if verbose:
-        _err(_monitor_summary(res, printed=print_only))
-    if reported.exit_code if reported is not None else res.errors:
-        raise typer.Exit(EXIT_SOURCE_ERRORS)
+    _hot(
+        shipping.run_monitor_command,
+        targets=targets,
+        config=config,
+        command=command,
+        opt=opt,
+        due=due,
+        print_only=print_only,
+        wait=wait,
+        json_out=json_out,
+        verbose=verbose,
+    )
 
 
 @app.command("run", short_help="tail-once, due monitors and upload: the one-line crontab.")

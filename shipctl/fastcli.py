@@ -108,10 +108,30 @@ OPTIONS: dict[str, Opt] = {
             metavar="ID",
             multiple=True,
         ),
+        Opt(
+            "command",
+            ("--command",),
+            "Ad hoc: the command of a shell or script monitor.",
+            convert=str,
+            metavar="COMMAND",
+        ),
+        Opt(
+            "opt",
+            ("--opt",),
+            "Ad hoc: a monitor option as key=value (repeatable).",
+            convert=str,
+            metavar="KEY=VALUE",
+            multiple=True,
+        ),
+        Opt("due", ("--due",), "Run only the monitors whose interval has elapsed."),
+        Opt("print_only", ("--print",), "Print what would be queued (JSON lines); queue nothing."),
     )
 }
 
-# The hot commands: their options (parameters of the functions in shipctl.commands.shipping) and defaults.
+# The parameter that takes a command's arguments (every word that is not an option), for commands with one.
+ARGUMENTS = {"run-monitor": "targets"}
+
+# The hot commands: their parameters (of the functions in shipctl.commands.shipping) and defaults.
 COMMANDS: dict[str, dict[str, Any]] = {
     "tail-once": {"config": None, "max_seconds": None, "max_bytes": None, "wait": False, "json_out": False,
                   "verbose": False},
@@ -119,6 +139,8 @@ COMMANDS: dict[str, dict[str, Any]] = {
                "sink": None, "wait": False, "json_out": False, "verbose": False},
     "run": {"config": None, "max_seconds": None, "max_bytes": None, "wait": False, "json_out": False,
             "verbose": False},
+    "run-monitor": {"targets": None, "config": None, "command": None, "opt": None, "due": False,
+                    "print_only": False, "wait": False, "json_out": False, "verbose": False},
 }  # fmt: skip
 
 
@@ -129,11 +151,16 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
         return None
     command = argv[0]
     kwargs = dict(COMMANDS[command])
-    by_flag = {f: OPTIONS[d] for d in kwargs for f in OPTIONS[d].flags}
+    positional = ARGUMENTS.get(command)
+    by_flag = {f: OPTIONS[d] for d in kwargs if d != positional for f in OPTIONS[d].flags}
     i = 1
     while i < len(argv):
         arg = argv[i]
         i += 1
+        if positional and arg and not arg.startswith("-"):
+            # typer reads words between options as the command's arguments too, in order.
+            kwargs[positional] = [*(kwargs[positional] or ()), arg]
+            continue
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         opt = by_flag.get(name)
         if opt is None or (eq and (opt.is_flag or name[1] != "-")):

@@ -3,6 +3,7 @@ Both paths must read the same argv the same way and end with the same output and
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -29,7 +30,13 @@ def test_the_declaration_is_what_typer_parses() -> None:
     for name, defaults in fastcli.COMMANDS.items():
         params = {p.name: p for p in group.commands[name].params}  # type: ignore[attr-defined]
         assert set(params) == set(defaults), name
+        arguments = {d for d, p in params.items() if p.param_type_name == "argument"}
+        assert arguments == ({fastcli.ARGUMENTS[name]} if name in fastcli.ARGUMENTS else set()), name
+        for d in arguments:  # every word, as a list, None when there is none
+            assert params[d].nargs == -1 and params[d].default is None and defaults[d] is None, (name, d)
         for dest, default in defaults.items():
+            if dest in arguments:
+                continue
             p, o = params[dest], fastcli.OPTIONS[dest]
             assert (p.opts, p.secondary_opts) == (list(o.flags), []), (name, dest)
             assert p.is_flag == o.is_flag and p.multiple == o.multiple, (name, dest)  # type: ignore[attr-defined]
@@ -42,7 +49,7 @@ def test_the_declaration_is_what_typer_parses() -> None:
 def _typer_kwargs(monkeypatch: pytest.MonkeyPatch, argv: list[str]) -> tuple[int, dict[str, Any] | None]:
     """The exit code and the keyword arguments the typer app calls the command function with."""
     seen: list[dict[str, Any]] = []
-    for fn in ("tail_once_command", "upload_command", "run_command"):
+    for fn in ("tail_once_command", "upload_command", "run_command", "run_monitor_command"):
         monkeypatch.setattr(shipping, fn, lambda **kw: seen.append(kw) or 0)
     res = CliRunner().invoke(cli.app, argv)
     return res.exit_code, (seen[0] if seen else None)
@@ -70,6 +77,13 @@ FAST = [
     ["upload", "-c", "x", "--sink", "a", "--sink=b", "--max-batches", "3", "--force", "--dry-run"],
     ["upload", "--max-batches", "0", "--max-seconds", "0", "--wait", "--json", "-v"],
     ["upload", "-c", ""],
+    ["run-monitor"],
+    ["run-monitor", "--due", "-c", "x"],
+    ["run-monitor", "system", "agent", "--print", "--json", "-v", "--wait"],
+    ["run-monitor", "a", "--due", "b", "-c", "x", "c"],  # words between options are arguments too
+    ["run-monitor", "shell", "--command", "uname -r", "--opt", "x=1", "--opt=y=two", "--print"],
+    ["run-monitor", "shell", "--command", "--print"],
+    ["run-monitor", "--opt", "-x"],
 ]
 TYPER = [  # typer must answer these (help, usage errors, other forms of the same options)
     ["run", "--help"],
@@ -209,3 +223,20 @@ def test_an_idle_run_loads_only_what_it_needs(env: Env, receiver: Receiver) -> N
     p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
     assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
     assert receiver.accepted == 1
+
+
+def test_both_paths_run_monitors_alike(env: Env) -> None:
+    env.write_config(NO_IMPLICIT + '[[monitors]]\ntype = "shell"\nid = "n"\ncommand = "echo 1"\n')
+    cfg = ("-c", str(env.config))
+    for argv in (["run-monitor", "nope"], ["run-monitor", "a", "b", "--command", "x"], ["run-monitor", "n", "-v"]):
+        p, r = _fast(*argv, *cfg), env.cli(*argv)
+        assert (p.returncode, p.stdout, p.stderr) == (r.exit_code, r.stdout, r.stderr), argv
+    assert p.returncode == 0 and p.stderr == "run-monitor: 1 monitor ran, 1 event queued, 0 errors\n"
+
+    def printed(out: str) -> list[tuple[Any, ...]]:  # what does not change from run to run (no time, duration)
+        events = [json.loads(line) for line in out.splitlines()]
+        return [(e["kind"], e["source"], e["attrs"]["metric"], e["attrs"]["value"]) for e in events]
+
+    p, r = _fast("run-monitor", "--print", *cfg), env.cli("run-monitor", "--print")
+    assert (p.returncode, p.stderr) == (r.exit_code, r.stderr) == (0, "")
+    assert printed(p.stdout) == printed(r.stdout) == [("metric", "n", "output", 1)]

@@ -1,4 +1,5 @@
-"""The shipping commands (``tail-once``, ``upload``, ``run``): run one, report on stderr, give its exit code.
+"""The commands cron runs (``tail-once``, ``upload``, ``run``, ``run-monitor``): run one, report on stderr, give
+its exit code.
 
 Typer-free, so the console script can call them straight from argv (see shipctl/fastcli.py) as well as
 through the typer app in shipctl/cli.py; both then print and exit alike. Everything a command needs for
@@ -12,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from shipctl.errors import EXIT_SOURCE_ERRORS, EXIT_UPLOAD_FAILED
+from shipctl.errors import EXIT_SOURCE_ERRORS, EXIT_UPLOAD_FAILED, ShipctlError
 
 
 class Exit(Exception):
@@ -354,10 +355,133 @@ def run_command(
         )
 
 
+def _event_dict(source: str, e: dict[str, Any]) -> dict[str, Any]:
+    """A monitor's event as ``--print`` and ``--json`` show it (one set of keys for both)."""
+    return {"ts": e.get("t"), "kind": e.get("k"), "source": source, "message": e.get("m"), "attrs": e.get("a", {})}
+
+
+def _print_events(res: Any) -> None:
+    import json
+
+    for r in res.results:
+        if r.info:  # what the monitor worked from, e.g. a script's parsed -c output
+            print(json.dumps({"kind": "config", "source": r.id, "config": r.info}))
+        for e in r.events:
+            print(json.dumps(_event_dict(r.id, e)))
+
+
+def _monitor_json(res: Any) -> dict[str, Any]:
+    """``run-monitor --json``: each monitor's outcome, its events with the keys ``--print`` uses."""
+    return {
+        "queued": res.queued,
+        "not_due": res.not_due,
+        "monitors": [
+            {
+                "id": r.id,
+                "type": r.type,
+                "started": r.started,
+                "duration": r.duration,
+                "samples": r.samples,
+                "error": r.error,
+                "warnings": r.warnings,
+                "config": r.info,
+                "events": [_event_dict(r.id, e) for e in r.events],
+            }
+            for r in res.results
+        ],
+    }
+
+
+def run_monitor_command(
+    targets: list[str] | None = None,
+    config: str | None = None,
+    command: str | None = None,
+    opt: list[str] | None = None,
+    due: bool = False,
+    print_only: bool = False,
+    wait: bool = False,
+    json_out: bool = False,
+    verbose: bool = False,
+) -> int:
+    """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
+    from shipctl.commands.common import session
+    from shipctl.config import load_config
+    from shipctl.monitors import runner as rm
+
+    started = time.time()
+    targets = targets or []
+    reported = None
+    cfg = load_config(config, require=False)  # an ad hoc run needs no config file
+    configured = {m.id for m in rm.monitors_of(cfg)}
+    adhoc = command is not None or bool(opt) or (len(targets) == 1 and targets[0] not in configured)
+    if adhoc:
+        from shipctl import plugins
+
+        known_types = plugins.registry(with_entry_points=True).monitors
+        if len(targets) == 1 and targets[0] not in known_types and command is None and not opt:
+            ids = ", ".join(sorted(configured)) or "none"
+            raise ShipctlError(
+                f"no monitor with id {targets[0]!r} in {cfg.file} (configured: {ids}), and no monitor type of "
+                f"that name (types: {', '.join(sorted(known_types))})",
+                64,
+            )
+        if len(targets) != 1:
+            raise ShipctlError(
+                "an ad hoc run takes exactly one monitor type, e.g. run-monitor shell --command 'uname -r'", 64
+            )
+        options = dict(rm.parse_opt(o) for o in (opt or []))
+        if command is not None:
+            options["command"] = command
+        mon = rm.adhoc_config(targets[0], options)
+        if print_only:
+            res = rm.run_adhoc(None, mon, queue=False)
+        else:
+            with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
+                res = rm.run_adhoc(ctx, mon, queue=True)
+    else:
+        from shipctl import plugins
+
+        if not cfg.files:
+            load_config(config)  # no config file: the usual "not found" error
+        plugins.validate(cfg.monitors, ())
+        with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
+            res = rm.run_monitors(ctx, targets, due_only=due, queue=not print_only)
+            if not print_only:
+                # A monitor failing the same way run after run is reported once; see commands/problems.py.
+                from shipctl.commands.problems import settle_monitors
+
+                reported = settle_monitors(ctx, res)
+                ctx.state.record_run(
+                    "run-monitor",
+                    started,
+                    reported.exit_code,
+                    {"monitors": len(res.results), "errors": len(res.errors)},
+                )
+                _self_metrics(ctx)
+    if print_only:
+        _print_events(res)
+    elif json_out:
+        _json(_monitor_json(res))
+    if reported is None:
+        # --print and ad hoc runs remember nothing: whoever runs them by hand sees every failure, and exit 65.
+        for e in res.errors:
+            _err(f"shipctl: {e}")
+    else:
+        _report_lines(reported, verbose)
+    for w in res.warnings:
+        _err(f"shipctl: warning: {w}")
+    if verbose:
+        _err(_monitor_summary(res, printed=print_only))
+    if reported.exit_code if reported is not None else res.errors:
+        raise Exit(EXIT_SOURCE_ERRORS)
+    return 0
+
+
 # The command functions by name, for shipctl.fastcli (their parameters are fastcli.COMMANDS' keys). Each
 # returns 0 or raises Exit (or a ShipctlError).
 COMMANDS: dict[str, Callable[..., int]] = {
     "tail-once": tail_once_command,
     "upload": upload_command,
     "run": run_command,
+    "run-monitor": run_monitor_command,
 }
