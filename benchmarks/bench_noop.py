@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--before", help="venv or console script (default: none)")
     ap.add_argument("--after", help="venv or console script (default: the shipctl beside this python)")
     ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--command", default="run", choices=["run", "tail-once", "upload", "status"])
+    ap.add_argument("--command", default="run", choices=["run", "tail-once", "upload", "run-monitor", "status"])
     args = ap.parse_args()
     installs = {name: shipctl_command(v) for name, v in (("before", args.before), ("after", args.after)) if v}
     if not installs:

@@ -163,7 +163,7 @@ def parse(argv: Sequence[str]) -> tuple[str, dict[str, Any]] | None:
             continue
         name, eq, inline = arg.partition("=") if arg.startswith("--") else (arg, "", "")
         opt = by_flag.get(name)
-        if opt is None or (eq and (opt.is_flag or name[1] != "-")):
+        if opt is None or (eq and opt.is_flag):
             return None  # an argument, --help, --, -vc, -cPATH, --wait=x...: typer reads or rejects it
         if opt.is_flag:
             kwargs[opt.dest] = True
