@@ -1,5 +1,5 @@
 """The frozen executable's entry point (PyInstaller runs this as __main__)."""
 
-from shipctl.cli import main
+from shipctl.fastcli import main
 
 main()

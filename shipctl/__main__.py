@@ -1,3 +1,3 @@
-from shipctl.cli import main
+from shipctl.fastcli import main
 
 main()

@@ -600,3 +600,12 @@ def test_read_size_leaves_room_for_a_decision() -> None:
     size = read_size(log, 1 << 20)
     chunk = (b"S" + b"a" * 599_999 + b"\n" + b"b" * 600_000 + b"\nE\n")[:size]
     assert Pipeline(log).cut(chunk, at_eof=False, flush=False).consumed > 0
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(log_files(rules=True), st.booleans(), st.booleans())
+def test_an_empty_chunk_cuts_nothing(case: tuple[LogConfig, list[bytes], list[int]], at_eof: bool, flush: bool) -> None:
+    """The follower skips Pipeline.cut for an empty read (follower._NOTHING): it must be what cut returns."""
+    log, _, _ = case
+    cut = Pipeline(log).cut(b"", at_eof=at_eof, flush=flush)
+    assert (cut.consumed, cut.open_match, cut.n_events, cut.lines) == (0, False, 0, 0)

@@ -12,13 +12,17 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from shipctl.delivery import Sent, UploadRun, upload
 from shipctl.errors import ConfigError, LockHeld
-from shipctl.monitors.runner import RunMonitorResult, monitors_of, run_monitors
+from shipctl.monitors.implicit import effective_monitors
 from shipctl.runtime import Budget, Context
 from shipctl.state import State, lock
 from shipctl.tail.follower import Progress, TailResult, tail_once
+
+if TYPE_CHECKING:
+    from shipctl.monitors.runner import RunMonitorResult
 
 
 @dataclass
@@ -49,7 +53,11 @@ def run(ctx: Context, budget: Budget, *, progress: Progress | None = None, sent:
                 result.tail = tail_once(ctx, tail_budget, progress=progress)
         except LockHeld as exc:
             result.skipped.append(f"tail-once: {exc}")
-        if monitors_of(ctx.config) or ctx.config.agent.plugins_dir:  # an empty plugins_dir may have a problem to clear
+        # runner.monitors_of(), without loading the runner when there is no monitor. An empty plugins_dir may
+        # still have a problem to clear.
+        if effective_monitors(ctx.config) or ctx.config.agent.plugins_dir:
+            from shipctl.monitors.runner import run_monitors
+
             try:
                 with lock(path, "run-monitor"):
                     result.monitors = run_monitors(ctx, [], due_only=True, scheduled_at=fired)

@@ -69,21 +69,29 @@ class Segment:
     """Raw deflate of data given a piece at a time, with its length and Adler-32."""
 
     def __init__(self, level: int) -> None:
-        self._z = _module(level).compressobj(level, zlib.DEFLATED, -15)
+        self.level = level
+        # Made on first use: a request builder is set up before the queue is read, and a pass that finds
+        # nothing to send then never loads ISA-L.
+        self._z: Any = None
         self._out: list[bytes] = []
         self.length = 0
         self.adler = 1
 
+    def _compressor(self) -> Any:
+        if self._z is None:
+            self._z = _module(self.level).compressobj(self.level, zlib.DEFLATED, -15)
+        return self._z
+
     def add(self, data: bytes) -> None:
         self.adler = adler32(data, self.adler)
         self.length += len(data)
-        out = self._z.compress(data)
+        out = self._compressor().compress(data)
         if out:
             self._out.append(out)
 
     def close(self, final: bool = False) -> bytes:
         """The segment's bytes: byte-aligned and open (sync flush), or the stream's last (``final``)."""
-        self._out.append(self._z.flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
+        self._out.append(self._compressor().flush(zlib.Z_FINISH if final else zlib.Z_SYNC_FLUSH))
         data = b"".join(self._out)
         self._out = []
         return data

@@ -11,7 +11,6 @@ import errno
 import fnmatch
 import functools
 import glob
-import gzip
 import io
 import os
 import re
@@ -20,6 +19,12 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import gzip
+
+    from shipctl.config import LogConfig
 
 try:  # the blake2 module alone: hashlib would also load OpenSSL (~4 ms and ~3 MiB on every run)
     from _blake2 import blake2b
@@ -37,6 +42,16 @@ DEFAULT_ROTATED = (
     r"{name}\.\d{{4}}-\d{{2}}-\d{{2}}",
     r"{name}\.\d{{4}}-\d{{2}}-\d{{2}}\.gz",
 )
+
+# How far past a cut point a long line is looked at for a redaction match the cut would split (pipeline.py).
+LOOKAHEAD = 1024
+
+
+def read_size(log: LogConfig, batch_bytes: int) -> int:
+    """Bytes to read at a time. A chunk must hold a group's first unit and the next one, which may be a
+    piece that is only final once LOOKAHEAD bytes past it are known; otherwise a chunk could hold nothing
+    that can be decided and the run would make no progress."""
+    return max(batch_bytes, 2 * (log.max_line_size + 1) + (LOOKAHEAD if log.redaction_rules else 0))
 
 
 def digest(data: bytes) -> str:
@@ -129,6 +144,8 @@ class Source:
         os.close(self._fd)
 
     def _gzip(self) -> gzip.GzipFile:
+        import gzip  # only for .gz files: a run over plain logs does not load it
+
         return gzip.GzipFile(fileobj=io.BufferedReader(_PRead(self._fd), 1 << 16), mode="rb")
 
     def __enter__(self) -> Source:

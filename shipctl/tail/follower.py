@@ -10,11 +10,13 @@ file from its start.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import time
+import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipctl.config import LogConfig
 from shipctl.model import PendingBatch
@@ -35,9 +37,15 @@ from shipctl.tail.files import (
     digest,
     generation_key,
     holds,
+    read_size,
     seen_offset,
 )
-from shipctl.tail.pipeline import Pipeline, read_size
+
+if TYPE_CHECKING:
+    from shipctl.tail.pipeline import Pipeline
+
+# What Pipeline.cut returns for an empty chunk, as far as _read looks at it then.
+_NOTHING: Any = types.SimpleNamespace(consumed=0, open_match=False)
 
 
 @dataclass
@@ -136,8 +144,6 @@ class _LogTailer:
         self.budget = budget
         self.result = result
         self.progress = progress
-        self.pipeline = Pipeline(log_cfg)
-        self.rsize = read_size(log_cfg, ctx.config.agent.batch_bytes)
         self.compress = ctx.config.agent.compress_queue
         self.attrs = {**ctx.config.server_attributes, **log_cfg.attributes}
         self.now = time.time()
@@ -155,6 +161,17 @@ class _LogTailer:
         self._resume: dict[str, FileRecord] = {}  # own records of files shadowed until now, by path
         self._by_file: dict[tuple[int, int], list[FileRecord]] | None = None  # every log's records, by file
         self._cleared: set[int] = set()  # records whose last_error this run cleared (to be saved)
+
+    # The rules engine is built on the first read: a run that finds nothing new never imports it.
+    @functools.cached_property
+    def pipeline(self) -> Pipeline:
+        from shipctl.tail.pipeline import Pipeline
+
+        return Pipeline(self.log)
+
+    @functools.cached_property
+    def rsize(self) -> int:
+        return read_size(self.log, self.ctx.config.agent.batch_bytes)
 
     def _attrs(self, path: str) -> dict[str, Any]:
         """The attributes of a file's batches: the log's, with logfile/original_file when it is renamed
@@ -755,7 +772,9 @@ class _LogTailer:
             now = time.time()
             at_eof = len(chunk) < self.rsize
             expired = rec.pending_since is not None and now - rec.pending_since >= self.log.line_completion_wait
-            cut = self.pipeline.cut(chunk, at_eof=at_eof, flush=final or expired)
+            # Nothing past the offset (most files, most runs): nothing for the rules to cut, and the rules
+            # engine need not even be loaded.
+            cut = self.pipeline.cut(chunk, at_eof=at_eof, flush=final or expired) if chunk else _NOTHING
             if cut.open_match and not at_eof:
                 # A redaction match runs past a whole read: replace it there and drop the rest of its line.
                 end = src.line_end(rec.offset + len(chunk), self.rsize, lambda: not self.budget.exhausted())

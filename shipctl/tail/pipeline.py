@@ -39,9 +39,8 @@ from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-de
 from shipctl import regex
 from shipctl.config import LineGrouper, LogConfig, RedactionRule
 from shipctl.model import FMT_JSON, FMT_RAW
-
-# How far past a cut point a long line is looked at for a redaction match the cut would split.
-LOOKAHEAD = 1024
+from shipctl.tail.files import LOOKAHEAD as LOOKAHEAD
+from shipctl.tail.files import read_size as read_size  # re-exported: preview and the tests read it here
 
 # How a unit ends: a cut inside a long line, a newline, or the end of a partial line sent as it is.
 PIECE, LINE, LAST = 0, 1, 2
@@ -60,13 +59,6 @@ class Cut:
     # A redaction match starts the undecided rest of the chunk and runs to its end: nothing can be sent
     # before more of it is known (see cut_through).
     open_match: bool = False
-
-
-def read_size(log: LogConfig, batch_bytes: int) -> int:
-    """Bytes to read at a time. A chunk must hold a group's first unit and the next one, which may be a
-    piece that is only final once LOOKAHEAD bytes past it are known; otherwise a chunk could hold nothing
-    that can be decided and the run would make no progress."""
-    return max(batch_bytes, 2 * (log.max_line_size + 1) + (LOOKAHEAD if log.redaction_rules else 0))
 
 
 _UNSAFE_WIDE = re.compile(r"\\[AZ]|\(\?<?!|\(\?>|[*+?}]\+")
