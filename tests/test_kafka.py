@@ -502,3 +502,47 @@ def test_a_full_local_queue_waits_for_room_and_loses_or_repeats_nothing(
     assert [json.loads(m.value)["message"] for m in got] == [f"line {i}" for i in range(5_000)]
     assert [dict(m.headers)["sn"] for m in got] == [str(sn).encode() for sn in range(101, 5_101)]
     assert {m.key for m in got} == {b"h"}
+
+
+@pytest.mark.parametrize("idempotence", [True, False])
+def test_an_idempotent_producer_waits_for_the_cluster_connection_before_the_first_message(
+    kafka: Broker, monkeypatch: pytest.MonkeyPatch, idempotence: bool
+) -> None:
+    """After the topic check, an idempotent producer makes one more metadata request (over the connection to
+    the broker the first answer named), so librdkafka's ProducerId request does not fall into the gap where
+    no connection is up and wait out its fixed 500 ms retry. Without idempotence there is no ProducerId: one
+    request per topic only. Either way every message arrives."""
+    import confluent_kafka
+
+    from shipctl.model import FMT_RAW, Batch
+    from shipctl.sinks.base import Request, Span
+    from shipctl.sinks.kafka import KafkaOptions, KafkaSink
+
+    calls: list[str] = []
+
+    class Counting(confluent_kafka.Producer):  # type: ignore[misc]
+        def list_topics(self, *args: object, **kwargs: object) -> object:
+            answer = super().list_topics(*args, **kwargs)
+            calls.append("metadata")  # answered ones only: a timed-out request is asked again (a busy machine)
+            return answer
+
+        def produce(self, *args: object, **kwargs: object) -> None:
+            if not calls or calls[-1] != "produce":
+                calls.append("produce")
+            super().produce(*args, **kwargs)
+
+    monkeypatch.setattr(confluent_kafka, "Producer", Counting)
+    topic = kafka.create_topic(topic_name())
+    opts = KafkaOptions(brokers=(kafka.address,), topic=topic, connect_timeout=20, idempotence=idempotence)
+    sink = KafkaSink(opts, "s-1")
+    sink.sink_id = "bus"
+    payload = b"".join(b"line %d\n" % i for i in range(100))
+    batch = Batch(1, "log", "/l", "l", 1_000, {"serverHost": "h"}, FMT_RAW, 100, len(payload), 1, payload)
+    req = Request([Span(1, 1, 100, True)], 100, len(payload), [batch])
+    try:
+        res = sink.post(req)
+    finally:
+        sink.close()
+    assert res.outcome == "ok", res.message
+    assert calls == (["metadata", "metadata", "produce"] if idempotence else ["metadata", "produce"])
+    assert len(kafka.messages(topic)) == 100
