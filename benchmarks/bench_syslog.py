@@ -1,14 +1,15 @@
 """Throughput of the syslog sink to a loopback rsyslogd (by hand).
 
     python benchmarks/bench_syslog.py [--mb 200] [--runs 3] [--tls] [--receiver file|discard|null]
-                                      [--input imptcp|imtcp] [--workers N] [--request-bytes N]
+                                      [--input imptcp|imtcp] [--workers N] [--batch N] [--request-bytes N]
                                       [--shipctl /path/to/venv] [--json]
 
 Starts ``rsyslogd -n -f CONF -i PIDFILE`` (Debian ``rsyslog``; ``rsyslog-openssl`` for ``--tls``) on a free
 127.0.0.1 port, its work files in a temp dir. The receiver is README.md's recommended one (syslog section):
 plain TCP through ``imptcp`` (``--input imtcp`` for rsyslog's usual input, which needs about 1.4 times the CPU;
-TLS always goes through imtcp), a ruleset queue that hands its worker 1024 messages at a time (``--workers``
-of them; more than one costs CPU and only helps with cores to spare), omfile writing asynchronously.
+TLS always goes through imtcp), a ruleset queue that hands its worker 1024 messages at a time (``--batch``;
+``--workers`` of them: more than one costs CPU and only helps with cores to spare), omfile writing
+asynchronously.
 ``--receiver file`` (default) writes every message to a file per run (timestamp, host, app, msgid, structured
 data, message: what a central syslog server does); ``discard`` drops them after parsing. ``null`` is no
 syslog server at all: a thread of this script reads each connection to its end and closes it, which shows
@@ -61,7 +62,7 @@ def make_certs(d: Path) -> tuple[Path, Path, Path]:
 
 
 def start_rsyslog(
-    d: Path, port: int, receiver: str, tls: bool, tcp_input: str, workers: int
+    d: Path, port: int, receiver: str, tls: bool, tcp_input: str, workers: int, batch: int
 ) -> subprocess.Popen[bytes]:
     binary = shutil.which("rsyslogd") or "/usr/sbin/rsyslogd"
     if not os.path.exists(binary):
@@ -83,7 +84,8 @@ def start_rsyslog(
             f'template(name="path" type="string" string="{d}/out-%app-name%.log")\n'
             'template(name="line" type="string"'
             ' string="%timestamp:::date-rfc3339% %hostname% %app-name% %msgid% %structured-data% %msg%\\n")\n'
-            'ruleset(name="ship" queue.type="LinkedList" queue.size="200000" queue.dequeueBatchSize="1024"'
+            'ruleset(name="ship" queue.type="LinkedList" queue.size="200000"'
+            f' queue.dequeueBatchSize="{batch}"'
             f' queue.workerThreads="{workers}") {{\n'
             '  action(type="omfile" dynaFile="path" template="line" asyncWriting="on" ioBufferSize="1m")\n}\n'
         )
@@ -179,6 +181,7 @@ def main() -> None:
         help="rsyslog's plain TCP input (default imptcp, as README.md recommends; TLS always uses imtcp)",
     )
     ap.add_argument("--workers", type=int, default=1, help="rsyslog ruleset queue.workerThreads (default 1)")
+    ap.add_argument("--batch", type=int, default=1024, help="rsyslog ruleset queue.dequeueBatchSize (default 1024)")
     ap.add_argument("--request-bytes", type=int, default=0, help="the sink's request_bytes (default: its own)")
     ap.add_argument("--shipctl", help="venv folder or shipctl console script to measure (default: beside python)")
     ap.add_argument("--json", action="store_true", help="also print the figures as one JSON line")
@@ -196,7 +199,7 @@ def main() -> None:
     if args.receiver == "null" and args.tls:
         raise SystemExit("--receiver null speaks no TLS")
     null = NullReceiver(port) if args.receiver == "null" else None
-    rs = None if null else start_rsyslog(tmp, port, args.receiver, args.tls, args.input, args.workers)
+    rs = None if null else start_rsyslog(tmp, port, args.receiver, args.tls, args.input, args.workers, args.batch)
     receiver_pid = os.getpid() if null else rs.pid  # type: ignore[union-attr]
     shipctl = shipctl_command(args.shipctl)
     results = []
@@ -259,7 +262,7 @@ def main() -> None:
             null.close()
     how = f"{'TLS' if args.tls else 'TCP'}, receiver {args.receiver}"
     if args.receiver != "null":
-        how += f" ({'imtcp' if args.tls else args.input}, {args.workers} queue worker(s))"
+        how += f" ({'imtcp' if args.tls else args.input}, {args.workers} queue worker(s), batch {args.batch})"
     print(f"log: {size / 1e6:.0f} MB, {lines} lines; syslog over {how}; {args.runs} runs")
     keys = ("mbs", "written_mbs", "cpu_s_per_gb", "receiver_cpu_s_per_gb", "rss_mib")
     mid = {k: median([r[k] for r in results]) for k in keys}
@@ -274,6 +277,7 @@ def main() -> None:
             "tls": args.tls,
             "receiver": args.receiver,
             "input": args.input,
+            "batch": args.batch,
             "workers": args.workers,
         }
         print("JSON " + json.dumps({**info, **mid}))
