@@ -77,7 +77,6 @@ def start_rsyslog(
             f' defaultNetstreamDriverKeyFile="{key}"'
         )
         driver = ' streamDriver.name="ossl" streamDriver.mode="1" streamDriver.authMode="anon"'
-        tcp_input = "imtcp"  # imptcp speaks no TLS
     if receiver == "file":
         # README.md's recommended receiver (syslog section), with one file per run named by APP-NAME
         action = (
@@ -199,7 +198,8 @@ def main() -> None:
     if args.receiver == "null" and args.tls:
         raise SystemExit("--receiver null speaks no TLS")
     null = NullReceiver(port) if args.receiver == "null" else None
-    rs = None if null else start_rsyslog(tmp, port, args.receiver, args.tls, args.input, args.workers, args.batch)
+    tcp_input = "imtcp" if args.tls else args.input  # imptcp speaks no TLS
+    rs = None if null else start_rsyslog(tmp, port, args.receiver, args.tls, tcp_input, args.workers, args.batch)
     receiver_pid = os.getpid() if null else rs.pid  # type: ignore[union-attr]
     shipctl = shipctl_command(args.shipctl)
     results = []
@@ -262,7 +262,7 @@ def main() -> None:
             null.close()
     how = f"{'TLS' if args.tls else 'TCP'}, receiver {args.receiver}"
     if args.receiver != "null":
-        how += f" ({'imtcp' if args.tls else args.input}, {args.workers} queue worker(s), batch {args.batch})"
+        how += f" ({tcp_input}, {args.workers} queue worker(s), batch {args.batch})"
     print(f"log: {size / 1e6:.0f} MB, {lines} lines; syslog over {how}; {args.runs} runs")
     keys = ("mbs", "written_mbs", "cpu_s_per_gb", "receiver_cpu_s_per_gb", "rss_mib")
     mid = {k: median([r[k] for r in results]) for k in keys}
@@ -276,7 +276,7 @@ def main() -> None:
             "bench": "syslog",
             "tls": args.tls,
             "receiver": args.receiver,
-            "input": args.input,
+            "input": tcp_input if args.receiver != "null" else None,
             "batch": args.batch,
             "workers": args.workers,
         }
