@@ -3,11 +3,11 @@ tests/test_syslog.py).
 
 ``rsyslogd -n -f CONF -i PIDFILE`` (Debian's ``rsyslog``; TLS through ``rsyslog-openssl``'s ``ossl`` stream
 driver) in the foreground, everything under a pytest temp dir: work directory, pid file, output. Only the
-modules the tests need are loaded (``imtcp``, ``mmpstrucdata``): no ``imuxsock`` (``/dev/log``) or ``imklog``,
-nothing that needs root. Four inputs on free 127.0.0.1 ports, all with octet-counted framing (which imptcp and
-imtcp detect by themselves), into the ruleset queue README.md recommends for a shipctl receiver:
+modules the tests need are loaded (``imptcp``, ``imtcp``, ``mmpstrucdata``): no ``imuxsock`` (``/dev/log``) or
+``imklog``, nothing that needs root. Four inputs on free 127.0.0.1 ports, all with octet-counted framing (which
+imptcp and imtcp detect by themselves), into the ruleset queue README.md recommends for a shipctl receiver:
 
-- ``port``: plain TCP through ``imptcp``, the input README.md recommends (it needs half imtcp's CPU);
+- ``port``: plain TCP through ``imptcp``, the input README.md recommends (it reads with half the CPU of imtcp);
 - ``imtcp_port``: plain TCP through ``imtcp``, rsyslog's usual input;
 - ``tls_port``: TLS that wants a client certificate signed by the test CA (``x509/certvalid``);
 - ``anon_port``: TLS without client authentication.
