@@ -32,6 +32,8 @@ CASES = {
     "otlp-json": ["bench_otlp.py", "--protocol", "json"],
     "otlp-protobuf": ["bench_otlp.py", "--protocol", "protobuf"],
     "syslog": ["bench_syslog.py"],
+    # rsyslog's usual receiver as it was benchmarked before README.md recommended imptcp and batches of 1024
+    "syslog-imtcp": ["bench_syslog.py", "--input", "imtcp", "--batch", "4096"],
     "syslog-null": ["bench_syslog.py", "--receiver", "null"],
 }
 _MBS = re.compile(r"= ([\d.]+) MB/s")

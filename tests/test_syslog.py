@@ -112,8 +112,11 @@ echo 'E1 0 0 "deploy of api done" "{"by":"ci","hosts":["a","b"],"level":"error"}
 """
 
 
-def test_logs_and_events_round_trip(env: Env, rsyslog: Rsyslog) -> None:
+@pytest.mark.parametrize("tcp_input", ["tcp", "imtcp"])
+def test_logs_and_events_round_trip(env: Env, rsyslog: Rsyslog, tcp_input: str) -> None:
+    """Through imptcp (the receiver README.md recommends) and imtcp alike."""
     app = _app()
+    address = rsyslog.address(tcp_input)
     log = env.logs / "app.log"
     script = env.tmp / "events.sh"
     script.write_text(EVENTS_SCRIPT)
@@ -140,13 +143,13 @@ def test_logs_and_events_round_trip(env: Env, rsyslog: Rsyslog) -> None:
         f'[[monitors]]\ntype = "script"\nid = "deploys"\ncommand = "{script}"\n'
         '[[monitors]]\ntype = "shell"\nid = "answer"\ncommand = "echo 42"\n'
         f'[[sinks]]\nid = "archive"\ntype = "file"\npath = "{env.sink}"\n'
-        + _sink("central", rsyslog.address(), app, "max_message_bytes = 2048\n"),
+        + _sink("central", address, app, "max_message_bytes = 2048\n"),
         sink=False,
     )
     assert env.proc("tail-once").returncode == 0
     dry = env.proc("upload", "--dry-run", "--sink", "central")
     assert dry.returncode == 0, dry.stderr
-    assert f"syslog over TCP to {rsyslog.address()}" in dry.stdout and "plain line" in dry.stdout
+    assert f"syslog over TCP to {address}" in dry.stdout and "plain line" in dry.stdout
     assert rsyslog.read(app) == []  # a dry run sends nothing
 
     r = env.proc("run")

@@ -16,9 +16,9 @@ any byte, newlines included. Each event becomes::
   lists and tables as JSON). PEN is ``enterprise_number``: 32473 is the number RFC 5612 reserves for
   documentation; an organisation with its own IANA Private Enterprise Number sets it.
 - A message longer than ``max_message_bytes`` is cut (at a UTF-8 character boundary) and its ``shipctl``
-  element says ``truncated="<original message octets>"``. Rsyslog's imtcp falls back to newline framing for a
-  frame over its ``maxFrameSize`` (200000 by default), which corrupts that message and the next one: never
-  send more than that.
+  element says ``truncated="<original message octets>"``. Rsyslog's imtcp and imptcp fall back to newline
+  framing for a frame over their ``maxFrameSize`` (200000 by default), which corrupts that message and the
+  next one: never send more than that.
 
 Delivery. Plain TCP syslog has no application acknowledgement, so "delivered" can only mean something the
 connection itself shows. One request is one connection: every byte written, then the sink closes its
