@@ -32,7 +32,8 @@ class StdoutSinkOptions:
 
 
 def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]]:
-    """(sn, line) for every event; plain log batches are encoded without a dict per line."""
+    """(sn, line) for every event, one event at a time: the reference for ``encode_batch`` and the shape the
+    kafka sink's message values share; plain log batches are encoded without a dict per line."""
     for b in batches:
         if b.fmt == FMT_RAW:
             head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'
@@ -54,6 +55,62 @@ def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]
                 yield ev.sn, json.dumps(obj, separators=(",", ":")) + "\n"
 
 
+# Printable ASCII and the newline between lines: a batch of nothing else needs only '"' and '\\' escaped.
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
+# What the json module writes (ensure_ascii) for the other ASCII bytes: short forms, else \u00XX (DEL too).
+_ESCAPE = {c: b"\\u%04x" % c for c in [*range(0x20), 0x7F]} | {8: b"\\b", 9: b"\\t", 12: b"\\f", 13: b"\\r"}
+
+
+def _escaped(payload: bytes) -> tuple[bytes, bytes]:
+    """The lines of a plain-lines payload as JSON string contents, still one per ``\\n``-ended line, and the
+    quote to put around each (empty when the lines come quoted). Whole-payload ``replace`` calls for ASCII
+    (the usual case: no Python work per line); anything else through the json module's escaper line by line,
+    which turns non-ASCII into \\u escapes exactly as ``encode_lines`` does."""
+    end = payload.rfind(b"\n") + 1
+    if end < len(payload):  # what follows the last newline is not a line (``Batch.messages`` drops it)
+        payload = payload[:end]
+    if payload.isascii():
+        odd = payload.translate(None, _PRINTABLE)  # usually empty
+        if b"\\" in payload:
+            payload = payload.replace(b"\\", b"\\\\")
+        if b'"' in payload:
+            payload = payload.replace(b'"', b'\\"')
+        for c in set(odd):
+            payload = payload.replace(bytes((c,)), _ESCAPE[c])
+        return payload, b'"'
+    msgs = payload.decode("utf-8", "replace").split("\n")
+    del msgs[-1]  # empty: the payload ends with its last line's newline
+    return ("\n".join(map(enc, msgs)) + "\n").encode() if msgs else b"", b""
+
+
+def encode_batch(b: Batch, first_sn: int, session: str) -> bytes:
+    """The JSON lines of one batch's events from ``first_sn`` on: byte for byte what ``encode_lines`` gives,
+    as one ``bytes``. A plain-lines batch costs no Python work per line: it is escaped as a whole, every
+    newline becomes the end of one object and the start of the next (a ``%d`` each for the sequence number
+    and the next time stamp), and one ``%`` fills in all the numbers at C speed (~4x faster than a
+    generator of f-strings, and one write instead of one per line)."""
+    if b.fmt != FMT_RAW:
+        return "".join(line for sn, line in encode_lines([b], session) if sn >= first_sn).encode()
+    lines, quote = _escaped(b.payload)
+    start = max(0, first_sn - b.sn)
+    if start:
+        lines = lines.split(b"\n", start)[-1]
+    n = lines.count(b"\n")
+    if not n:
+        return b""
+    attrs = json.dumps(b.attrs, separators=(",", ":"))
+    head = (f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'.encode() + quote).replace(b"%", b"%%")
+    tail = (quote + f',"attrs":{attrs},"si":"{session}","sn":'.encode()).replace(b"%", b"%%")
+    if b"%" in lines:
+        lines = lines.replace(b"%", b"%%")
+    fmt = b"".join((b'{"ts":%d,' + head, lines[:-1].replace(b"\n", tail + b'%d}\n{"ts":%d,' + head), tail + b"%d}\n"))
+    numbers: list[int] = [0] * (2 * n)
+    ts0, sn0 = b.ts + start, b.sn + start
+    numbers[0::2] = range(ts0, ts0 + n)  # each line's time stamp, then its sequence number
+    numbers[1::2] = range(sn0, sn0 + n)
+    return fmt % tuple(numbers)
+
+
 class StdoutSink(BatchSink):
     def __init__(self, options: StdoutSinkOptions, session: str) -> None:
         self.request_bytes = options.request_bytes
@@ -62,10 +119,10 @@ class StdoutSink(BatchSink):
     def send(self, batches: list[Batch], first_sn: int) -> SendResult:
         out = sys.stdout
         size = 0
-        for sn, line in encode_lines(batches, self.session):
-            if sn >= first_sn:
-                out.write(line)
-                size += len(line)
+        for b in batches:
+            data = encode_batch(b, first_sn, self.session)
+            out.write(data.decode())  # ASCII but for the session id: a copy, no decoding work
+            size += len(data)
         out.flush()
         return SendResult(OK, status="success", request_bytes=size)
 
@@ -117,15 +174,19 @@ class FileSink(BatchSink):
             self._drop_torn_tail()
             last = max(self._last_sn(), first_sn - 1)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
+            with open(fd, "ab", buffering=0) as fh:
                 size = 0
-                for sn, line in encode_lines(batches, self.session):
-                    if sn > last:
-                        fh.write(line)
-                        size += len(line)
-                fh.flush()
+                for b in batches:
+                    # One write per batch (~2.7 MB per MiB of log), straight from the encoded bytes. If the
+                    # process dies mid-write, the next send cuts the torn last line off (``_drop_torn_tail``)
+                    # and writes the rest again from the highest whole line's sequence number.
+                    data = encode_batch(b, last + 1, self.session)
+                    view = memoryview(data)
+                    while view:  # a regular file may take less than asked (disk full mid-write)
+                        view = view[fh.write(view) :]
+                    size += len(data)
                 if self.fsync:
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
         except OSError as exc:
             return SendResult(RETRY, f"{self.path}: {exc.strerror or exc}", status="error")
         return SendResult(OK, status="success", request_bytes=size)
