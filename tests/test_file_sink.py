@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shipctl.model import FMT_JSON, FMT_RAW, Batch
+from shipctl.sinks import jsonl
 from shipctl.sinks.base import OK
 from shipctl.sinks.jsonl import FileSink, FileSinkOptions, encode_batch, encode_lines
 
@@ -109,6 +110,35 @@ def test_json_batches_go_event_by_event() -> None:
 def test_any_lines_match_the_per_event_encoding(lines: list[bytes], skip: int) -> None:
     b = raw_batch(lines, sn=1_000)
     assert encode_batch(b, 1_000 + skip, SESSION) == expected(b, 1_000 + skip)
+
+
+def test_a_batch_is_encoded_a_piece_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces end at a newline; a line longer than a piece is a piece of its own; a piece of ASCII next to
+    one that is not is escaped its own way; time stamps and sequence numbers run on across pieces."""
+    monkeypatch.setattr(jsonl, "PIECE", 10)
+    lines = [b"short", b"a line longer than ten bytes", b"x", b"caf\xc3\xa9", b"", b'q"%', b"y" * 25, b"z"]
+    b = raw_batch(lines, sn=7)
+    pieces = list(jsonl.encode_pieces(b, 0, SESSION))
+    assert len(pieces) >= 5 and all(p.endswith(b"}\n") for p in pieces)
+    assert b"".join(pieces) == expected(b, 0)
+    for first in range(7, 16):
+        assert encode_batch(b, first, SESSION) == expected(b, first)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.binary(max_size=30).map(lambda x: x.replace(b"\n", b"")), min_size=1, max_size=30),
+    st.integers(1, 64),
+    st.integers(0, 35),
+)
+def test_any_piece_size_gives_the_same_lines(lines: list[bytes], piece: int, skip: int) -> None:
+    b = raw_batch(lines, sn=3)
+    saved = jsonl.PIECE
+    jsonl.PIECE = piece
+    try:
+        assert encode_batch(b, 3 + skip, SESSION) == expected(b, 3 + skip)
+    finally:
+        jsonl.PIECE = saved
 
 
 @settings(max_examples=100, deadline=None)

@@ -61,54 +61,69 @@ _PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
 _ESCAPE = {c: b"\\u%04x" % c for c in [*range(0x20), 0x7F]} | {8: b"\\b", 9: b"\\t", 12: b"\\f", 13: b"\\r"}
 
 
-def _escaped(payload: bytes) -> tuple[bytes, bytes]:
-    """The lines of a plain-lines payload as JSON string contents, still one per ``\\n``-ended line, and the
-    quote to put around each (empty when the lines come quoted). Whole-payload ``replace`` calls for ASCII
-    (the usual case: no Python work per line); anything else through the json module's escaper line by line,
-    which turns non-ASCII into \\u escapes exactly as ``encode_lines`` does."""
-    end = payload.rfind(b"\n") + 1
-    if end < len(payload):  # what follows the last newline is not a line (``Batch.messages`` drops it)
-        payload = payload[:end]
-    if payload.isascii():
-        odd = payload.translate(None, _PRINTABLE)  # usually empty
-        if b"\\" in payload:
-            payload = payload.replace(b"\\", b"\\\\")
-        if b'"' in payload:
-            payload = payload.replace(b'"', b'\\"')
+def _escaped(lines: bytes) -> tuple[bytes, bytes]:
+    """``lines`` (each ending in ``\\n``) as JSON string contents, still one per line, and the quote to put
+    around each (empty when they come quoted). Whole-piece ``replace`` calls for ASCII (the usual case: no
+    Python work per line); anything else through the json module's escaper line by line, which turns
+    non-ASCII into \\u escapes exactly as ``encode_lines`` does."""
+    if lines.isascii():
+        odd = lines.translate(None, _PRINTABLE)  # usually empty
+        if b"\\" in lines:
+            lines = lines.replace(b"\\", b"\\\\")
+        if b'"' in lines:
+            lines = lines.replace(b'"', b'\\"')
         for c in set(odd):
-            payload = payload.replace(bytes((c,)), _ESCAPE[c])
-        return payload, b'"'
-    msgs = payload.decode("utf-8", "replace").split("\n")
-    del msgs[-1]  # empty: the payload ends with its last line's newline
-    return ("\n".join(map(enc, msgs)) + "\n").encode() if msgs else b"", b""
+            lines = lines.replace(bytes((c,)), _ESCAPE[c])
+        return lines, b'"'
+    msgs = lines.decode("utf-8", "replace").split("\n")
+    del msgs[-1]  # empty: the piece ends with its last line's newline
+    return ("\n".join(map(enc, msgs)) + "\n").encode(), b""
+
+
+# Plain-lines batches are encoded this much of the payload at a time (cut at a newline): the few passes over
+# each piece then stay in the CPU cache (measured: ~35% less CPU than whole 1 MiB batches), and what the
+# encoding holds at once stays ~2 MB whatever the batch size.
+PIECE = 256 << 10
+
+
+def encode_pieces(b: Batch, first_sn: int, session: str) -> Iterator[bytes]:
+    """The JSON lines of one batch's events from ``first_sn`` on, a piece at a time: byte for byte what
+    ``encode_lines`` gives. A plain-lines batch costs no Python work per line: each piece is escaped as a
+    whole, every newline becomes the end of one object and the start of the next (a ``%d`` each for the
+    sequence number and the next time stamp), and one ``%`` fills in all the numbers at C speed (~4x
+    faster than a generator of f-strings, and a few writes per batch instead of one per line)."""
+    if b.fmt != FMT_RAW:
+        yield "".join(line for sn, line in encode_lines([b], session) if sn >= first_sn).encode()
+        return
+    payload = b.payload
+    end = payload.rfind(b"\n") + 1  # what follows the last newline is not a line (``Batch.messages`` drops it)
+    start = max(0, first_sn - b.sn)
+    # Past the first ``start`` lines (a batch resumed after a crash): where the rest begins.
+    pos = min(end, len(payload) - len(payload.split(b"\n", start)[-1])) if start else 0
+    attrs = json.dumps(b.attrs, separators=(",", ":"))
+    head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'.encode().replace(b"%", b"%%")
+    tail = f',"attrs":{attrs},"si":"{session}","sn":'.encode().replace(b"%", b"%%")
+    ts, sn = b.ts + start, b.sn + start
+    while pos < end:
+        cut = payload.rfind(b"\n", pos, pos + PIECE) + 1
+        if cut <= pos:  # a line longer than a piece: the piece is that line
+            cut = payload.find(b"\n", pos + PIECE) + 1
+        lines, quote = _escaped(payload[pos:cut])
+        n = lines.count(b"\n")
+        if b"%" in lines:
+            lines = lines.replace(b"%", b"%%")
+        opening, closing = b'{"ts":%d,' + head + quote, quote + tail + b"%d}\n"
+        fmt = b"".join((opening, lines[:-1].replace(b"\n", closing + opening), closing))
+        numbers: list[int] = [0] * (2 * n)
+        numbers[0::2] = range(ts, ts + n)  # each line's time stamp, then its sequence number
+        numbers[1::2] = range(sn, sn + n)
+        yield fmt % tuple(numbers)
+        ts, sn, pos = ts + n, sn + n, cut
 
 
 def encode_batch(b: Batch, first_sn: int, session: str) -> bytes:
-    """The JSON lines of one batch's events from ``first_sn`` on: byte for byte what ``encode_lines`` gives,
-    as one ``bytes``. A plain-lines batch costs no Python work per line: it is escaped as a whole, every
-    newline becomes the end of one object and the start of the next (a ``%d`` each for the sequence number
-    and the next time stamp), and one ``%`` fills in all the numbers at C speed (~4x faster than a
-    generator of f-strings, and one write instead of one per line)."""
-    if b.fmt != FMT_RAW:
-        return "".join(line for sn, line in encode_lines([b], session) if sn >= first_sn).encode()
-    lines, quote = _escaped(b.payload)
-    start = max(0, first_sn - b.sn)
-    if start:
-        lines = lines.split(b"\n", start)[-1]
-    n = lines.count(b"\n")
-    if not n:
-        return b""
-    attrs = json.dumps(b.attrs, separators=(",", ":"))
-    head = (f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'.encode() + quote).replace(b"%", b"%%")
-    tail = (quote + f',"attrs":{attrs},"si":"{session}","sn":'.encode()).replace(b"%", b"%%")
-    if b"%" in lines:
-        lines = lines.replace(b"%", b"%%")
-    fmt = b"".join((b'{"ts":%d,' + head, lines[:-1].replace(b"\n", tail + b'%d}\n{"ts":%d,' + head), tail + b"%d}\n"))
-    numbers: list[int] = [0] * (2 * n)
-    ts0, sn0 = b.ts + start, b.sn + start
-    numbers[0::2] = range(ts0, ts0 + n)  # each line's time stamp, then its sequence number
-    numbers[1::2] = range(sn0, sn0 + n)
-    return fmt % tuple(numbers)
+    """``encode_pieces`` as one ``bytes``."""
+    return b"".join(encode_pieces(b, first_sn, session))
 
 
 class StdoutSink(BatchSink):
@@ -120,9 +135,9 @@ class StdoutSink(BatchSink):
         out = sys.stdout
         size = 0
         for b in batches:
-            data = encode_batch(b, first_sn, self.session)
-            out.write(data.decode())  # ASCII but for the session id: a copy, no decoding work
-            size += len(data)
+            for data in encode_pieces(b, first_sn, self.session):
+                out.write(data.decode())  # ASCII but for the session id: a copy, no decoding work
+                size += len(data)
         out.flush()
         return SendResult(OK, status="success", request_bytes=size)
 
@@ -177,14 +192,14 @@ class FileSink(BatchSink):
             with open(fd, "ab", buffering=0) as fh:
                 size = 0
                 for b in batches:
-                    # One write per batch (~2.7 MB per MiB of log), straight from the encoded bytes. If the
+                    # A write per piece (~0.7 MB for 256 KiB of log), straight from the encoded bytes. If the
                     # process dies mid-write, the next send cuts the torn last line off (``_drop_torn_tail``)
                     # and writes the rest again from the highest whole line's sequence number.
-                    data = encode_batch(b, last + 1, self.session)
-                    view = memoryview(data)
-                    while view:  # a regular file may take less than asked (disk full mid-write)
-                        view = view[fh.write(view) :]
-                    size += len(data)
+                    for data in encode_pieces(b, last + 1, self.session):
+                        view = memoryview(data)
+                        while view:  # a regular file may take less than asked (disk full mid-write)
+                            view = view[fh.write(view) :]
+                        size += len(data)
                 if self.fsync:
                     os.fsync(fd)
         except OSError as exc:
