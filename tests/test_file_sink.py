@@ -18,8 +18,9 @@ from hypothesis import strategies as st
 
 from shipctl.model import FMT_JSON, FMT_RAW, Batch
 from shipctl.sinks import jsonl
-from shipctl.sinks.base import OK
+from shipctl.sinks.base import OK, SendResult
 from shipctl.sinks.jsonl import FileSink, FileSinkOptions, encode_batch, encode_lines
+from tests.conftest import Env, assert_exactly_once, numbered
 
 SESSION = "3f2a9c1e0b7d4c559e612d8f0a4b7c10"
 
@@ -187,3 +188,28 @@ def test_send_fails_as_retry_when_the_file_cannot_be_written(tmp_path: Path) -> 
     (tmp_path / "out").write_text("not a directory")
     res = sink(tmp_path).send([raw_batch([b"x"])], 1)
     assert res.outcome == "retry" and "out" in res.message
+
+
+def test_upload_writes_and_fsyncs_a_batch_at_a_time(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default request is one tail-once batch (1 MiB): the upload pipeline holds a few of them inflated at
+    once, so 8 MiB requests made the file sink's ``run`` peak at ~80 MiB RSS. Each is on disk (fsync) before
+    the cursor moves; what lands in the file is every line once, in order, as ``encode_lines`` writes it."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(40_000, width=70))  # ~3.2 MB: four batches
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    sends: list[int] = []
+    synced: list[int] = []
+    real_send, real_fsync = FileSink.send, os.fsync
+
+    def send(self: FileSink, batches: list[Batch], first_sn: int) -> SendResult:
+        sends.append(sum(b.n_bytes for b in batches))
+        return real_send(self, batches, first_sn)
+
+    monkeypatch.setattr(FileSink, "send", send)
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    assert env.cli("upload").exit_code == 0
+    assert len(sends) >= 4 and max(sends) <= 1 << 20, sends
+    assert len(synced) >= len(sends)  # (SQLite syncs its own files too)
+    assert_exactly_once(env.messages(), range(40_000))
+    assert [o["sn"] for o in env.events()] == list(range(1, 40_001))
