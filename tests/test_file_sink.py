@@ -126,18 +126,38 @@ def test_a_batch_is_encoded_a_piece_at_a_time(monkeypatch: pytest.MonkeyPatch) -
         assert encode_batch(b, first, SESSION) == expected(b, first)
 
 
+@pytest.mark.parametrize("sn", [1, 9_990, 10_000, 19_995, 99_999_998, 1_234_567_890_123])
+@pytest.mark.parametrize("ts_low", [0, 9_985, 9_999])
+@pytest.mark.parametrize("piece", [8, 64, 1 << 16])
+def test_numbers_across_multiples_of_ten_thousand(
+    sn: int, ts_low: int, piece: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Time stamps and sequence numbers are written from tables of their last four digits; a run of them
+    that crosses a multiple of 10,000 (or starts below it) must read as the plain numbers."""
+    monkeypatch.setattr(jsonl, "PIECE", piece)
+    b = raw_batch([b"line %d" % i for i in range(40)], sn=sn)
+    b.ts = 1_764_000_000_000_000_000 + ts_low
+    out = encode_batch(b, 0, SESSION)
+    assert out == expected(b, 0)
+    objs = [json.loads(line) for line in out.decode().splitlines()]
+    assert [(o["ts"], o["sn"]) for o in objs] == [(b.ts + i, sn + i) for i in range(40)]
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     st.lists(st.binary(max_size=30).map(lambda x: x.replace(b"\n", b"")), min_size=1, max_size=30),
     st.integers(1, 64),
     st.integers(0, 35),
+    st.integers(1, 10**13),
+    st.integers(0, 10**19),
 )
-def test_any_piece_size_gives_the_same_lines(lines: list[bytes], piece: int, skip: int) -> None:
-    b = raw_batch(lines, sn=3)
+def test_any_piece_size_gives_the_same_lines(lines: list[bytes], piece: int, skip: int, sn: int, ts: int) -> None:
+    b = raw_batch(lines, sn=sn)
+    b.ts = ts
     saved = jsonl.PIECE
     jsonl.PIECE = piece
     try:
-        assert encode_batch(b, 3 + skip, SESSION) == expected(b, 3 + skip)
+        assert encode_batch(b, sn + skip, SESSION) == expected(b, sn + skip)
     finally:
         jsonl.PIECE = saved
 
