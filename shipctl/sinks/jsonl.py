@@ -3,6 +3,9 @@
 Each line carries the state file's session id (``si``) and the event's sequence number (``sn``). Before
 appending, the file sink reads its own last line and skips events it already holds, so an upload killed
 between writing and dequeuing does not write them twice.
+
+A batch of plain lines is encoded a piece at a time with a few whole-piece ``bytes`` operations
+(``encode_pieces``), byte for byte what the per-event ``encode_lines`` gives (tests/test_file_sink.py).
 """
 
 from __future__ import annotations
@@ -98,8 +101,8 @@ _TABLES: tuple[list[bytes], list[bytes]] | None = None  # "0".."9999" and "0000"
 
 def _digits(first: int, n: int) -> tuple[bytes, list[bytes]] | None:
     """The decimal digits of ``first`` .. ``first + n - 1`` as what they share (all but the last four) and
-    the last four of each, taken from a table; None when the leading part changes within the run. Saves
-    ~40% of a piece's formatting time against ``%d`` of each int (19-digit time stamps)."""
+    the last four of each, taken from a table; None when the leading part changes within the run. Measured
+    ~25% less encoding CPU than making and formatting an int per number (time stamps have 19 digits)."""
     global _TABLES
     if _TABLES is None:  # built on first use (~1 MB), whole before it is shared: sink threads may race here
         _TABLES = ([b"%d" % k for k in range(10_000)], [b"%04d" % k for k in range(10_000)])
@@ -112,9 +115,9 @@ def _digits(first: int, n: int) -> tuple[bytes, list[bytes]] | None:
 def encode_pieces(b: Batch, first_sn: int, session: str) -> Iterator[bytes]:
     """The JSON lines of one batch's events from ``first_sn`` on, a piece at a time: byte for byte what
     ``encode_lines`` gives. A plain-lines batch costs no Python work per line: each piece is escaped as a
-    whole, every newline becomes the end of one object and the start of the next (a ``%d`` each for the
-    sequence number and the next time stamp), and one ``%`` fills in all the numbers at C speed (~4x
-    faster than a generator of f-strings, and a few writes per batch instead of one per line)."""
+    whole, every newline becomes the end of one object and the start of the next (a ``%b`` each for the
+    sequence number and the next time stamp), and one ``%`` fills in all the numbers at C speed (with the
+    rest, ~3x less CPU than a generator of f-strings, and a few writes per batch instead of one per line)."""
     if b.fmt != FMT_RAW:
         yield "".join(line for sn, line in encode_lines([b], session) if sn >= first_sn).encode()
         return
