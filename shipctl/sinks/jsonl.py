@@ -117,7 +117,7 @@ def encode_pieces(b: Batch, first_sn: int, session: str) -> Iterator[bytes]:
     ``encode_lines`` gives. A plain-lines batch costs no Python work per line: each piece is escaped as a
     whole, every newline becomes the end of one object and the start of the next (a ``%b`` each for the
     sequence number and the next time stamp), and one ``%`` fills in all the numbers at C speed (with the
-    rest, ~3x less CPU than a generator of f-strings, and a few writes per batch instead of one per line)."""
+    rest, half the CPU or less of a generator of f-strings, and a few writes per batch, not one per line)."""
     if b.fmt != FMT_RAW:
         yield "".join(line for sn, line in encode_lines([b], session) if sn >= first_sn).encode()
         return
