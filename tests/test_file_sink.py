@@ -19,7 +19,14 @@ from hypothesis import strategies as st
 from shipctl.model import FMT_JSON, FMT_RAW, Batch
 from shipctl.sinks import jsonl
 from shipctl.sinks.base import OK, SendResult
-from shipctl.sinks.jsonl import FileSink, FileSinkOptions, encode_batch, encode_lines
+from shipctl.sinks.jsonl import (
+    FileSink,
+    FileSinkOptions,
+    StdoutSink,
+    StdoutSinkOptions,
+    encode_batch,
+    encode_lines,
+)
 from tests.conftest import Env, assert_exactly_once, numbered
 
 SESSION = "3f2a9c1e0b7d4c559e612d8f0a4b7c10"
@@ -233,3 +240,11 @@ def test_upload_writes_and_fsyncs_a_batch_at_a_time(env: Env, monkeypatch: pytes
     assert len(synced) >= len(sends)  # (SQLite syncs its own files too)
     assert_exactly_once(env.messages(), range(40_000))
     assert [o["sn"] for o in env.events()] == list(range(1, 40_001))
+
+
+def test_stdout_sink_writes_the_same_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = raw_batch([b"a1", "caf\u00e9".encode()], sn=1), raw_batch([b'b"1', b"b2"], sn=3)
+    res = StdoutSink(StdoutSinkOptions(), SESSION).send([a, b], 2)
+    out = capsys.readouterr().out
+    assert out == (expected(a, 2) + expected(b, 2)).decode()
+    assert res.outcome == OK and res.request_bytes == len(out)
