@@ -3,6 +3,7 @@
     python benchmarks/bench_all.py --before /tmp/bench-before --after /tmp/bench-after [--runs 3]
                                    [--lines 1000000] [--noop 10] [--backlog-mb 0] [--out results.json]
                                    [--agent /tmp/agent]   # a venv with scalyr-agent-2==2.2.8
+                                   [--only tail,rules,run,file,backlog]
 
 Each install is a venv with a regular (byte-compiled) ``pip install .``; run this from outside the checkout
 (``cd /tmp``). Per round, each install in turn (ABBA: the order alternates, so slow drift of a shared machine
@@ -20,6 +21,8 @@ is the child's ``ru_maxrss``, CPU its user + system time, all threads):
 
 With ``--agent``, the Scalyr agent runs on the same log to the same kind of receiver (``bench_agent.py``) and its
 end-to-end rate (beside `run`), CPU per GB and peak RSS fill a last column.
+``--only`` runs some of these steps (comma-separated: ``tail`` is tail-once + upload, ``rules``, ``run`` with
+its no-op runs, ``file``, ``backlog``); the table then shows only their rows.
 
 Prints one table: median [min-max] over the rounds per install, the goal, and after/before of the medians.
 Throughputs are MB of log (10^6 bytes) per wall second. The machine is shared: quote the load average
@@ -141,7 +144,12 @@ def with_tmp(fn: Callable[[Path], dict[str, float]]) -> dict[str, float]:
         shutil.rmtree(tmp)
 
 
-def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | None) -> dict[str, float]:
+STEPS = ("tail", "rules", "run", "file", "backlog")
+
+
+def one_round(
+    inst: Install, log: Path, lines: int, noop: int, backlog: Path | None, only: frozenset[str] = frozenset(STEPS)
+) -> dict[str, float]:
     mb = log.stat().st_size / 1e6
     logs = f'[[logs]]\npath = "{log}"\n'
     out: dict[str, float] = {}
@@ -168,14 +176,16 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             "state_mb": state_size(tmp / "state.db") / 1e6,
         }
 
-    out.update(with_tmp(tail_upload))
+    if "tail" in only:
+        out.update(with_tmp(tail_upload))
 
     def rules(tmp: Path) -> dict[str, float]:
         t = inst.run(tmp, ["tail-once"], AGENT + logs + RULES)
         rss.append(t.rss_mib)
         return {"rules_mbs": mb / t.wall}
 
-    out.update(with_tmp(rules))
+    if "rules" in only:
+        out.update(with_tmp(rules))
 
     def run(tmp: Path) -> dict[str, float]:
         with Receiver(strict=False, defer=True) as recv:
@@ -194,7 +204,8 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             res.update(noop_s=median(walls), noop_rss=max(peaks))
         return res
 
-    out.update(with_tmp(run))
+    if "run" in only:
+        out.update(with_tmp(run))
 
     def file_sink(tmp: Path) -> dict[str, float]:
         dest = tmp / "out.jsonl"
@@ -205,9 +216,10 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             raise SystemExit(f"{inst.cmd}: the file sink wrote {count_lines(dest)} lines, not {lines}")
         return {"file_mbs": mb / t.wall, "file_ratio": dest.stat().st_size / log.stat().st_size}
 
-    out.update(with_tmp(file_sink))
+    if "file" in only:
+        out.update(with_tmp(file_sink))
 
-    if backlog is not None:
+    if backlog is not None and "backlog" in only:
         big_lines = count_lines(backlog)
 
         def drain(tmp: Path) -> dict[str, float]:
@@ -224,7 +236,8 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             }
 
         out.update(with_tmp(drain))
-    out["peak_rss"] = max(rss)
+    if rss:  # (--only backlog without --backlog-mb runs nothing)
+        out["peak_rss"] = max(rss)
     return out
 
 
@@ -277,7 +290,11 @@ def main() -> None:
     ap.add_argument("--out", type=Path, help="write every round's figures here (JSON)")
     ap.add_argument("--table", type=Path, metavar="JSON", help="only print the table of an earlier --out file")
     ap.add_argument("--agent", help="venv with scalyr-agent-2==2.2.8: its figures in a column (bench_agent.py)")
+    ap.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps to run, of: {', '.join(STEPS)}")
     args = ap.parse_args()
+    only = frozenset(args.only.split(","))
+    if not only <= set(STEPS):
+        ap.error(f"--only: unknown step(s) {', '.join(sorted(only - set(STEPS)))}; known: {', '.join(STEPS)}")
     if args.table:
         table(json.loads(args.table.read_text()))
         return
@@ -294,7 +311,7 @@ def main() -> None:
         order = list(installs) if n % 2 == 0 else list(reversed(installs))
         for which in order:
             t0 = time.monotonic()
-            results[which].append(one_round(installs[which], log, args.lines, args.noop, backlog))
+            results[which].append(one_round(installs[which], log, args.lines, args.noop, backlog, only))
             loads.append(os.getloadavg()[0])
             print(
                 f"# round {n + 1}/{args.runs} {which}: {time.monotonic() - t0:.0f} s, load {loads[-1]:.2f}",

@@ -3,6 +3,9 @@
 Each line carries the state file's session id (``si``) and the event's sequence number (``sn``). Before
 appending, the file sink reads its own last line and skips events it already holds, so an upload killed
 between writing and dequeuing does not write them twice.
+
+A batch of plain lines is encoded a piece at a time with a few whole-piece ``bytes`` operations
+(``encode_pieces``), byte for byte what the per-event ``encode_lines`` gives (tests/test_file_sink.py).
 """
 
 from __future__ import annotations
@@ -18,21 +21,28 @@ from shipctl.model import FMT_RAW, Batch
 from shipctl.schema import field, non_empty, positive
 from shipctl.sinks.base import OK, RETRY, BatchSink, SendResult
 
+# Log bytes per send() (one write + fsync for the file sink). The upload pipeline holds about five sends'
+# worth of inflated batches at once (the one being written, two read ahead, the journal reader's window):
+# 8 MiB made the file sink's `run` peak at ~80 MiB RSS; 1 MiB (one batch of tail-once's 1 MiB reads) keeps it
+# near 43 MiB for ~0.15 CPU-s and ~0.3 s of extra fsyncs per 100 MB of log (an fsync costs ~3 ms + ~0.7 ms/MB).
+REQUEST_BYTES = 1 << 20
+
 
 @dataclass(frozen=True)
 class FileSinkOptions:
     path: str = field(check=non_empty)
     fsync: bool = True
-    request_bytes: int = field(8 << 20, check=positive)
+    request_bytes: int = field(REQUEST_BYTES, check=positive)
 
 
 @dataclass(frozen=True)
 class StdoutSinkOptions:
-    request_bytes: int = field(8 << 20, check=positive)
+    request_bytes: int = field(REQUEST_BYTES, check=positive)
 
 
 def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]]:
-    """(sn, line) for every event; plain log batches are encoded without a dict per line."""
+    """(sn, line) for every event, one event at a time: the reference for ``encode_batch`` and the shape the
+    kafka sink's message values share; plain log batches are encoded without a dict per line."""
     for b in batches:
         if b.fmt == FMT_RAW:
             head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'
@@ -54,6 +64,98 @@ def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]
                 yield ev.sn, json.dumps(obj, separators=(",", ":")) + "\n"
 
 
+# Printable ASCII and the newline between lines: a batch of nothing else needs only '"' and '\\' escaped.
+_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
+# What the json module writes (ensure_ascii) for the other ASCII bytes: short forms, else \u00XX (DEL too).
+_ESCAPE = {c: b"\\u%04x" % c for c in [*range(0x20), 0x7F]} | {8: b"\\b", 9: b"\\t", 12: b"\\f", 13: b"\\r"}
+
+
+def _escaped(lines: bytes) -> tuple[bytes, bytes]:
+    """``lines`` (each ending in ``\\n``) as JSON string contents, still one per line, and the quote to put
+    around each (empty when they come quoted). Whole-piece ``replace`` calls for ASCII (the usual case: no
+    Python work per line); anything else through the json module's escaper line by line, which turns
+    non-ASCII into \\u escapes exactly as ``encode_lines`` does."""
+    if lines.isascii():
+        odd = lines.translate(None, _PRINTABLE)  # usually empty
+        if b"\\" in lines:
+            lines = lines.replace(b"\\", b"\\\\")
+        if b'"' in lines:
+            lines = lines.replace(b'"', b'\\"')
+        for c in set(odd):
+            lines = lines.replace(bytes((c,)), _ESCAPE[c])
+        return lines, b'"'
+    msgs = lines.decode("utf-8", "replace").split("\n")
+    del msgs[-1]  # empty: the piece ends with its last line's newline
+    return ("\n".join(map(enc, msgs)) + "\n").encode(), b""
+
+
+# Plain-lines batches are encoded this much of the payload at a time (cut at a newline): the few passes over
+# each piece then stay in the CPU cache (measured: ~35% less CPU than whole 1 MiB batches), and the buffers
+# of one piece (~0.5 MB in all) stay under glibc's mmap threshold and are reused from its heap, whatever the
+# batch size (256 KiB pieces: +6 MiB peak RSS).
+PIECE = 64 << 10
+
+
+_TABLES: tuple[list[bytes], list[bytes]] | None = None  # "0".."9999" and "0000".."9999"
+
+
+def _digits(first: int, n: int) -> tuple[bytes, list[bytes]] | None:
+    """The decimal digits of ``first`` .. ``first + n - 1`` as what they share (all but the last four) and
+    the last four of each, taken from a table; None when the leading part changes within the run. Measured
+    ~25% less encoding CPU than making and formatting an int per number (time stamps have 19 digits)."""
+    global _TABLES
+    if _TABLES is None:  # built on first use (~1 MB), whole before it is shared: sink threads may race here
+        _TABLES = ([b"%d" % k for k in range(10_000)], [b"%04d" % k for k in range(10_000)])
+    high, low = divmod(first, 10_000)
+    if low + n > 10_000 or first < 0:
+        return None
+    return (b"%d" % high, _TABLES[1][low : low + n]) if high else (b"", _TABLES[0][low : low + n])
+
+
+def encode_pieces(b: Batch, first_sn: int, session: str) -> Iterator[bytes]:
+    """The JSON lines of one batch's events from ``first_sn`` on, a piece at a time: byte for byte what
+    ``encode_lines`` gives. A plain-lines batch costs no Python work per line: each piece is escaped as a
+    whole, every newline becomes the end of one object and the start of the next (a ``%b`` each for the
+    sequence number and the next time stamp), and one ``%`` fills in all the numbers at C speed (with the
+    rest, half the CPU or less of a generator of f-strings, and a few writes per batch, not one per line)."""
+    if b.fmt != FMT_RAW:
+        yield "".join(line for sn, line in encode_lines([b], session) if sn >= first_sn).encode()
+        return
+    payload = b.payload
+    end = payload.rfind(b"\n") + 1  # what follows the last newline is not a line (``Batch.messages`` drops it)
+    start = max(0, first_sn - b.sn)
+    # Past the first ``start`` lines (a batch resumed after a crash): where the rest begins.
+    pos = min(end, len(payload) - len(payload.split(b"\n", start)[-1])) if start else 0
+    attrs = json.dumps(b.attrs, separators=(",", ":"))
+    head = f'"kind":{enc(b.kind)},"source":{enc(b.source)},"message":'.encode().replace(b"%", b"%%")
+    tail = f',"attrs":{attrs},"si":"{session}","sn":'.encode().replace(b"%", b"%%")
+    ts, sn = b.ts + start, b.sn + start
+    while pos < end:
+        cut = payload.rfind(b"\n", pos, pos + PIECE) + 1
+        if cut <= pos:  # a line longer than a piece: the piece is that line
+            cut = payload.find(b"\n", pos + PIECE) + 1
+        lines, quote = _escaped(payload[pos:cut])
+        n = lines.count(b"\n")
+        if b"%" in lines:
+            lines = lines.replace(b"%", b"%%")
+        t, s = _digits(ts, n), _digits(sn, n)
+        numbers: list[object] = [0] * (2 * n)  # each line's time stamp, then its sequence number
+        if t is not None and s is not None:  # the digits from tables: no int is made or formatted
+            opening, closing = b'{"ts":' + t[0] + b"%b," + head + quote, quote + tail + s[0] + b"%b}\n"
+            numbers[0::2], numbers[1::2] = t[1], s[1]
+        else:  # a count crosses a multiple of 10,000 within this piece
+            opening, closing = b'{"ts":%d,' + head + quote, quote + tail + b"%d}\n"
+            numbers[0::2], numbers[1::2] = range(ts, ts + n), range(sn, sn + n)
+        fmt = b"".join((opening, lines[:-1].replace(b"\n", closing + opening), closing))
+        yield fmt % tuple(numbers)
+        ts, sn, pos = ts + n, sn + n, cut
+
+
+def encode_batch(b: Batch, first_sn: int, session: str) -> bytes:
+    """``encode_pieces`` as one ``bytes``."""
+    return b"".join(encode_pieces(b, first_sn, session))
+
+
 class StdoutSink(BatchSink):
     def __init__(self, options: StdoutSinkOptions, session: str) -> None:
         self.request_bytes = options.request_bytes
@@ -62,10 +164,10 @@ class StdoutSink(BatchSink):
     def send(self, batches: list[Batch], first_sn: int) -> SendResult:
         out = sys.stdout
         size = 0
-        for sn, line in encode_lines(batches, self.session):
-            if sn >= first_sn:
-                out.write(line)
-                size += len(line)
+        for b in batches:
+            for data in encode_pieces(b, first_sn, self.session):
+                out.write(data.decode())  # ASCII but for the session id: a copy, no decoding work
+                size += len(data)
         out.flush()
         return SendResult(OK, status="success", request_bytes=size)
 
@@ -117,15 +219,19 @@ class FileSink(BatchSink):
             self._drop_torn_tail()
             last = max(self._last_sn(), first_sn - 1)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-            with os.fdopen(fd, "a", encoding="utf-8", newline="\n") as fh:
+            with open(fd, "ab", buffering=0) as fh:
                 size = 0
-                for sn, line in encode_lines(batches, self.session):
-                    if sn > last:
-                        fh.write(line)
-                        size += len(line)
-                fh.flush()
+                for b in batches:
+                    # A write per piece (~170 KB for 64 KiB of log), straight from the encoded bytes. If the
+                    # process dies mid-write, the next send cuts the torn last line off (``_drop_torn_tail``)
+                    # and writes the rest again from the highest whole line's sequence number.
+                    for data in encode_pieces(b, last + 1, self.session):
+                        view = memoryview(data)
+                        while view:  # a regular file may take less than asked (disk full mid-write)
+                            view = view[fh.write(view) :]
+                        size += len(data)
                 if self.fsync:
-                    os.fsync(fh.fileno())
+                    os.fsync(fd)
         except OSError as exc:
             return SendResult(RETRY, f"{self.path}: {exc.strerror or exc}", status="error")
         return SendResult(OK, status="success", request_bytes=size)

@@ -1,0 +1,250 @@
+"""The file sink's batch-at-a-time encoder and its writes, checked against the per-event encoding.
+
+``encode_batch`` turns a plain-lines batch into its JSON lines with a few whole-payload operations (no
+Python work per line); each line must be byte for byte what ``encode_lines`` (one event at a time, the
+format README.md documents) gives, whatever the lines hold. End-to-end delivery, crash and kill -9 cases
+are in test_basics.py, test_crash_and_locks.py and test_review.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from shipctl.model import FMT_JSON, FMT_RAW, Batch
+from shipctl.sinks import jsonl
+from shipctl.sinks.base import OK, SendResult
+from shipctl.sinks.jsonl import (
+    FileSink,
+    FileSinkOptions,
+    StdoutSink,
+    StdoutSinkOptions,
+    encode_batch,
+    encode_lines,
+)
+from tests.conftest import Env, assert_exactly_once, numbered
+
+SESSION = "3f2a9c1e0b7d4c559e612d8f0a4b7c10"
+
+
+def raw_batch(lines: list[bytes], *, sn: int = 1, source: str = "/var/log/app.log", attrs: dict | None = None) -> Batch:
+    payload = b"".join(line + b"\n" for line in lines)
+    return Batch(7, "log", source, "app", 1_764_000_000_000_000_000, attrs or {"serverHost": "h"}, FMT_RAW,
+                 len(lines), len(payload), sn, payload)  # fmt: skip
+
+
+def expected(b: Batch, first_sn: int) -> bytes:
+    return "".join(line for sn, line in encode_lines([b], SESSION) if sn >= first_sn).encode()
+
+
+def test_plain_ascii_lines() -> None:
+    b = raw_batch([b'127.0.0.1 - - [30/Nov/2026:21:00:00 +0000] "GET / HTTP/1.1" 200 12', b'C:\\dir "x"', b""])
+    out = encode_batch(b, 0, SESSION)
+    assert out == expected(b, 0)
+    objs = [json.loads(line) for line in out.decode().splitlines()]
+    assert [o["sn"] for o in objs] == [1, 2, 3]
+    assert [o["ts"] for o in objs] == [b.ts, b.ts + 1, b.ts + 2]
+    assert objs[1] == {
+        "ts": b.ts + 1,
+        "kind": "log",
+        "source": "/var/log/app.log",
+        "message": 'C:\\dir "x"',
+        "attrs": {"serverHost": "h"},
+        "si": SESSION,
+        "sn": 2,
+    }
+    assert list(objs[0]) == ["ts", "kind", "source", "message", "attrs", "si", "sn"]  # the documented order
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["caf\u00e9 \u2028 \U0001f600".encode()],  # non-ASCII: the json module's escaper, line by line
+        [b"bad \xff\xfe utf-8"],  # invalid UTF-8 becomes U+FFFD, as Batch.messages decodes it
+    ],
+)
+def test_escapes_and_odd_bytes(extra: list[bytes]) -> None:
+    lines = [
+        b'say "hi" \\ back \\n not a newline',  # quote and backslash
+        b"tab\there\x01\x1f\x7f\x08\x0c\r",  # control characters and DEL (escaped as \u007f by the json module)
+        b"100% done %s %d %%",  # a '%' in the line: the batch is one % format
+        *extra,
+        b"",
+    ]
+    b = raw_batch(lines, sn=41, source="/logs/50%-full/%d.log", attrs={"serverHost": "w%1", "n": 3, "q": '"'})
+    out = encode_batch(b, 0, SESSION)
+    assert out == expected(b, 0)
+    assert out.isascii()
+    assert [json.loads(line)["message"] for line in out.decode().splitlines()] == b.messages()
+
+
+def test_a_batch_resumed_mid_way_starts_at_its_first_unsent_event() -> None:
+    b = raw_batch([b"a", b"b", b"c", b"d"], sn=10)
+    out = encode_batch(b, 12, SESSION)
+    assert [json.loads(line)["message"] for line in out.decode().splitlines()] == ["c", "d"]
+    assert out == expected(b, 12)
+    assert encode_batch(b, 14, SESSION) == expected(b, 14)  # only the last one
+    assert encode_batch(b, 99, SESSION) == b""  # everything already written
+    assert encode_batch(raw_batch([]), 0, SESSION) == b""
+
+
+def test_a_payload_without_its_last_newline_drops_the_fragment_like_messages() -> None:
+    b = raw_batch([b"one", b"two"])
+    b.payload += b"half"
+    assert encode_batch(b, 0, SESSION) == expected(b, 0)
+    assert len(encode_batch(b, 0, SESSION).splitlines()) == 2
+
+
+def test_json_batches_go_event_by_event() -> None:
+    events = [{"m": "x", "a": {"k": 1}, "t": 5, "k": "metric"}, {"m": 'caf\u00e9 "q" 100%'}]
+    payload = json.dumps(events).encode()
+    b = Batch(3, "event", "mon", None, 1_000, {"serverHost": "h"}, FMT_JSON, 2, len(payload), 7, payload)
+    assert encode_batch(b, 0, SESSION) == expected(b, 0)
+    assert encode_batch(b, 8, SESSION) == expected(b, 8)
+    assert json.loads(encode_batch(b, 8, SESSION))["message"] == 'caf\u00e9 "q" 100%'
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.binary(max_size=40).map(lambda x: x.replace(b"\n", b"")), min_size=1, max_size=20),
+    st.integers(0, 25),
+)
+def test_any_lines_match_the_per_event_encoding(lines: list[bytes], skip: int) -> None:
+    b = raw_batch(lines, sn=1_000)
+    assert encode_batch(b, 1_000 + skip, SESSION) == expected(b, 1_000 + skip)
+
+
+def test_a_batch_is_encoded_a_piece_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces end at a newline; a line longer than a piece is a piece of its own; a piece of ASCII next to
+    one that is not is escaped its own way; time stamps and sequence numbers run on across pieces."""
+    monkeypatch.setattr(jsonl, "PIECE", 10)
+    lines = [b"short", b"a line longer than ten bytes", b"x", b"caf\xc3\xa9", b"", b'q"%', b"y" * 25, b"z"]
+    b = raw_batch(lines, sn=7)
+    pieces = list(jsonl.encode_pieces(b, 0, SESSION))
+    assert len(pieces) >= 5 and all(p.endswith(b"}\n") for p in pieces)
+    assert b"".join(pieces) == expected(b, 0)
+    for first in range(7, 16):
+        assert encode_batch(b, first, SESSION) == expected(b, first)
+
+
+@pytest.mark.parametrize("sn", [1, 9_990, 10_000, 19_995, 99_999_998, 1_234_567_890_123])
+@pytest.mark.parametrize("ts_low", [0, 9_985, 9_999])
+@pytest.mark.parametrize("piece", [8, 64, 1 << 16])
+def test_numbers_across_multiples_of_ten_thousand(
+    sn: int, ts_low: int, piece: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Time stamps and sequence numbers are written from tables of their last four digits; a run of them
+    that crosses a multiple of 10,000 (or starts below it) must read as the plain numbers."""
+    monkeypatch.setattr(jsonl, "PIECE", piece)
+    b = raw_batch([b"line %d" % i for i in range(40)], sn=sn)
+    b.ts = 1_764_000_000_000_000_000 + ts_low
+    out = encode_batch(b, 0, SESSION)
+    assert out == expected(b, 0)
+    objs = [json.loads(line) for line in out.decode().splitlines()]
+    assert [(o["ts"], o["sn"]) for o in objs] == [(b.ts + i, sn + i) for i in range(40)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.binary(max_size=30).map(lambda x: x.replace(b"\n", b"")), min_size=1, max_size=30),
+    st.integers(1, 64),
+    st.integers(0, 35),
+    st.integers(1, 10**13),
+    st.integers(0, 10**19),
+)
+def test_any_piece_size_gives_the_same_lines(lines: list[bytes], piece: int, skip: int, sn: int, ts: int) -> None:
+    b = raw_batch(lines, sn=sn)
+    b.ts = ts
+    saved = jsonl.PIECE
+    jsonl.PIECE = piece
+    try:
+        assert encode_batch(b, sn + skip, SESSION) == expected(b, sn + skip)
+    finally:
+        jsonl.PIECE = saved
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.text(max_size=30).map(lambda x: x.replace("\n", "")), min_size=1, max_size=10))
+def test_any_text_matches_the_per_event_encoding(lines: list[str]) -> None:
+    b = raw_batch([line.encode("utf-8", "surrogatepass") for line in lines], sn=5)
+    assert encode_batch(b, 0, SESSION) == expected(b, 0)
+
+
+def sink(tmp_path: Path, *, fsync: bool = True) -> FileSink:
+    return FileSink(FileSinkOptions(path=str(tmp_path / "out" / "sink.jsonl"), fsync=fsync), SESSION)
+
+
+def test_send_appends_each_batch_once_and_fsyncs_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    fs = sink(tmp_path)
+    a, b = raw_batch([b"a1", b"a2"], sn=1), raw_batch([b"b1", b'b"2'], sn=3)
+    res = fs.send([a, b], 1)
+    assert res.outcome == OK and len(synced) == 1
+    path = Path(fs.path)
+    assert path.read_bytes() == expected(a, 0) + expected(b, 0)
+    assert res.request_bytes == path.stat().st_size
+    assert path.stat().st_mode & 0o777 == 0o640
+    # Sent again (killed after the write, before the cursor moved): nothing is written twice.
+    c = raw_batch([b"c1"], sn=5)
+    assert fs.send([b, c], 3).outcome == OK
+    assert path.read_bytes() == expected(a, 0) + expected(b, 0) + expected(c, 0)
+    assert len(synced) == 2
+
+
+def test_send_cuts_a_torn_tail_and_writes_its_events_again(tmp_path: Path) -> None:
+    fs = sink(tmp_path, fsync=False)
+    a, b = raw_batch([b"a1", b"a2"], sn=1), raw_batch([b"b1", b"b2", b"b3"], sn=3)
+    assert fs.send([a], 1).outcome == OK
+    whole = Path(fs.path).read_bytes()
+    torn = expected(b, 0)[:-30]  # killed mid-write: b1, b2 whole, b3 cut short
+    with open(fs.path, "ab") as fh:
+        fh.write(torn)
+    assert fs.send([b], 3).outcome == OK  # b's cursor never moved: it comes again from its first event
+    assert Path(fs.path).read_bytes() == whole + expected(b, 0)
+
+
+def test_send_fails_as_retry_when_the_file_cannot_be_written(tmp_path: Path) -> None:
+    (tmp_path / "out").write_text("not a directory")
+    res = sink(tmp_path).send([raw_batch([b"x"])], 1)
+    assert res.outcome == "retry" and "out" in res.message
+
+
+def test_upload_writes_and_fsyncs_a_batch_at_a_time(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default request is one tail-once batch (1 MiB): the upload pipeline holds a few of them inflated at
+    once, so 8 MiB requests made the file sink's ``run`` peak at ~80 MiB RSS. Each is on disk (fsync) before
+    the cursor moves; what lands in the file is every line once, in order, as ``encode_lines`` writes it."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(40_000, width=70))  # ~3.2 MB: four batches
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    sends: list[int] = []
+    synced: list[int] = []
+    real_send, real_fsync = FileSink.send, os.fsync
+
+    def send(self: FileSink, batches: list[Batch], first_sn: int) -> SendResult:
+        sends.append(sum(b.n_bytes for b in batches))
+        return real_send(self, batches, first_sn)
+
+    monkeypatch.setattr(FileSink, "send", send)
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    assert env.cli("upload").exit_code == 0
+    assert len(sends) >= 4 and max(sends) <= 1 << 20, sends
+    assert len(synced) >= len(sends)  # (SQLite syncs its own files too)
+    assert_exactly_once(env.messages(), range(40_000))
+    assert [o["sn"] for o in env.events()] == list(range(1, 40_001))
+
+
+def test_stdout_sink_writes_the_same_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    a, b = raw_batch([b"a1", "caf\u00e9".encode()], sn=1), raw_batch([b'b"1', b"b2"], sn=3)
+    res = StdoutSink(StdoutSinkOptions(), SESSION).send([a, b], 2)
+    out = capsys.readouterr().out
+    assert out == (expected(a, 2) + expected(b, 2)).decode()
+    assert res.outcome == OK and res.request_bytes == len(out)
