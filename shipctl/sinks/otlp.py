@@ -47,6 +47,7 @@ import json
 import math
 import re
 import struct
+import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ from shipctl.sinks.scalyr import escape_lines
 
 INSTALL_HINT = "pip install 'shipctl[otlp]'"
 MIN_REQUEST_BYTES = 64 * 1024  # a 413 halves the request size down to this, then backs off instead
+MAX_IN_FLIGHT = 8  # requests_in_flight: each one holds a compressed request in memory until its reply
 MAX_REPLY_BYTES = 64 * 1024  # of a reply body read: an error page is not worth more
 SHOW_CHARS = 64 * 1024  # of a request body, for upload --dry-run
 SESSION_KEY = "shipctl.session"
@@ -125,6 +127,9 @@ class OtlpOptions:
     read_timeout: float = field(30.0, check=positive)
     # Cap on one request's body before compression (logs and metrics of one request together).
     request_bytes: int = field(4 << 20, check=positive)
+    # Requests posted before the first reply is in: a collector decodes one while the next is on its way
+    # (replies are booked in order; the cursor never passes a request that was not confirmed). 1: one at a time.
+    requests_in_flight: int = field(2, check=positive)
 
     def __post_init__(self) -> None:
         url = urlsplit(self.endpoint)
@@ -137,6 +142,8 @@ class OtlpOptions:
                 f"endpoint: give the collector's base URL ({self.endpoint!r} ends with a signal path;"
                 " /v1/logs and /v1/metrics are appended)"
             )
+        if self.requests_in_flight > MAX_IN_FLIGHT:
+            raise ValueError(f"requests_in_flight: expected 1 to {MAX_IN_FLIGHT}, got {self.requests_in_flight}")
         if self.request_bytes < MIN_REQUEST_BYTES:
             raise ValueError(f"request_bytes: expected at least {MIN_REQUEST_BYTES}, got {self.request_bytes}")
         for name, value in self.headers.items():
@@ -743,12 +750,14 @@ class OtlpSink(Sink):
         self.session = session
         self.request_bytes = options.request_bytes
         self.request_limit = options.request_bytes
+        self.in_flight = options.requests_in_flight
         base = options.endpoint.rstrip("/")
         self.urls = {"logs": f"{base}/v1/logs", "metrics": f"{base}/v1/metrics"}
         self.host = urlsplit(options.endpoint).netloc
         self.server: dict[str, Any] = {}
         self._enc: _Encoding | None = None
         self._http: Any = None
+        self._http_lock = threading.Lock()
 
     def bind(self, server_attributes: Mapping[str, Any]) -> None:
         self.server = dict(server_attributes)
@@ -890,11 +899,12 @@ class OtlpSink(Sink):
         return h
 
     def _client(self) -> Any:
-        if self._http is None:
-            import requests  # lazily: a run with nothing to send must not pay for it
+        with self._http_lock:  # posts run in several threads at once (requests_in_flight): one session
+            if self._http is None:
+                import requests  # lazily: a run with nothing to send must not pay for it
 
-            self._http = requests.Session()
-        return self._http
+                self._http = requests.Session()
+            return self._http
 
     def post(self, request: Request) -> SendResult:
         self.seal(request)
