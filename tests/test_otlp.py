@@ -439,11 +439,13 @@ def test_requests_stay_under_request_bytes_and_cover_each_event_once(env: Env, h
     assert_exactly_once(bodies, range(6000))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     lines=st.lists(st.text(st.characters(exclude_characters="\n"), max_size=300), min_size=1, max_size=60),
-    sn=st.sampled_from([1, 100, 126, 16_300, 16_383, 2_097_100, 268_435_400, 2**35 - 5]),
-    ts=st.sampled_from([1_700_000_000_000_000_000, 10**18 - 20]),  # the second gains a digit mid-batch
+    # Across varint lengths (protobuf) and multiples of 10,000 (JSON writes the last four digits from a table).
+    sn=st.sampled_from([1, 100, 126, 9_980, 16_300, 16_383, 99_990, 2_097_100, 268_435_400, 2**35 - 5]),
+    # The second gains a digit mid-batch; the third crosses 2**16 in its low bytes (protobuf) mid-batch.
+    ts=st.sampled_from([1_700_000_000_000_000_000, 10**18 - 20, 1_700_000_000_000_065_500]),
     start=st.integers(0, 5),
     limit=st.integers(1, 6000),
     protocol=st.sampled_from(["protobuf", "json"]),

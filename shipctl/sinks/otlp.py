@@ -316,6 +316,33 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes((tag,)) + _varint(len(payload)) + payload
 
 
+_RUN = 10_000  # the JSON fast path writes a number as its leading digits and its last four (from a table)
+_JSON_TS_TAIL = b'","body":{"stringValue":"'  # what follows a record's time
+_JSON_SN_TAIL = b'"}}]},'  # what follows its sequence number: the end of the record
+_json_tables: tuple[tuple[list[bytes], list[bytes]], tuple[list[bytes], list[bytes]]] | None = None
+
+
+def _digit_tables() -> tuple[tuple[list[bytes], list[bytes]], tuple[list[bytes], list[bytes]]]:
+    """For times and for sequence numbers: (the last four digits of a number of 10,000 or more, a number under
+    10,000 in full), each followed by what comes after it in a record."""
+    global _json_tables
+    if _json_tables is None:
+        _json_tables = tuple(  # type: ignore[assignment]
+            ([b"%04d%b" % (k, tail) for k in range(_RUN)], [b"%d%b" % (k, tail) for k in range(_RUN)])
+            for tail in (_JSON_TS_TAIL, _JSON_SN_TAIL)
+        )
+    return _json_tables  # type: ignore[return-value]
+
+
+def _digits(first: int, m: int, tables: tuple[list[bytes], list[bytes]]) -> tuple[bytes, list[bytes]]:
+    """``first .. first + m - 1`` (none crossing a multiple of 10,000) as their shared leading digits and
+    each one's tail from ``tables``."""
+    low = first % _RUN
+    if first < _RUN:
+        return b"", tables[1][low : low + m]
+    return b"%d" % (first // _RUN), tables[0][low : low + m]
+
+
 # --- chunks: consecutive events of one batch, encoded, cut at event boundaries --------------------------------
 
 
@@ -669,7 +696,7 @@ class _Json(_Encoding):
         lines = _split_lines(escape_lines(batch.payload), start, batch.n_events - start)
         n = len(lines)
         if not n:
-            return [], 7, 0, 0, []
+            return [], 5, 0, 0, []
         sn0, ts0 = batch.sn + start, batch.ts + start
         mid = b'"},"observedTimeUnixNano":"%d",' % batch.ts
         if sev:
@@ -677,24 +704,40 @@ class _Json(_Encoding):
         # The attribute list, left open for the sequence number.
         attrs = b"".join(_dumps(kv) + b"," for kv in _js_kvs(const))
         mid += b'"attributes":[%b{"key":"%b","value":{"intValue":"' % (attrs, SN_KEY.encode())
-        # Seven pieces per record: [open] [time] [body open] [escaped line] [constant part] [sn] [close].
-        record = [b'{"timeUnixNano":"', b"", b'","body":{"stringValue":"', b"", mid, b"", b'"}}]},']
-        parts = record * n
-        digits = b"%d".__mod__
-        times = list(map(digits, range(ts0, ts0 + n)))
-        sns = list(map(digits, range(sn0, sn0 + n)))
-        parts[1::7] = times
-        parts[3::7] = lines
-        parts[5::7] = sns
-        # Each record's bytes without measuring its pieces: its line and number vary, the rest is constant (times
-        # have one length unless a power of ten falls inside the batch).
-        fixed = sum(map(len, record))
-        sizes = list(map(add, map(len, lines), map(len, sns)))
-        if len(times[0]) == len(times[-1]):
-            sizes = list(map((fixed + len(times[0])).__add__, sizes))
-        else:
-            sizes = list(map(fixed.__add__, map(add, sizes, map(len, times))))
-        return parts, 7, n, sum(sizes), sizes
+        ts_tables, sn_tables = _digit_tables()
+        # Five pieces per record: [open, leading digits of the time] [its last four digits, body open] [escaped
+        # line] [constant part, leading digits of the sn] [its last four digits, close]. Times and sequence
+        # numbers are consecutive: within a run where neither crosses a multiple of 10,000 the leading digits
+        # are constant and the last four come from tables by slicing, so no number is formatted per record.
+        parts: list[bytes] = [b""] * (5 * n)
+        parts[2::5] = lines
+        sizes: list[int] = []  # each record's bytes, from its line's length: nothing measured again
+        i = 0
+        while i < n:
+            ts, sn = ts0 + i, sn0 + i
+            end = min(n, i + _RUN - ts % _RUN, i + _RUN - sn % _RUN)
+            m = end - i
+            ts_lead, ts_tail = _digits(ts, m, ts_tables)
+            sn_lead, sn_tail = _digits(sn, m, sn_tables)
+            head, body = b'{"timeUnixNano":"' + ts_lead, mid + sn_lead
+            parts[5 * i : 5 * end : 5] = [head] * m
+            parts[5 * i + 1 : 5 * end : 5] = ts_tail
+            parts[5 * i + 3 : 5 * end : 5] = [body] * m
+            parts[5 * i + 4 : 5 * end : 5] = sn_tail
+            fixed = len(head) + len(body)
+            run: Iterable[int] = map(len, lines[i:end])
+            # Under 10,000 a number has no leading digits and its tail varies in length: measure those.
+            if ts_lead:
+                fixed += len(ts_tail[0])
+            else:
+                run = map(add, run, map(len, ts_tail))
+            if sn_lead:
+                fixed += len(sn_tail[0])
+            else:
+                run = map(add, run, map(len, sn_tail))
+            sizes += map(fixed.__add__, run)
+            i = end
+        return parts, 5, n, sum(sizes), sizes
 
     def record(self, rec: _Rec) -> bytes:
         obj: dict[str, Any] = {
