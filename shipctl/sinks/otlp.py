@@ -311,6 +311,17 @@ def _varint_tables() -> tuple[list[bytes], list[bytes]]:
     return _tables
 
 
+_ts_low: list[bytes] | None = None
+
+
+def _ts_table() -> list[bytes]:
+    """The fixed64 time field's tag and first two (low) bytes, for each of the 65,536 values of those bytes."""
+    global _ts_low
+    if _ts_low is None:
+        _ts_low = [b"\x09" + x.to_bytes(2, "little") for x in range(1 << 16)]
+    return _ts_low
+
+
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field (tag byte already holding field number and wire type 2)."""
     return bytes((tag,)) + _varint(len(payload)) + payload
@@ -561,7 +572,7 @@ class _Proto(_Encoding):
         self.resource_field = _field(0x0A, res)
         self.scope_field = _field(0x0A, scope)
         self.overhead = len(self.resource_field) + len(self.scope_field) + 12
-        self._frames: dict[int, tuple[dict[int, bytes], dict[int, bytes], dict[int, int]]] = {}
+        self._frames: dict[int, tuple[dict[int, bytes], dict[int, int]]] = {}
 
     def lines(
         self, batch: Batch, start: int, const: list[tuple[str, Any]], sev: tuple[int, str] | None
@@ -572,57 +583,62 @@ class _Proto(_Encoding):
         lines = _split_lines(payload, start, batch.n_events - start)
         n = len(lines)
         if not n:
-            return [], 7, 0, 0, []
+            return [], 6, 0, 0, []
         rec = self.pb.logs.LogRecord(observed_time_unix_nano=batch.ts, attributes=_pb_kvs(const))
         if sev:
             rec.severity_number, rec.severity_text = sev
         tail = rec.SerializeToString()  # fields in any order make one message: the per-line fields go first
         small, low = _varint_tables()
+        ts_low = _ts_table()
         sn0, ts0 = batch.sn + start, batch.ts + start
         lens = list(map(len, lines))
-        # Seven pieces per record: [0x12 len 0x09] [time] [0x2a len 0x0a len] [line] [constant attributes and
-        # the sn key] [sn varint, low bytes] [sn varint, high bytes].
-        parts: list[bytes] = [b""] * (7 * n)
-        parts[1::7] = map(_Q.pack, range(ts0, ts0 + n))
-        parts[3::7] = lines
+        # Six pieces per record: [0x12 len 0x2a len 0x0a len] [line] [0x09, the time's two low bytes] [its six
+        # high bytes, the constant attributes and the sn key] [sn varint, low bytes] [sn varint, high bytes].
+        # Times and sequence numbers are consecutive: within a run where the time's high bytes and the sn's
+        # varint length and high bytes stay the same, those are constant pieces and the low ones come from
+        # tables by slicing, so no number is packed per record.
+        parts: list[bytes] = [b""] * (6 * n)
+        parts[1::6] = lines
         sizes: list[int] = []  # each record's bytes, from its line's length: nothing measured again
         i = 0
         while i < n:
-            # Runs of records whose sequence numbers have varints of one length and shared high bytes.
-            sn = sn0 + i
+            sn, ts = sn0 + i, ts0 + i
             if sn < 1 << 14:
                 end = min(n, i + ((1 << 7) - sn if sn < 1 << 7 else (1 << 14) - sn))
-                lows, high = small[sn : sn0 + end], b""
             else:
                 end = min(n, i + (1 << 14) - (sn & 0x3FFF))
-                lows, high = low[sn & 0x3FFF : (sn & 0x3FFF) + end - i], _varint(sn >> 14)
+            end = min(end, i + (1 << 16) - (ts & 0xFFFF))
+            m = end - i
+            if sn < 1 << 14:
+                lows, high = small[sn : sn + m], b""
+            else:
+                lows, high = low[sn & 0x3FFF : (sn & 0x3FFF) + m], _varint(sn >> 14)
             vlen = len(lows[0]) + len(high)
             # KeyValue { key (1), value (2): AnyValue { int_value (3): the varint } }
             sn_kv = _field(0x0A, SN_KEY.encode()) + b"\x12" + _varint(1 + vlen) + b"\x18"
-            mid = tail + b"\x32" + _varint(len(sn_kv) + vlen) + sn_kv
-            heads, bodies, totals = self._framing(9 + len(mid) + vlen, set(lens[i:end]))
-            m = end - i
+            mid = _Q.pack(ts)[2:] + tail + b"\x32" + _varint(len(sn_kv) + vlen) + sn_kv
+            heads, totals = self._framing(3 + len(mid) + vlen, set(lens[i:end]))
             run = lens[i:end]
-            parts[7 * i : 7 * end : 7] = map(heads.__getitem__, run)
-            parts[7 * i + 2 : 7 * end : 7] = map(bodies.__getitem__, run)
+            parts[6 * i : 6 * end : 6] = map(heads.__getitem__, run)
+            parts[6 * i + 2 : 6 * end : 6] = ts_low[ts & 0xFFFF : (ts & 0xFFFF) + m]
+            parts[6 * i + 3 : 6 * end : 6] = [mid] * m
+            parts[6 * i + 4 : 6 * end : 6] = lows
+            parts[6 * i + 5 : 6 * end : 6] = [high] * m
             sizes += map(totals.__getitem__, run)
-            parts[7 * i + 4 : 7 * end : 7] = [mid] * m
-            parts[7 * i + 5 : 7 * end : 7] = lows
-            parts[7 * i + 6 : 7 * end : 7] = [high] * m
             i = end
-        return parts, 7, n, sum(sizes), sizes
+        return parts, 6, n, sum(sizes), sizes
 
-    def _framing(self, fixed: int, lengths: set[int]) -> tuple[dict[int, bytes], dict[int, bytes], dict[int, int]]:
-        """By line length: the record's opening (field tag, length, time tag), the body's (AnyValue
-        framing), and the whole record's bytes. ``fixed`` is what a record holds besides its body."""
-        heads, bodies, totals = self._frames.setdefault(fixed, ({}, {}, {}))
+    def _framing(self, fixed: int, lengths: set[int]) -> tuple[dict[int, bytes], dict[int, int]]:
+        """By line length: the record's opening (its field tag and length, then the body's AnyValue framing),
+        and the whole record's bytes. ``fixed`` is what a record holds besides its body."""
+        heads, totals = self._frames.setdefault(fixed, ({}, {}))
         for ln in lengths - heads.keys():
             inner = 1 + len(_varint(ln)) + ln
             body = b"\x2a" + _varint(inner) + b"\x0a" + _varint(ln)
-            heads[ln] = b"\x12" + _varint(fixed + len(body) + ln) + b"\x09"
-            bodies[ln] = body
-            totals[ln] = len(heads[ln]) - 1 + fixed + len(body) + ln  # the time tag is in both head and fixed
-        return heads, bodies, totals
+            size = fixed + len(body) + ln
+            heads[ln] = b"\x12" + _varint(size) + body
+            totals[ln] = 1 + len(_varint(size)) + size
+        return heads, totals
 
     def record(self, rec: _Rec) -> bytes:
         r = self.pb.logs.LogRecord(
