@@ -762,6 +762,8 @@ def test_headers_are_sent_and_secret_ones_masked_in_dry_run(
         ('headers = { "x-api-key" = "clé€secret" }', "headers.x-api-key: only Latin-1 characters on one line"),
         ('headers = { "bad name" = "v" }', "'bad name' is not a valid HTTP header name"),
         ("request_bytes = 1000", "request_bytes: expected at least 65536"),
+        ("requests_in_flight = 0", "requests_in_flight"),
+        ("requests_in_flight = 9", "requests_in_flight: expected 1 to 8, got 9"),
     ],
 )
 def test_config_mistakes_are_exit_78_naming_the_key(env: Env, option: str, said: str) -> None:
