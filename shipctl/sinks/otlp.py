@@ -36,9 +36,10 @@ Speed: plain log lines (the bulk) are framed without an object per line: the who
 every record is assembled from per-line pieces by ``map``/slice assignment (the body, its framing looked up
 per distinct line length, the low bytes or last digits of the time and sequence number sliced from tables,
 the rest constant over a run of records), then joined once. The per-batch constant part of each record
-(observed time, severity, attributes) is serialised once per batch (by ``opentelemetry-proto`` or ``json``); everything that
-is not a plain line is built with it message by message. ``requests_in_flight`` (2) requests are posted before
-the first reply is in, so the collector decodes one while the next is on its way; replies are booked in order.
+(observed time, severity, attributes) is serialised once per batch (by ``opentelemetry-proto`` or ``json``);
+everything that is not a plain line is built message by message. ``requests_in_flight`` (2) requests are
+posted before the first reply is in, so the collector decodes one while the next is on its way; replies are
+booked in order.
 """
 
 from __future__ import annotations
