@@ -28,6 +28,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceResponse,
 )
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from pytest_httpserver import HTTPServer
 from werkzeug import Request as WRequest
 from werkzeug import Response as WResponse
@@ -474,9 +476,26 @@ def test_plain_line_framing_decodes_exactly(
         msg = _decode("/v1/logs", body, sink.enc.content_type)
         for r in msg.resource_logs[0].scope_logs[0].log_records:
             a = {kv.key: kv.value for kv in r.attributes}
-            assert a["shipctl.session"].string_value == "f" * 32 and r.severity_number == 9
-            assert r.observed_time_unix_nano == batch.ts
-            got.append((a["shipctl.sn"].int_value, r.time_unix_nano, r.body.string_value))
+            sn_ = a["shipctl.sn"].int_value
+            # The whole record, as opentelemetry-proto builds it from the same inputs (every field and attribute).
+            want_rec = LogRecord(
+                time_unix_nano=batch.ts + sn_ - sn,
+                observed_time_unix_nano=batch.ts,
+                severity_number=9,
+                severity_text="info",
+                body=AnyValue(string_value=r.body.string_value),
+                attributes=[
+                    KeyValue(key=k, value=v)
+                    for k, v in (
+                        ("log.file.path", AnyValue(string_value="/l")),
+                        ("level", AnyValue(string_value="info")),
+                        ("shipctl.session", AnyValue(string_value="f" * 32)),
+                        ("shipctl.sn", AnyValue(int_value=sn_)),
+                    )
+                ],
+            )
+            assert r == want_rec
+            got.append((sn_, r.time_unix_nano, r.body.string_value))
     want = [
         (sn + i, batch.ts + i, line.encode("utf-8", "surrogatepass").decode("utf-8", "replace"))
         for i, line in enumerate(lines)
