@@ -1,7 +1,7 @@
 """Throughput of the otlp sink to a loopback OTLP/HTTP collector (rotel), by hand.
 
     python benchmarks/bench_otlp.py [--mb 200] [--runs 3] [--protocol protobuf|json] [--compression gzip|none]
-                                    [--shipctl VENV_OR_SCRIPT] [--rotel PATH]
+                                    [--request-bytes N] [--in-flight N] [--shipctl VENV_OR_SCRIPT] [--rotel PATH]
 
 Each run: a fresh state file, ``shipctl tail-once`` (not timed), then ``shipctl upload`` under
 ``/usr/bin/time -v``: its wall time gives MB/s of log delivered, its user+system time CPU-seconds per GB of
@@ -101,6 +101,7 @@ def main() -> None:
     ap.add_argument("--protocol", default="protobuf", choices=("protobuf", "json"))
     ap.add_argument("--compression", default="gzip", choices=("gzip", "none"))
     ap.add_argument("--request-bytes", type=int, default=0, help="the sink's request_bytes (default: its own)")
+    ap.add_argument("--in-flight", type=int, default=0, help="the sink's requests_in_flight (default: its own)")
     ap.add_argument("--shipctl", default=None, help="a venv folder or a shipctl script (default: beside python)")
     ap.add_argument("--rotel", default=None, help="the rotel-agent binary")
     args = ap.parse_args()
@@ -128,6 +129,7 @@ def main() -> None:
             work.mkdir()
             cfg = work / "bench.toml"
             extra = f"request_bytes = {args.request_bytes}\n" if args.request_bytes else ""
+            extra += f"requests_in_flight = {args.in_flight}\n" if args.in_flight else ""
             cfg.write_text(
                 "[agent]\nmax_seconds = 0\nimplicit_metric_monitor = false\n"
                 f'implicit_agent_process_metrics_monitor = false\n[[logs]]\npath = "{log}"\n'

@@ -3,10 +3,11 @@ own cursor.
 
 Each sink runs in its own thread with its own connection and its own lock (``upload.<id>``), so a sink that
 is down or slow never delays another, and two uploads of different sinks may run at once. Within a sink, one
-request is in flight at a time (a later batch must never be accepted before an earlier one that is still
-pending) while the next is encoded. The cursor moves once the request holding a batch's last event is
-confirmed; a batch leaves the journal once every sink that takes it is past it. Failures back off per sink
-across runs (state file), so a timer tick during backoff is a no-op for that sink.
+request is in flight at a time while the next is encoded, unless the sink allows more (``Sink.in_flight``):
+replies are then still booked in the order the requests were cut, so the cursor only moves over a prefix of
+confirmed requests. The cursor moves once the request holding a batch's last event is confirmed; a batch
+leaves the journal once every sink that takes it is past it. Failures back off per sink across runs (state
+file), so a timer tick during backoff is a no-op for that sink.
 """
 
 from __future__ import annotations
@@ -339,10 +340,13 @@ class _Run:
 
     # --- the run -------------------------------------------------------------------------------------
     def send(self, budget: Budget, max_batches: int) -> None:
-        """Post requests one at a time. Meanwhile the next ones are encoded (this thread) and compressed
-        (workers: zlib releases the GIL), at most ``AHEAD`` of them: work thrown away if a reply stops the
-        run or shrinks the requests. When every request of the pass is confirmed, the cursor moves past the
-        batches after them that are not routed to this sink."""
+        """Post requests, ``sink.in_flight`` at a time (one unless the sink says otherwise). Meanwhile the next
+        ones are encoded (this thread) and compressed (workers: zlib releases the GIL), at most ``AHEAD`` of
+        them: work thrown away if a reply stops the run or shrinks the requests. Replies are booked in the
+        order the requests were cut: after a failure, whatever was posted behind it is not booked even if it
+        was accepted (it goes again with the retry, under the same sequence numbers), so the cursor never
+        passes an unconfirmed request. When every request of the pass is confirmed, the cursor moves past
+        the batches after them that are not routed to this sink."""
         reader = self._reader(max_batches)
         reqs = self.sink.requests(reader, self.acked)
         first = next(reqs, None)
@@ -352,9 +356,11 @@ class _Run:
         from collections import deque
         from concurrent.futures import Future, ThreadPoolExecutor
 
+        depth = max(1, self.sink.in_flight)
         finished = False
-        with ThreadPoolExecutor(1 + AHEAD, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
+        with ThreadPoolExecutor(depth + AHEAD, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
             ready: deque[tuple[Request, Future[None]]] = deque([(first, pool.submit(self.sink.seal, first))])
+            flying: deque[tuple[Request, Future[SendResult]]] = deque()
 
             def refill() -> None:
                 while len(ready) < AHEAD:
@@ -364,25 +370,34 @@ class _Run:
                     ready.append((req, pool.submit(self.sink.seal, req)))
 
             while True:
-                if not ready:
-                    finished = True
+                stop = False
+                while ready and len(flying) < depth:
+                    if budget.exhausted():
+                        stop = True
+                        break
+                    if max_batches and self.result.batches + self.result.discarded_batches >= max_batches:
+                        self.result.stopped = f"batch limit of {max_batches} reached"
+                        stop = True
+                        break
+                    cur, sealed = ready.popleft()
+                    sealed.result()
+                    self.sink.deadline = budget.deadline()  # every wait of the post ends with the run's budget
+                    flying.append((cur, pool.submit(self.sink.post, cur)))
+                    refill()
+                if not flying:
+                    finished = not stop and not ready
                     break
-                if budget.exhausted():
-                    break
-                if max_batches and self.result.batches + self.result.discarded_batches >= max_batches:
-                    self.result.stopped = f"batch limit of {max_batches} reached"
-                    break
-                cur, sealed = ready.popleft()
-                sealed.result()
-                self.sink.deadline = budget.deadline()  # every wait of the post ends with the run's budget
-                posted = pool.submit(self.sink.post, cur)
-                refill()
+                cur, posted = flying.popleft()
                 res = posted.result()
                 self.result.requests += 1
                 if not self._record(cur, res):
-                    break
+                    break  # what flies behind it is not booked (the pool waits for it on the way out)
                 if res.outcome == TOO_LARGE:
-                    # Smaller requests from the same point; what was encoded at the old size is dropped.
+                    # Smaller requests from the same point; what was encoded or posted at the old size is
+                    # dropped (a later request the receiver took anyway goes again, smaller).
+                    for _, later in flying:
+                        later.result()
+                    flying.clear()
                     ready.clear()
                     reqs.close()
                     reader = self._reader(max_batches)

@@ -80,6 +80,11 @@ class Sink(abc.ABC):
         """The connect and read timeouts, cut to what is left of the run's budget."""
         return cut_to_deadline(connect, read, self.deadline)
 
+    #: requests posted before the reply to the first of them is in (``post()`` then runs in that many threads
+    #: at once). Replies are booked in order, so the cursor only ever moves over a prefix of confirmed requests;
+    #: a failure ends the run and what was posted after it goes again. 1: strictly one at a time.
+    in_flight: int = 1
+
     #: how much queued payload to read from the state file at a time
     request_bytes: int
     #: the current cap on one request's uncompressed size (halved after TOO_LARGE, kept in the state file)

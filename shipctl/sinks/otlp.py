@@ -33,10 +33,13 @@ the like keep the data and back off (a setup problem, not bad data). A request h
 POSTs, logs first: when the second fails, the logs go again with the retry, under the same session and sn.
 
 Speed: plain log lines (the bulk) are framed without an object per line: the whole batch is split once and
-every record is assembled from per-line pieces by ``map``/slice assignment (the body, its length prefixes
-looked up per distinct line length, the timestamp and sequence-number bytes from tables), then joined once.
-The per-batch constant part of each record (observed time, severity, attributes) is serialised once per
-batch by ``opentelemetry-proto``; everything that is not a plain line is built with it message by message.
+every record is assembled from per-line pieces by ``map``/slice assignment (the body, its framing looked up
+per distinct line length, the low bytes or last digits of the time and sequence number sliced from tables,
+the rest constant over a run of records), then joined once. The per-batch constant part of each record
+(observed time, severity, attributes) is serialised once per batch (by ``opentelemetry-proto`` or ``json``);
+everything that is not a plain line is built message by message. ``requests_in_flight`` (2) requests are
+posted before the first reply is in, so the collector decodes one while the next is on its way; replies are
+booked in order.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ import json
 import math
 import re
 import struct
+import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -67,6 +71,7 @@ from shipctl.sinks.scalyr import escape_lines
 
 INSTALL_HINT = "pip install 'shipctl[otlp]'"
 MIN_REQUEST_BYTES = 64 * 1024  # a 413 halves the request size down to this, then backs off instead
+MAX_IN_FLIGHT = 8  # requests_in_flight: each one holds a compressed request in memory until its reply
 MAX_REPLY_BYTES = 64 * 1024  # of a reply body read: an error page is not worth more
 SHOW_CHARS = 64 * 1024  # of a request body, for upload --dry-run
 SESSION_KEY = "shipctl.session"
@@ -125,6 +130,9 @@ class OtlpOptions:
     read_timeout: float = field(30.0, check=positive)
     # Cap on one request's body before compression (logs and metrics of one request together).
     request_bytes: int = field(4 << 20, check=positive)
+    # Requests posted before the first reply is in: a collector decodes one while the next is on its way
+    # (replies are booked in order; the cursor never passes a request that was not confirmed). 1: one at a time.
+    requests_in_flight: int = field(2, check=positive)
 
     def __post_init__(self) -> None:
         url = urlsplit(self.endpoint)
@@ -137,6 +145,8 @@ class OtlpOptions:
                 f"endpoint: give the collector's base URL ({self.endpoint!r} ends with a signal path;"
                 " /v1/logs and /v1/metrics are appended)"
             )
+        if self.requests_in_flight > MAX_IN_FLIGHT:
+            raise ValueError(f"requests_in_flight: expected 1 to {MAX_IN_FLIGHT}, got {self.requests_in_flight}")
         if self.request_bytes < MIN_REQUEST_BYTES:
             raise ValueError(f"request_bytes: expected at least {MIN_REQUEST_BYTES}, got {self.request_bytes}")
         for name, value in self.headers.items():
@@ -304,9 +314,47 @@ def _varint_tables() -> tuple[list[bytes], list[bytes]]:
     return _tables
 
 
+_ts_low: list[bytes] | None = None
+
+
+def _ts_table() -> list[bytes]:
+    """The fixed64 time field's tag and first two (low) bytes, for each of the 65,536 values of those bytes."""
+    global _ts_low
+    if _ts_low is None:
+        _ts_low = [b"\x09" + x.to_bytes(2, "little") for x in range(1 << 16)]
+    return _ts_low
+
+
 def _field(tag: int, payload: bytes) -> bytes:
     """A length-delimited field (tag byte already holding field number and wire type 2)."""
     return bytes((tag,)) + _varint(len(payload)) + payload
+
+
+_RUN = 10_000  # the JSON fast path writes a number as its leading digits and its last four (from a table)
+_JSON_TS_TAIL = b'","body":{"stringValue":"'  # what follows a record's time
+_JSON_SN_TAIL = b'"}}]},'  # what follows its sequence number: the end of the record
+_json_tables: tuple[tuple[list[bytes], list[bytes]], tuple[list[bytes], list[bytes]]] | None = None
+
+
+def _digit_tables() -> tuple[tuple[list[bytes], list[bytes]], tuple[list[bytes], list[bytes]]]:
+    """For times and for sequence numbers: (the last four digits of a number of 10,000 or more, a number under
+    10,000 in full), each followed by what comes after it in a record."""
+    global _json_tables
+    if _json_tables is None:
+        _json_tables = tuple(  # type: ignore[assignment]
+            ([b"%04d%b" % (k, tail) for k in range(_RUN)], [b"%d%b" % (k, tail) for k in range(_RUN)])
+            for tail in (_JSON_TS_TAIL, _JSON_SN_TAIL)
+        )
+    return _json_tables  # type: ignore[return-value]
+
+
+def _digits(first: int, m: int, tables: tuple[list[bytes], list[bytes]]) -> tuple[bytes, list[bytes]]:
+    """``first .. first + m - 1`` (none crossing a multiple of 10,000) as their shared leading digits and
+    each one's tail from ``tables``."""
+    low = first % _RUN
+    if first < _RUN:
+        return b"", tables[1][low : low + m]
+    return b"%d" % (first // _RUN), tables[0][low : low + m]
 
 
 # --- chunks: consecutive events of one batch, encoded, cut at event boundaries --------------------------------
@@ -527,7 +575,7 @@ class _Proto(_Encoding):
         self.resource_field = _field(0x0A, res)
         self.scope_field = _field(0x0A, scope)
         self.overhead = len(self.resource_field) + len(self.scope_field) + 12
-        self._frames: dict[int, tuple[dict[int, bytes], dict[int, bytes], dict[int, int]]] = {}
+        self._frames: dict[int, tuple[dict[int, bytes], dict[int, int]]] = {}
 
     def lines(
         self, batch: Batch, start: int, const: list[tuple[str, Any]], sev: tuple[int, str] | None
@@ -538,57 +586,62 @@ class _Proto(_Encoding):
         lines = _split_lines(payload, start, batch.n_events - start)
         n = len(lines)
         if not n:
-            return [], 7, 0, 0, []
+            return [], 6, 0, 0, []
         rec = self.pb.logs.LogRecord(observed_time_unix_nano=batch.ts, attributes=_pb_kvs(const))
         if sev:
             rec.severity_number, rec.severity_text = sev
         tail = rec.SerializeToString()  # fields in any order make one message: the per-line fields go first
         small, low = _varint_tables()
+        ts_low = _ts_table()
         sn0, ts0 = batch.sn + start, batch.ts + start
         lens = list(map(len, lines))
-        # Seven pieces per record: [0x12 len 0x09] [time] [0x2a len 0x0a len] [line] [constant attributes and
-        # the sn key] [sn varint, low bytes] [sn varint, high bytes].
-        parts: list[bytes] = [b""] * (7 * n)
-        parts[1::7] = map(_Q.pack, range(ts0, ts0 + n))
-        parts[3::7] = lines
+        # Six pieces per record: [0x12 len 0x2a len 0x0a len] [line] [0x09, the time's two low bytes] [its six
+        # high bytes, the constant attributes and the sn key] [sn varint, low bytes] [sn varint, high bytes].
+        # Times and sequence numbers are consecutive: within a run where the time's high bytes and the sn's
+        # varint length and high bytes stay the same, those are constant pieces and the low ones come from
+        # tables by slicing, so no number is packed per record.
+        parts: list[bytes] = [b""] * (6 * n)
+        parts[1::6] = lines
         sizes: list[int] = []  # each record's bytes, from its line's length: nothing measured again
         i = 0
         while i < n:
-            # Runs of records whose sequence numbers have varints of one length and shared high bytes.
-            sn = sn0 + i
+            sn, ts = sn0 + i, ts0 + i
             if sn < 1 << 14:
                 end = min(n, i + ((1 << 7) - sn if sn < 1 << 7 else (1 << 14) - sn))
-                lows, high = small[sn : sn0 + end], b""
             else:
                 end = min(n, i + (1 << 14) - (sn & 0x3FFF))
-                lows, high = low[sn & 0x3FFF : (sn & 0x3FFF) + end - i], _varint(sn >> 14)
+            end = min(end, i + (1 << 16) - (ts & 0xFFFF))
+            m = end - i
+            if sn < 1 << 14:
+                lows, high = small[sn : sn + m], b""
+            else:
+                lows, high = low[sn & 0x3FFF : (sn & 0x3FFF) + m], _varint(sn >> 14)
             vlen = len(lows[0]) + len(high)
             # KeyValue { key (1), value (2): AnyValue { int_value (3): the varint } }
             sn_kv = _field(0x0A, SN_KEY.encode()) + b"\x12" + _varint(1 + vlen) + b"\x18"
-            mid = tail + b"\x32" + _varint(len(sn_kv) + vlen) + sn_kv
-            heads, bodies, totals = self._framing(9 + len(mid) + vlen, set(lens[i:end]))
-            m = end - i
+            mid = _Q.pack(ts)[2:] + tail + b"\x32" + _varint(len(sn_kv) + vlen) + sn_kv
+            heads, totals = self._framing(3 + len(mid) + vlen, set(lens[i:end]))
             run = lens[i:end]
-            parts[7 * i : 7 * end : 7] = map(heads.__getitem__, run)
-            parts[7 * i + 2 : 7 * end : 7] = map(bodies.__getitem__, run)
+            parts[6 * i : 6 * end : 6] = map(heads.__getitem__, run)
+            parts[6 * i + 2 : 6 * end : 6] = ts_low[ts & 0xFFFF : (ts & 0xFFFF) + m]
+            parts[6 * i + 3 : 6 * end : 6] = [mid] * m
+            parts[6 * i + 4 : 6 * end : 6] = lows
+            parts[6 * i + 5 : 6 * end : 6] = [high] * m
             sizes += map(totals.__getitem__, run)
-            parts[7 * i + 4 : 7 * end : 7] = [mid] * m
-            parts[7 * i + 5 : 7 * end : 7] = lows
-            parts[7 * i + 6 : 7 * end : 7] = [high] * m
             i = end
-        return parts, 7, n, sum(sizes), sizes
+        return parts, 6, n, sum(sizes), sizes
 
-    def _framing(self, fixed: int, lengths: set[int]) -> tuple[dict[int, bytes], dict[int, bytes], dict[int, int]]:
-        """By line length: the record's opening (field tag, length, time tag), the body's (AnyValue
-        framing), and the whole record's bytes. ``fixed`` is what a record holds besides its body."""
-        heads, bodies, totals = self._frames.setdefault(fixed, ({}, {}, {}))
+    def _framing(self, fixed: int, lengths: set[int]) -> tuple[dict[int, bytes], dict[int, int]]:
+        """By line length: the record's opening (its field tag and length, then the body's AnyValue framing),
+        and the whole record's bytes. ``fixed`` is what a record holds besides its body."""
+        heads, totals = self._frames.setdefault(fixed, ({}, {}))
         for ln in lengths - heads.keys():
             inner = 1 + len(_varint(ln)) + ln
             body = b"\x2a" + _varint(inner) + b"\x0a" + _varint(ln)
-            heads[ln] = b"\x12" + _varint(fixed + len(body) + ln) + b"\x09"
-            bodies[ln] = body
-            totals[ln] = len(heads[ln]) - 1 + fixed + len(body) + ln  # the time tag is in both head and fixed
-        return heads, bodies, totals
+            size = fixed + len(body) + ln
+            heads[ln] = b"\x12" + _varint(size) + body
+            totals[ln] = 1 + len(_varint(size)) + size
+        return heads, totals
 
     def record(self, rec: _Rec) -> bytes:
         r = self.pb.logs.LogRecord(
@@ -662,7 +715,7 @@ class _Json(_Encoding):
         lines = _split_lines(escape_lines(batch.payload), start, batch.n_events - start)
         n = len(lines)
         if not n:
-            return [], 7, 0, 0, []
+            return [], 5, 0, 0, []
         sn0, ts0 = batch.sn + start, batch.ts + start
         mid = b'"},"observedTimeUnixNano":"%d",' % batch.ts
         if sev:
@@ -670,24 +723,40 @@ class _Json(_Encoding):
         # The attribute list, left open for the sequence number.
         attrs = b"".join(_dumps(kv) + b"," for kv in _js_kvs(const))
         mid += b'"attributes":[%b{"key":"%b","value":{"intValue":"' % (attrs, SN_KEY.encode())
-        # Seven pieces per record: [open] [time] [body open] [escaped line] [constant part] [sn] [close].
-        record = [b'{"timeUnixNano":"', b"", b'","body":{"stringValue":"', b"", mid, b"", b'"}}]},']
-        parts = record * n
-        digits = b"%d".__mod__
-        times = list(map(digits, range(ts0, ts0 + n)))
-        sns = list(map(digits, range(sn0, sn0 + n)))
-        parts[1::7] = times
-        parts[3::7] = lines
-        parts[5::7] = sns
-        # Each record's bytes without measuring its pieces: its line and number vary, the rest is constant (times
-        # have one length unless a power of ten falls inside the batch).
-        fixed = sum(map(len, record))
-        sizes = list(map(add, map(len, lines), map(len, sns)))
-        if len(times[0]) == len(times[-1]):
-            sizes = list(map((fixed + len(times[0])).__add__, sizes))
-        else:
-            sizes = list(map(fixed.__add__, map(add, sizes, map(len, times))))
-        return parts, 7, n, sum(sizes), sizes
+        ts_tables, sn_tables = _digit_tables()
+        # Five pieces per record: [open, leading digits of the time] [its last four digits, body open] [escaped
+        # line] [constant part, leading digits of the sn] [its last four digits, close]. Times and sequence
+        # numbers are consecutive: within a run where neither crosses a multiple of 10,000 the leading digits
+        # are constant and the last four come from tables by slicing, so no number is formatted per record.
+        parts: list[bytes] = [b""] * (5 * n)
+        parts[2::5] = lines
+        sizes: list[int] = []  # each record's bytes, from its line's length: nothing measured again
+        i = 0
+        while i < n:
+            ts, sn = ts0 + i, sn0 + i
+            end = min(n, i + _RUN - ts % _RUN, i + _RUN - sn % _RUN)
+            m = end - i
+            ts_lead, ts_tail = _digits(ts, m, ts_tables)
+            sn_lead, sn_tail = _digits(sn, m, sn_tables)
+            head, body = b'{"timeUnixNano":"' + ts_lead, mid + sn_lead
+            parts[5 * i : 5 * end : 5] = [head] * m
+            parts[5 * i + 1 : 5 * end : 5] = ts_tail
+            parts[5 * i + 3 : 5 * end : 5] = [body] * m
+            parts[5 * i + 4 : 5 * end : 5] = sn_tail
+            fixed = len(head) + len(body)
+            run: Iterable[int] = map(len, lines[i:end])
+            # Under 10,000 a number has no leading digits and its tail varies in length: measure those.
+            if ts_lead:
+                fixed += len(ts_tail[0])
+            else:
+                run = map(add, run, map(len, ts_tail))
+            if sn_lead:
+                fixed += len(sn_tail[0])
+            else:
+                run = map(add, run, map(len, sn_tail))
+            sizes += map(fixed.__add__, run)
+            i = end
+        return parts, 5, n, sum(sizes), sizes
 
     def record(self, rec: _Rec) -> bytes:
         obj: dict[str, Any] = {
@@ -743,12 +812,14 @@ class OtlpSink(Sink):
         self.session = session
         self.request_bytes = options.request_bytes
         self.request_limit = options.request_bytes
+        self.in_flight = options.requests_in_flight
         base = options.endpoint.rstrip("/")
         self.urls = {"logs": f"{base}/v1/logs", "metrics": f"{base}/v1/metrics"}
         self.host = urlsplit(options.endpoint).netloc
         self.server: dict[str, Any] = {}
         self._enc: _Encoding | None = None
         self._http: Any = None
+        self._http_lock = threading.Lock()
 
     def bind(self, server_attributes: Mapping[str, Any]) -> None:
         self.server = dict(server_attributes)
@@ -890,11 +961,12 @@ class OtlpSink(Sink):
         return h
 
     def _client(self) -> Any:
-        if self._http is None:
-            import requests  # lazily: a run with nothing to send must not pay for it
+        with self._http_lock:  # posts run in several threads at once (requests_in_flight): one session
+            if self._http is None:
+                import requests  # lazily: a run with nothing to send must not pay for it
 
-            self._http = requests.Session()
-        return self._http
+                self._http = requests.Session()
+            return self._http
 
     def post(self, request: Request) -> SendResult:
         self.seal(request)
