@@ -352,6 +352,10 @@ class _Payload:
 
 
 class ScalyrSink(Sink):
+    # One request encoded ahead is enough: encoding one (~20 ms for 6 MB of JSON) is much shorter than a
+    # round trip to the service, and each one more alive costs ~1.5 MiB of peak RSS (measured: -3 MiB from 2).
+    ahead = 1
+
     def __init__(self, options: ScalyrOptions, session: str) -> None:
         self.options = options
         self.session = session
@@ -600,3 +604,24 @@ class ScalyrSink(Sink):
             except ValueError:
                 after = None  # an HTTP date; the usual backoff applies
         return SendResult(RETRY, text, status=status, request_bytes=size, retry_after=after)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, without the pool and retry wrapping (the OTLP sink
+    posts with requests and uses it)."""
+    seen: set[int] = set()
+    cur: BaseException = exc
+    while id(cur) not in seen:
+        seen.add(id(cur))
+        nxt = getattr(cur, "reason", None)
+        if not isinstance(nxt, BaseException):
+            nxt = next((a for a in cur.args if isinstance(a, BaseException)), None)
+        if nxt is None:
+            nxt = cur.__cause__ or cur.__context__
+        if nxt is None:
+            break
+        cur = nxt
+    text = str(cur) or type(cur).__name__
+    if "): " in text and text.startswith("<"):
+        text = text.split("): ", 1)[1]
+    return text[:200]
