@@ -2,6 +2,7 @@
 
     python benchmarks/bench_all.py --before /tmp/bench-before --after /tmp/bench-after [--runs 3]
                                    [--lines 1000000] [--noop 10] [--backlog-mb 0] [--out results.json]
+                                   [--parts upload,rules,run,file]
 
 Each install is a venv with a regular (byte-compiled) ``pip install .``; run this from outside the checkout
 (``cd /tmp``). Per round, each install in turn (ABBA: the order alternates, so slow drift of a shared machine
@@ -137,7 +138,12 @@ def with_tmp(fn: Callable[[Path], dict[str, float]]) -> dict[str, float]:
         shutil.rmtree(tmp)
 
 
-def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | None) -> dict[str, float]:
+PARTS = ("upload", "rules", "run", "file")  # --parts: tail-once + upload, tail-once with rules, run, file sink
+
+
+def one_round(
+    inst: Install, log: Path, lines: int, noop: int, backlog: Path | None, parts: tuple[str, ...] = PARTS
+) -> dict[str, float]:
     mb = log.stat().st_size / 1e6
     logs = f'[[logs]]\npath = "{log}"\n'
     out: dict[str, float] = {}
@@ -164,14 +170,16 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             "state_mb": state_size(tmp / "state.db") / 1e6,
         }
 
-    out.update(with_tmp(tail_upload))
+    if "upload" in parts:
+        out.update(with_tmp(tail_upload))
 
     def rules(tmp: Path) -> dict[str, float]:
         t = inst.run(tmp, ["tail-once"], AGENT + logs + RULES)
         rss.append(t.rss_mib)
         return {"rules_mbs": mb / t.wall}
 
-    out.update(with_tmp(rules))
+    if "rules" in parts:
+        out.update(with_tmp(rules))
 
     def run(tmp: Path) -> dict[str, float]:
         with Receiver(strict=False, defer=True) as recv:
@@ -190,7 +198,8 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             res.update(noop_s=median(walls), noop_rss=max(peaks))
         return res
 
-    out.update(with_tmp(run))
+    if "run" in parts:
+        out.update(with_tmp(run))
 
     def file_sink(tmp: Path) -> dict[str, float]:
         dest = tmp / "out.jsonl"
@@ -201,7 +210,8 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             raise SystemExit(f"{inst.cmd}: the file sink wrote {count_lines(dest)} lines, not {lines}")
         return {"file_mbs": mb / t.wall, "file_ratio": dest.stat().st_size / log.stat().st_size}
 
-    out.update(with_tmp(file_sink))
+    if "file" in parts:
+        out.update(with_tmp(file_sink))
 
     if backlog is not None:
         big_lines = count_lines(backlog)
@@ -220,7 +230,8 @@ def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | N
             }
 
         out.update(with_tmp(drain))
-    out["peak_rss"] = max(rss)
+    if parts == PARTS:  # "of any command": only when every command ran
+        out["peak_rss"] = max(rss)
     return out
 
 
@@ -264,11 +275,20 @@ def main() -> None:
     ap.add_argument("--noop", type=int, default=10, help="no-op runs after each `run`")
     ap.add_argument("--backlog-mb", type=int, default=0, help="also drain a backlog this big (the log repeated)")
     ap.add_argument("--out", type=Path, help="write every round's figures here (JSON)")
+    ap.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help=f"a subset of {','.join(PARTS)} (rows of the parts left out are not printed; peak RSS of any"
+        " command only with all of them)",
+    )
     ap.add_argument("--table", type=Path, metavar="JSON", help="only print the table of an earlier --out file")
     args = ap.parse_args()
     if args.table:
         table(json.loads(args.table.read_text()))
         return
+    parts = tuple(p for p in args.parts.split(",") if p)
+    if not parts or set(parts) - set(PARTS):
+        ap.error(f"--parts: expected some of {','.join(PARTS)}")
     venvs = {k: v for k, v in (("before", args.before), ("after", args.after)) if v}
     if not venvs:
         ap.error("--before and/or --after is required")
@@ -282,7 +302,7 @@ def main() -> None:
         order = list(installs) if n % 2 == 0 else list(reversed(installs))
         for which in order:
             t0 = time.monotonic()
-            results[which].append(one_round(installs[which], log, args.lines, args.noop, backlog))
+            results[which].append(one_round(installs[which], log, args.lines, args.noop, backlog, parts))
             loads.append(os.getloadavg()[0])
             print(
                 f"# round {n + 1}/{args.runs} {which}: {time.monotonic() - t0:.0f} s, load {loads[-1]:.2f}",
