@@ -7,16 +7,21 @@ environment unless ``NO_PROXY`` says not to, and tell a refused connection from 
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from shipctl.sinks.httppost import Poster, PostError
+from tests.receiver import KEY, config_text
 
 
 class _Server:
@@ -127,3 +132,19 @@ def test_refused_and_silent_servers_fail_with_their_kind(no_proxy_env: None) -> 
         assert timed_out.value.kind == "read"
     finally:
         silent.close()
+
+
+def test_a_run_with_nothing_to_send_loads_no_http_client(tmp_path: Path) -> None:
+    # http.client + ssl are ~5 MiB of a no-op run's RSS (and requests ~12 MiB more): loaded on the first post.
+    cfg = tmp_path / "shipctl.toml"
+    cfg.write_text(config_text("http://127.0.0.1:9", "[agent]\nimplicit_metric_monitor = false\n"
+                               "implicit_agent_process_metrics_monitor = false\n"))  # fmt: skip
+    code = (
+        "import sys\nfrom shipctl.cli import app\n"
+        f"try:\n    app(['run', '-c', {str(cfg)!r}])\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        "print(sorted(m for m in ('http.client', 'ssl', 'requests', 'urllib3') if m in sys.modules))"
+    )
+    env = {**os.environ, "SHIPCTL_STATE": str(tmp_path / "state.db"), "SCALYR_API_KEY": KEY}
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip().endswith("[]"), r.stdout + r.stderr
