@@ -236,7 +236,7 @@ def one_round(
             }
 
         out.update(with_tmp(drain))
-    if rss:  # (--only backlog without --backlog-mb runs nothing)
+    if rss and only >= {"tail", "rules", "run", "file"}:  # "of any command": only when every command ran
         out["peak_rss"] = max(rss)
     return out
 

@@ -41,7 +41,7 @@ from shipctl.state.queue import (
     trim,
 )
 
-AHEAD = 2  # requests encoded ahead of the one on the wire
+READ_CACHE_KIB = 512  # SQLite page cache of a sink's connection
 POLL_SECONDS = 0.05  # in ``run``: how long a sink waits for new batches before it looks again
 # A progress report: (sink id, events its cursor passed in this run, events queued for it in all).
 Sent = Callable[[str, int, int], None]
@@ -190,6 +190,10 @@ def _deliver(
     t0 = time.monotonic()
     try:
         with lock(path, lock_kind(sink_cfg.id), wait=wait), State.open(path) as state:
+            # This connection reads each batch once per pass and writes a few small rows per reply: a page
+            # cache of 512 KiB instead of 2 MiB holds what it reuses (the b-tree's inner pages) and costs
+            # 1.5 MiB less peak RSS per sink (the rest only held blob pages that were never read again).
+            state.conn.execute(f"PRAGMA cache_size = {-READ_CACHE_KIB}")
             run = _Run(Context(config, state), sink_cfg, routes, res, progress=progress)
             try:
                 while True:
@@ -341,8 +345,8 @@ class _Run:
     # --- the run -------------------------------------------------------------------------------------
     def send(self, budget: Budget, max_batches: int) -> None:
         """Post requests, ``sink.in_flight`` at a time (one unless the sink says otherwise). Meanwhile the next
-        ones are encoded (this thread) and compressed (workers: zlib releases the GIL), at most ``AHEAD`` of
-        them: work thrown away if a reply stops the run or shrinks the requests. Replies are booked in the
+        ones are encoded (this thread) and compressed (workers: zlib releases the GIL), at most ``sink.ahead``
+        of them: work thrown away if a reply stops the run or shrinks the requests. Replies are booked in the
         order the requests were cut: after a failure, whatever was posted behind it is not booked even if it
         was accepted (it goes again with the retry, under the same sequence numbers), so the cursor never
         passes an unconfirmed request. When every request of the pass is confirmed, the cursor moves past
@@ -358,12 +362,13 @@ class _Run:
 
         depth = max(1, self.sink.in_flight)
         finished = False
-        with ThreadPoolExecutor(depth + AHEAD, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
+        ahead = self.sink.ahead
+        with ThreadPoolExecutor(depth + ahead, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
             ready: deque[tuple[Request, Future[None]]] = deque([(first, pool.submit(self.sink.seal, first))])
             flying: deque[tuple[Request, Future[SendResult]]] = deque()
 
             def refill() -> None:
-                while len(ready) < AHEAD:
+                while len(ready) < ahead:
                     req = next(reqs, None)
                     if req is None:
                         return
