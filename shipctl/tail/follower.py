@@ -10,14 +10,15 @@ file from its start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shipctl.config import LogConfig
-from shipctl.model import PendingBatch
+from shipctl.model import PendingBatch, encode_payload
 from shipctl.runtime import Budget, Context, log
 from shipctl.state import files as filestate
 from shipctl.state import health as healthstate
@@ -38,6 +39,9 @@ from shipctl.tail.files import (
     seen_offset,
 )
 from shipctl.tail.pipeline import Pipeline, read_size
+
+if TYPE_CHECKING:  # imported when a run first deflates ahead (~5 ms that a no-op run does not pay)
+    from concurrent.futures import Future, ThreadPoolExecutor
 
 
 @dataclass
@@ -85,7 +89,10 @@ def tail_once(ctx: Context, budget: Budget, *, progress: Progress | None = None)
             break
         tailer = _LogTailer(ctx, log_cfg, budget, result, progress, walk_limit, claims)
         tailer.alone = len(ctx.config.logs) == 1 and n == 0  # nothing to share a file with: no claims to check
-        result.logs.append(tailer.run())
+        try:
+            result.logs.append(tailer.run())
+        finally:
+            tailer.close()
     result.elapsed = time.monotonic() - started
     result.stopped = budget.stopped
     return result
@@ -155,6 +162,9 @@ class _LogTailer:
         self._resume: dict[str, FileRecord] = {}  # own records of files shadowed until now, by path
         self._by_file: dict[tuple[int, int], list[FileRecord]] | None = None  # every log's records, by file
         self._cleared: set[int] = set()  # records whose last_error this run cleared (to be saved)
+        self._pending: _Pending | None = None  # a chunk read and cut, committed after the next one is cut
+        self._pool: ThreadPoolExecutor | None = None  # the deflate worker, started for the first whole chunk
+        self._bufs: list[bytearray] = []
 
     def _attrs(self, path: str) -> dict[str, Any]:
         """The attributes of a file's batches: the log's, with logfile/original_file when it is renamed
@@ -743,15 +753,79 @@ class _LogTailer:
             self.state.notice(f"log:{self.log.id}", "warning", f"{rec.path}: {message}")
 
     # --- reading ---------------------------------------------------------------------------------
+    def _buffers(self) -> list[bytearray]:
+        """Two read buffers, reused from chunk to chunk (see Source.read_into): the chunk being queued, and
+        the next one read while the first is deflated."""
+        if not self._bufs:
+            self._bufs = [bytearray(self.rsize), bytearray(self.rsize)]
+        return self._bufs
+
+    def _deflate(self, payload: bytes | bytearray | memoryview) -> Future[tuple[str, bytes]]:
+        """Deflate a payload in the worker thread. ISA-L lets go of the GIL while it compresses, so the next
+        chunk is read and cut, and the previous one committed, on the other core meanwhile."""
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor  # a run with no whole chunk to read never needs it
+
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="shipctl-deflate")
+        return self._pool.submit(encode_payload, payload, True)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
     def _read(self, rec: FileRecord, src: Source, fres: FileResult, *, final: bool) -> bool:
         """Queue what is new in ``src`` from the record's offset. ``final``: the file was rotated away and
         will not grow; its last line is sent even without a newline, and the record is marked finished in
-        the same transaction as the last bytes. Returns False if the budget ran out before the end."""
+        the same transaction as the last bytes. Returns False if the budget ran out before the end.
+
+        A chunk's transaction (its batch and the record as it stands after it) is committed after the next
+        chunk has been read and cut, so that its deflate in the worker thread overlaps that work. Commits
+        still happen one by one, in file order, each with the offset just past its own bytes; the record's
+        later state is never saved with an earlier batch. Anything else that writes the state file commits
+        the pending chunk first, and so does every way out of here (also an exception: what was cut is
+        consistent, and committing it is what a run without the overlap would have done)."""
+        try:
+            return self._read_chunks(rec, src, fres, final=final)
+        finally:
+            self._flush()
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._commit(pending)
+
+    def _commit(self, p: _Pending) -> None:
+        with self.state.write() as wconn:
+            if p.batch is not None:
+                encoded = p.encoded if p.encoded is None or isinstance(p.encoded, tuple) else p.encoded.result()
+                insert_batch(wconn, p.batch, compress=self.compress, encoded=encoded)
+            filestate.save(wconn, p.rec)
+        if p.live.id is None:
+            p.live.id = p.rec.id
+        if p.batch is not None:
+            p.fres.batches += 1
+            self.result.batches += 1
+        p.fres.bytes += p.consumed
+        p.fres.lines += p.lines
+        self.result.bytes += p.consumed
+        self.result.lines += p.lines
+        if self.progress:
+            self.progress(p.consumed)
+
+    def _read_chunks(self, rec: FileRecord, src: Source, fres: FileResult, *, final: bool) -> bool:
+        bufs: list[bytearray] | None = None  # read into reused buffers once a read filled one
+        turn = 0
         while True:
             if self.budget.exhausted():
                 return False
             before = (rec.pending_since, rec.size, rec.mtime_ns, rec.state, rec.last_error)
-            chunk = src.read_at(rec.offset, self.rsize)
+            if bufs is None:
+                chunk: bytes | bytearray = src.read_at(rec.offset, self.rsize)
+            else:
+                # The buffer of the chunk before the pending one: that chunk is committed, nothing uses it.
+                chunk = src.read_into(rec.offset, bufs[turn])
+                turn ^= 1
             now = time.time()
             at_eof = len(chunk) < self.rsize
             expired = rec.pending_since is not None and now - rec.pending_since >= self.log.line_completion_wait
@@ -765,6 +839,7 @@ class _LogTailer:
                 if newline or final or expired:
                     beyond = at - rec.offset - len(chunk)
                     cut = self.pipeline.cut_through(chunk, beyond, newline=newline)
+                    self._flush()
                     self._overlong_match(rec, beyond)
                 else:
                     at_eof = True  # the line is still being written: wait for its end, as for a partial line
@@ -784,10 +859,12 @@ class _LogTailer:
                     not final
                     and rec.id is not None
                     and rec.id not in self._cleared
+                    and self._pending is None
                     and before == (rec.pending_since, rec.size, rec.mtime_ns, rec.state, rec.last_error)
                 ):
                     self.checked.append(rec.id)  # unchanged: one UPDATE for all such files at the end
                     return True
+                self._flush()
                 with self.state.write() as wconn:
                     if final:
                         filestate.mark_seen(wconn, self.log.id, rec.fp_len, rec.fp_hash, rec.offset, rec.tail_hash)
@@ -812,33 +889,47 @@ class _LogTailer:
                 rec.tail_len, rec.tail_hash = src.tail(rec.offset)
             if rec.fp_len < FP_SIZE:
                 rec.fp_len, rec.fp_hash = src.fingerprint()
-            with self.state.write() as wconn:
-                if cut.n_events:
-                    insert_batch(
-                        wconn,
-                        PendingBatch(
-                            kind="log",
-                            source=rec.path,
-                            ts=time.time_ns(),
-                            attrs=self._attrs(rec.path),
-                            fmt=cut.fmt,
-                            payload=cut.payload,
-                            n_events=cut.n_events,
-                            log_id=self.log.id,
-                        ),
-                        compress=self.compress,
-                    )
-                filestate.save(wconn, rec)
-            if cut.n_events:
-                fres.batches += 1
-                self.result.batches += 1
-            fres.bytes += cut.consumed
-            fres.lines += cut.lines
-            self.result.bytes += cut.consumed
-            self.result.lines += cut.lines
             self.budget.used_bytes += cut.consumed
-            if self.progress:
-                self.progress(cut.consumed)
+            batch = None
+            encoded: Future[tuple[str, bytes]] | tuple[str, bytes] | None = None
+            if cut.n_events:
+                batch = PendingBatch(
+                    kind="log",
+                    source=rec.path,
+                    ts=time.time_ns(),
+                    attrs=self._attrs(rec.path),
+                    fmt=cut.fmt,
+                    payload=cut.payload,
+                    n_events=cut.n_events,
+                    log_id=self.log.id,
+                )
+            # Overlap only where a next chunk follows at once, and the record has its row (a snapshot saved
+            # while it has none would insert a second one).
+            ahead = not at_eof and rec.id is not None
+            if batch is not None and self.compress and ahead:
+                encoded = self._deflate(batch.payload)
+            # The record as it stands after this chunk: the next chunk moves ``rec`` before this one commits.
+            p = _Pending(dataclasses.replace(rec), rec, batch, encoded, fres, cut.consumed, cut.lines)
+            self._flush()
+            if ahead:
+                self._pending = p
+                if bufs is None:
+                    bufs = self._buffers()
+            else:
+                self._commit(p)
+
+
+@dataclass
+class _Pending:
+    """A chunk cut and (maybe) being deflated, not committed yet (see _LogTailer._read)."""
+
+    rec: FileRecord  # the record as it is to be saved with this chunk
+    live: FileRecord  # the record the follower goes on moving
+    batch: PendingBatch | None
+    encoded: Future[tuple[str, bytes]] | tuple[str, bytes] | None
+    fres: FileResult
+    consumed: int
+    lines: int
 
 
 _LIVE = ("active", "rotated")

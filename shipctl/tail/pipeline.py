@@ -47,9 +47,15 @@ LOOKAHEAD = 1024
 PIECE, LINE, LAST = 0, 1, 2
 
 
+# A chunk as read: a bytearray when the follower reads into a buffer it reuses (Source.read_into).
+Chunk = bytes | bytearray
+
+
 @dataclass
 class Cut:
-    payload: bytes = b""
+    # A view into the chunk where the lines go out as read (no copy of ~1 MiB per chunk): valid until the
+    # caller reads into that chunk's buffer again.
+    payload: bytes | bytearray | memoryview = b""
     fmt: str = FMT_RAW
     n_events: int = 0
     consumed: int = 0
@@ -60,6 +66,12 @@ class Cut:
     # A redaction match starts the undecided rest of the chunk and runs to its end: nothing can be sent
     # before more of it is known (see cut_through).
     open_match: bool = False
+
+
+def _head(chunk: Chunk, end: int) -> bytes | memoryview:
+    """The first ``end`` bytes: a view when the chunk is a reused read buffer (no copy of ~1 MiB per chunk),
+    else bytes as before."""
+    return memoryview(chunk)[:end] if type(chunk) is bytearray else chunk[:end]  # type: ignore[return-value]
 
 
 def read_size(log: LogConfig, batch_bytes: int) -> int:
@@ -110,7 +122,7 @@ class _Units:
 
     def __init__(
         self,
-        data: bytes,
+        data: Chunk,
         *,
         region: int = 0,
         partial: bool = False,
@@ -131,7 +143,7 @@ class _Units:
         if terms is None:
             self.region = region  # bytes of the chunk the units cover
             self.n = data.count(b"\n", 0, region) + partial
-            self.text = data[:region].decode("utf-8", "replace")
+            self.text = str(memoryview(data)[:region], "utf-8", "replace")  # no copy of the chunk first
         else:
             assert raw is not None
             self.n = len(raw)
@@ -268,7 +280,7 @@ class Pipeline:
         self._wide_sample = [_wide(r.match_expression, grouper=False) if on else None for r in self.sampling]
         self._wide_redact = [_wide(r.match_expression, grouper=False) if on else None for r in self.redaction]
 
-    def cut(self, chunk: bytes, *, at_eof: bool, flush: bool) -> Cut:
+    def cut(self, chunk: Chunk, *, at_eof: bool, flush: bool) -> Cut:
         """``at_eof``: nothing follows ``chunk`` in the file now. ``flush``: a trailing partial line or
         open group may be sent as it is (its wait is over, or the file is finished)."""
         final = at_eof and flush
@@ -282,11 +294,11 @@ class Pipeline:
         if not self.rules:
             # Fast path: the complete lines go to the queue as they are, untouched one by one.
             n = chunk.count(b"\n", 0, end) + partial
-            payload = chunk + b"\n" if partial else chunk[:end]
+            payload = chunk + b"\n" if partial else _head(chunk, end)
             return Cut(payload=payload, n_events=n, consumed=len(chunk) if partial else end, lines=n)
         return self._process(_Units(chunk, region=len(chunk) if partial else end, partial=partial), final)
 
-    def cut_through(self, chunk: bytes, beyond: int, *, newline: bool) -> Cut:
+    def cut_through(self, chunk: Chunk, beyond: int, *, newline: bool) -> Cut:
         """The cut when ``cut`` gave ``open_match`` for a chunk that is a whole read: a redaction match runs
         past everything read at once. The match is taken to end where the chunk does and replaced there;
         the ``beyond`` bytes that follow the chunk up to the end of its line (and the newline, if the line
@@ -298,7 +310,7 @@ class Pipeline:
         out.bytes_dropped += beyond
         return out
 
-    def _has_long_line(self, chunk: bytes, end: int) -> bool:
+    def _has_long_line(self, chunk: Chunk, end: int) -> bool:
         if end <= self.max:
             return False
         # A line longer than max covers a whole aligned block of half that size: only blocks without a
@@ -312,7 +324,7 @@ class Pipeline:
         return False
 
     # --- units -----------------------------------------------------------------------------------
-    def _pieces_units(self, chunk: bytes, end: int, final: bool) -> _Units:
+    def _pieces_units(self, chunk: Chunk, end: int, final: bool) -> _Units:
         raw: list[bytes] = []
         terms: list[int] = []
         lines = chunk[:end].split(b"\n")
@@ -457,7 +469,7 @@ class Pipeline:
         changed = self._redact(u, msgs, event_of, kept_at, out)
         if not (groups or dropped or rates or changed) and u.terms is None:
             # Nothing to change: the lines go out exactly as read.
-            out.payload = u.data[: out.consumed] + (b"\n" if u.partial and stop == u.n else b"")
+            out.payload = u.data[: out.consumed] + b"\n" if u.partial and stop == u.n else _head(u.data, out.consumed)
             out.n_events = stop
             return out
         out.n_events = len(msgs)
