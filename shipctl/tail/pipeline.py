@@ -33,7 +33,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from itertools import accumulate, compress
+from itertools import accumulate, compress, repeat, starmap
 from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-defined]
 
 from shipctl import regex
@@ -457,7 +457,9 @@ class Pipeline:
                     out.bytes_dropped += u.size(i, j)
             else:  # one line per event, each with its newline but a partial last one
                 out.lines_dropped = len(dropped)
-                out.bytes_dropped = sum(map(len, map(u.raw.__getitem__, dropped))) + len(dropped)
+                # ASCII text has as many characters as bytes: no split of the chunk into bytes lines for this.
+                lines = msgs if u.text is not None and u.text.isascii() else u.raw
+                out.bytes_dropped = sum(map(len, map(lines.__getitem__, dropped))) + len(dropped)
                 out.bytes_dropped -= u.partial and u.n - 1 in dropped
             keep = bytearray(b"\x01") * len(msgs)
             for e in dropped:
@@ -615,11 +617,12 @@ class Pipeline:
             if rate <= 0:
                 dropped.update(matched)
             elif rate < 1:
-                for e in matched:
-                    if self.rng.random() < rate:
-                        rates[e] = rate
-                    else:
-                        dropped.add(e)
+                # One draw per matched event, in order, as a loop would take them, but drawn and compared in C
+                # (a /health rule matches ~1 line in 7 of an access log: a Python loop cost ~10% of the run).
+                draws = list(starmap(self.rng.random, repeat((), len(matched))))
+                below = float(rate).__gt__  # draw < rate: kept
+                rates.update(dict.fromkeys(compress(matched, map(below, draws)), rate))
+                dropped.update(compress(matched, map(operator.not_, map(below, draws))))
         return dropped, rates
 
     def _redact(
@@ -664,8 +667,11 @@ def _json_events(msgs: list[str], rates: dict[int, float]) -> bytes:
     """The JSON array of {"m": message, "a": attrs?} objects, without a dict per event (map over a C
     function: no Python call per event)."""
     items = list(map(_enc, msgs))
+    attrs: dict[float, str] = {}
     for k, rate in rates.items():
-        items[k] += ',"a":{"sample_rate":' + json.dumps(rate) + "}"
+        if rate not in attrs:  # json.dumps once per rate, not once per sampled event
+            attrs[rate] = ',"a":{"sample_rate":' + json.dumps(rate) + "}"
+        items[k] += attrs[rate]
     return ('[{"m":' + '},{"m":'.join(items) + "}]").encode()
 
 
