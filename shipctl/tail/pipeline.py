@@ -30,6 +30,7 @@ import operator
 import random
 import re
 from bisect import bisect_left, bisect_right
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
@@ -462,8 +463,7 @@ class Pipeline:
                 out.bytes_dropped = sum(map(len, map(lines.__getitem__, dropped))) + len(dropped)
                 out.bytes_dropped -= u.partial and u.n - 1 in dropped
             keep = bytearray(b"\x01") * len(msgs)
-            for e in dropped:
-                keep[e] = 0
+            deque(map(keep.__setitem__, dropped, repeat(0)), maxlen=0)  # keep[e] = 0 for each, in C
             kept_at: list[int] | None = list(compress(range(len(msgs)), keep))
             msgs = list(compress(msgs, keep))
         else:
