@@ -2,6 +2,7 @@
 
     python benchmarks/bench_all.py --before /tmp/bench-before --after /tmp/bench-after [--runs 3]
                                    [--lines 1000000] [--noop 10] [--backlog-mb 0] [--out results.json]
+                                   [--tail-only]
 
 Each install is a venv with a regular (byte-compiled) ``pip install .``; run this from outside the checkout
 (``cd /tmp``). Per round, each install in turn (ABBA: the order alternates, so slow drift of a shared machine
@@ -16,6 +17,8 @@ is the child's ``ru_maxrss``, CPU its user + system time, all threads):
 - ``run`` with a ``file`` sink instead, end to end (and how many bytes it wrote per byte of log);
 - with ``--backlog-mb N``: tail-once + upload of an N MB backlog (the log repeated) for the state file size
   after it drained and the peak RSS at that backlog.
+
+``--tail-only`` runs just the two ``tail-once`` rows (no receiver), and adds their CPU seconds.
 
 Prints one table: median [min-max] over the rounds per install, the goal, and after/before of the medians.
 Throughputs are MB of log (10^6 bytes) per wall second. The machine is shared: quote the load average
@@ -51,6 +54,8 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("tail_mbs", "`tail-once` into the journal, no rules: MB/s", "≥ 400", True),
     ("tail_rss", "`tail-once`, no rules: peak RSS MiB", "≤ 32", False),
     ("rules_mbs", "`tail-once` with 2 redactions + 1 sampling + 1 grouper: MB/s", "≥ 100", True),
+    ("tail_cpu", "`tail-once`, no rules: CPU s (user + sys)", "", False),  # --tail-only
+    ("rules_cpu", "`tail-once` with rules: CPU s (user + sys)", "", False),  # --tail-only
     ("upload_mbs", "`upload` alone to addEvents: MB/s of log", "≥ 200", True),
     ("upload_rss", "`upload` alone: peak RSS MiB", "≤ 40", False),
     ("two_mbs", "`tail-once` then `upload`, end to end: MB/s", "≥ 130", True),
@@ -135,6 +140,23 @@ def with_tmp(fn: Callable[[Path], dict[str, float]]) -> dict[str, float]:
         return fn(tmp)
     finally:
         shutil.rmtree(tmp)
+
+
+def tail_round(inst: Install, log: Path) -> dict[str, float]:
+    """--tail-only: the two tail-once rows (the same config as in a full round: a scalyr sink, not used), with
+    their CPU seconds."""
+    mb = log.stat().st_size / 1e6
+    logs = f'[[logs]]\npath = "{log}"\n'
+
+    def plain(tmp: Path) -> dict[str, float]:
+        t = inst.run(tmp, ["tail-once"], config_text("http://127.0.0.1:9", AGENT + logs))
+        return {"tail_mbs": mb / t.wall, "tail_rss": t.rss_mib, "tail_cpu": t.cpu}
+
+    def rules(tmp: Path) -> dict[str, float]:
+        t = inst.run(tmp, ["tail-once"], AGENT + logs + RULES)
+        return {"rules_mbs": mb / t.wall, "rules_cpu": t.cpu}
+
+    return {**with_tmp(plain), **with_tmp(rules)}
 
 
 def one_round(inst: Install, log: Path, lines: int, noop: int, backlog: Path | None) -> dict[str, float]:
@@ -264,6 +286,7 @@ def main() -> None:
     ap.add_argument("--noop", type=int, default=10, help="no-op runs after each `run`")
     ap.add_argument("--backlog-mb", type=int, default=0, help="also drain a backlog this big (the log repeated)")
     ap.add_argument("--out", type=Path, help="write every round's figures here (JSON)")
+    ap.add_argument("--tail-only", action="store_true", help="only the tail-once rows (and their CPU seconds)")
     ap.add_argument("--table", type=Path, metavar="JSON", help="only print the table of an earlier --out file")
     args = ap.parse_args()
     if args.table:
@@ -282,7 +305,10 @@ def main() -> None:
         order = list(installs) if n % 2 == 0 else list(reversed(installs))
         for which in order:
             t0 = time.monotonic()
-            results[which].append(one_round(installs[which], log, args.lines, args.noop, backlog))
+            if args.tail_only:
+                results[which].append(tail_round(installs[which], log))
+            else:
+                results[which].append(one_round(installs[which], log, args.lines, args.noop, backlog))
             loads.append(os.getloadavg()[0])
             print(
                 f"# round {n + 1}/{args.runs} {which}: {time.monotonic() - t0:.0f} s, load {loads[-1]:.2f}",
