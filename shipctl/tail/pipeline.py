@@ -253,11 +253,24 @@ class _Units:
         limit = self.n // 16 + 16  # past this, looking at each unit costs little more than mapping the hits
         shift = w.line_start
         starts: list[int] = []
+        text, last = self.text, self.n - 1
+        at = seen = 0  # newlines in text[:at]: matches come in order, so each stretch is counted once
         for count, m in enumerate(w.pattern.finditer(self._text(w))):
-            if not starts:
-                starts = self._unit_starts(w.doubled)
-            a = bisect_right(starts, max(0, m.start() - shift), 0, self.n) - 1
-            b = bisect_right(starts, max(0, m.end() - shift), a, self.n) - 1
+            if w.doubled:
+                if not starts:
+                    starts = self._unit_starts(True)
+                a = bisect_right(starts, max(0, m.start() - shift), 0, self.n) - 1
+                b = bisect_right(starts, max(0, m.end() - shift), a, self.n) - 1
+            else:
+                # Unit k starts after the k-th newline: the unit of a position is the count of newlines before
+                # it (one C count over the stretch since the last match, instead of a table of unit starts).
+                p = max(0, m.start() - shift)
+                seen += text.count("\n", at, p)
+                a = min(seen, last)
+                q = max(p, m.end() - shift)
+                seen += text.count("\n", p, q)
+                at = q
+                b = min(seen, last)
             found.update(range(a, b + 1))
             if len(found) > limit or count > 2 * limit or (count >= 64 and a < 16 * count):
                 return None  # dense from the start: do not map the rest
