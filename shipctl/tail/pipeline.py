@@ -143,8 +143,13 @@ class _Units:
         self.open_match = False  # see Cut.open_match
         if terms is None:
             self.region = region  # bytes of the chunk the units cover
-            self.n = data.count(b"\n", 0, region) + partial
             self.text = str(memoryview(data)[:region], "utf-8", "replace")  # no copy of the chunk first
+            # Every rule looks at the lines' texts: split now, and count the units from that rather than with
+            # a count of the bytes (decoding never makes or takes a newline, so the two agree).
+            self._texts = self.text.split("\n")
+            if not partial:
+                self._texts.pop()
+            self.n = len(self._texts)
         else:
             assert raw is not None
             self.n = len(raw)
