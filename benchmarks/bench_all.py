@@ -58,6 +58,8 @@ ROWS: list[tuple[str, str, str, bool]] = [
     ("tail_mbs", "`tail-once` into the journal, no rules: MB/s", "≥ 400", True),
     ("tail_rss", "`tail-once`, no rules: peak RSS MiB", "≤ 32", False),
     ("rules_mbs", "`tail-once` with 2 redactions + 1 sampling + 1 grouper: MB/s", "≥ 100", True),
+    ("tail_cpu", "`tail-once`, no rules: CPU s (user + sys)", "", False),
+    ("rules_cpu", "`tail-once` with rules: CPU s (user + sys)", "", False),
     ("upload_mbs", "`upload` alone to addEvents: MB/s of log", "≥ 200", True),
     ("upload_rss", "`upload` alone: peak RSS MiB", "≤ 40", False),
     ("two_mbs", "`tail-once` then `upload`, end to end: MB/s", "≥ 130", True),
@@ -169,6 +171,7 @@ def one_round(
         return {
             "tail_mbs": mb / (t1 - t0),
             "tail_rss": tail.rss_mib,
+            "tail_cpu": tail.cpu,
             "upload_mbs": mb / (t2 - t1),
             "upload_rss": up.rss_mib,
             "two_mbs": mb / (t2 - t0),
@@ -182,7 +185,7 @@ def one_round(
     def rules(tmp: Path) -> dict[str, float]:
         t = inst.run(tmp, ["tail-once"], AGENT + logs + RULES)
         rss.append(t.rss_mib)
-        return {"rules_mbs": mb / t.wall}
+        return {"rules_mbs": mb / t.wall, "rules_cpu": t.cpu}
 
     if "rules" in only:
         out.update(with_tmp(rules))

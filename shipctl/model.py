@@ -35,7 +35,7 @@ class PendingBatch:
     ts: int
     attrs: dict[str, Any]
     fmt: str
-    payload: bytes
+    payload: bytes | bytearray | memoryview  # a view into the follower's read buffer, valid until queued
     n_events: int
     log_id: str | None = None
 
@@ -91,7 +91,10 @@ def _codec() -> Any:
     return _z
 
 
-def encode_payload(payload: bytes, compress: bool) -> tuple[str, bytes]:
+Buffer = bytes | bytearray | memoryview
+
+
+def encode_payload(payload: Buffer, compress: bool) -> tuple[str, Buffer]:
     if compress:
         return "zlib", _codec().compress(payload, 1)
     return "none", payload

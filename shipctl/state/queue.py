@@ -13,12 +13,19 @@ from shipctl.humanize import plural
 from shipctl.model import Batch, PendingBatch, Undecodable, decode_payload, encode_payload
 
 
-def insert_batch(conn: sqlite3.Connection, batch: PendingBatch, *, compress: bool = False) -> int:
+def insert_batch(
+    conn: sqlite3.Connection,
+    batch: PendingBatch,
+    *,
+    compress: bool = False,
+    encoded: tuple[str, bytes] | None = None,
+) -> int:
     """Queue one batch. Call inside a write transaction: the sequence numbers it takes and the offset the
-    caller moves must commit together with it."""
+    caller moves must commit together with it. ``encoded``: the payload's stored form (codec, blob) when the
+    caller already made it (the follower deflates the next chunk while the previous one commits)."""
     next_sn = int(conn.execute("SELECT value FROM meta WHERE key = 'next_sn'").fetchone()[0])
     conn.execute("UPDATE meta SET value = ? WHERE key = 'next_sn'", (str(next_sn + batch.n_events),))
-    codec, blob = encode_payload(batch.payload, compress)
+    codec, blob = encoded if encoded is not None else encode_payload(batch.payload, compress)
     cur = conn.execute(
         "INSERT INTO queue (kind, source, log_id, ts, attrs, fmt, codec, n_events, n_bytes, sn, created,"
         " payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -182,6 +182,17 @@ class Source:
         except (OSError, EOFError, zlib.error):
             return b""  # a truncated or corrupt archive reads as ending here
 
+    def read_into(self, offset: int, buf: bytearray) -> bytes | bytearray:
+        """What ``read_at(offset, len(buf))`` returns, read into ``buf``: ``buf`` itself when it was filled,
+        else a copy of the bytes read (a short read is the file's end). A fresh 1 MiB bytes object per
+        read is a fresh mapping from the allocator, whose ~256 page faults cost more CPU than the read
+        (measured: ~25,000 faults over 116 MB). The caller must not read into ``buf`` again while what it
+        returned is still in use."""
+        if self.gz:
+            return self.read_at(offset, len(buf))
+        n = os.preadv(self._fd, [buf], offset)
+        return buf if n == len(buf) else bytes(memoryview(buf)[:n])
+
     def line_end(self, start: int, step: int, go_on: Callable[[], bool] = lambda: True) -> tuple[int, bool] | None:
         """Where the line going on at ``start`` ends: the offset of its newline and True, or the end of the
         file and False. Read ``step`` bytes at a time, asking ``go_on`` before each read; None if it said no."""
