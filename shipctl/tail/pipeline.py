@@ -495,7 +495,8 @@ class Pipeline:
         out.fmt = FMT_JSON
         if rates and kept_at is not None:
             rates = {bisect_left(kept_at, e): rate for e, rate in rates.items()}
-        out.payload = _json_events(msgs, rates)
+        plain = u.text is not None and _orjson_safe(u.text) and all(_orjson_safe(msgs[k]) for k in changed)
+        out.payload = _json_events_fast(msgs, rates) if plain else _json_events(msgs, rates)
         return out
 
     def _group(self, u: _Units, final: bool) -> tuple[list[tuple[int, int]], int]:
@@ -683,6 +684,29 @@ def _json_events(msgs: list[str], rates: dict[int, float]) -> bytes:
             attrs[rate] = ',"a":{"sample_rate":' + json.dumps(rate) + "}"
         items[k] += attrs[rate]
     return ('[{"m":' + '},{"m":'.join(items) + "}]").encode()
+
+
+def _orjson_safe(text: str) -> bool:
+    """Whether orjson writes this text as json's ensure_ascii escaper does: ASCII only (orjson writes other
+    characters as UTF-8, not as \\u escapes) and no DEL (the one ASCII character json escapes and orjson
+    does not). isascii is O(1) on str; the DEL check is one memchr."""
+    return text.isascii() and "\x7f" not in text
+
+
+def _json_events_fast(msgs: list[str], rates: dict[int, float]) -> bytes:
+    """``_json_events`` for messages that pass ``_orjson_safe``, byte for byte the same: orjson escapes a
+    chunk's messages ~10x faster than one encode_basestring_ascii call per message and joins them in the
+    same pass (json's escaping was ~40% of Pipeline.cut with a sampling rule). Imported here: only logs
+    whose rules need the JSON form pay for loading it."""
+    import orjson
+
+    events = [{"m": m} for m in msgs]
+    attrs: dict[float, orjson.Fragment] = {}
+    for k, rate in rates.items():
+        if rate not in attrs:  # the same text as _json_events writes: json.dumps of the rate
+            attrs[rate] = orjson.Fragment(('{"sample_rate":' + json.dumps(rate) + "}").encode())
+        events[k]["a"] = attrs[rate]
+    return orjson.dumps(events)
 
 
 def _same(k: int) -> int:
