@@ -108,6 +108,20 @@ def _wide(pattern: re.Pattern[str], *, grouper: bool) -> _Wide | None:
     return _Wide(compiled, doubled, line_start)
 
 
+_REGEX_SYNTAX = frozenset(".^$*+?{}[]\\|()#")
+
+
+def _literal(pattern: re.Pattern[str]) -> str | None:
+    """The text a pattern searches for when it is plain text (no regex syntax, no flag that changes what a
+    character matches): then ``pattern.search(s)`` finds a match exactly when ``text in s``."""
+    src = pattern.pattern
+    if not isinstance(pattern, re.Pattern) or not src or not _REGEX_SYNTAX.isdisjoint(src):
+        return None
+    if pattern.flags & (re.IGNORECASE | re.VERBOSE | re.LOCALE):
+        return None
+    return src
+
+
 class _Units:
     """The units of one chunk: their bytes (without newline), decoded texts and how each ends, computed
     only when asked for; and the decoded text of them all for the whole-chunk searches (None when the
@@ -290,6 +304,7 @@ class Pipeline:
         self._wide_cont = [_wide(g.pattern, grouper=True) if on else None for g in self.groupers]
         self._wide_sample = [_wide(r.match_expression, grouper=False) if on else None for r in self.sampling]
         self._wide_redact = [_wide(r.match_expression, grouper=False) if on else None for r in self.redaction]
+        self._sample_literal = [_literal(r.match_expression) if on else None for r in self.sampling]
 
     def cut(self, chunk: Chunk, *, at_eof: bool, flush: bool) -> Cut:
         """``at_eof``: nothing follows ``chunk`` in the file now. ``flush``: a trailing partial line or
@@ -615,10 +630,14 @@ class Pipeline:
         rates: dict[int, float] = {}
         decided: set[int] = set()
         n = len(msgs)
-        for rule, wide in zip(self.sampling, self._wide_sample, strict=True):
+        for rule, wide, literal in zip(self.sampling, self._wide_sample, self._sample_literal, strict=True):
             hits = self._events_hit(u, wide, event_of)
             pat, rate = rule.match_expression, rule.sampling_rate
-            if hits is None:
+            if hits is None and literal is not None:
+                # Dense hits (a /health rule matches ~1 line in 7): a substring test per event, in C, costs
+                # ~60% of a regex search per event, which also makes a Match object for each hit.
+                matched = list(compress(range(n), map(operator.contains, msgs, repeat(literal))))
+            elif hits is None:
                 matched = list(compress(range(n), map(pat.search, msgs)))
             else:
                 matched = [e for e in sorted(hits) if e < n and pat.search(msgs[e])]
