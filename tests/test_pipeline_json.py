@@ -66,3 +66,15 @@ def test_pipeline_payload_is_the_same_with_and_without_orjson(lines: list[str], 
     finally:
         pipeline._json_events_fast = orig  # type: ignore[assignment]
     assert fast == slow
+
+
+def test_without_orjson_json_writes_the_same_bytes() -> None:
+    msgs, rates = ['GET "/health" 200', "a\\b\tc", ""], {0: 0.1, 2: 0.5}
+    expected = pipeline._json_events(msgs, rates)
+    assert pipeline._json_events_fast(msgs, rates) == expected
+    saved = pipeline._orjson
+    pipeline._orjson = False  # as when the import failed
+    try:
+        assert pipeline._json_events_fast(msgs, rates) == expected
+    finally:
+        pipeline._orjson = saved

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, compress, repeat, starmap
 from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-defined]
+from typing import Any
 
 from shipctl import regex
 from shipctl.config import LineGrouper, LogConfig, RedactionRule
@@ -712,15 +713,28 @@ def _orjson_safe(text: str) -> bool:
     return text.isascii() and "\x7f" not in text
 
 
+_orjson: Any = None  # the module once imported; False: not installed
+
+
 def _json_events_fast(msgs: list[str], rates: dict[int, float]) -> bytes:
     """``_json_events`` for messages that pass ``_orjson_safe``, byte for byte the same: orjson escapes a
     chunk's messages ~10x faster than one encode_basestring_ascii call per message and joins them in the
     same pass (json's escaping was ~40% of Pipeline.cut with a sampling rule). Imported here: only logs
-    whose rules need the JSON form pay for loading it."""
-    import orjson
+    whose rules need the JSON form pay for loading it; without it (a dependency, but an install could lack
+    it) json writes the same bytes."""
+    global _orjson
+    if _orjson is None:
+        try:
+            import orjson
 
+            _orjson = orjson
+        except ImportError:
+            _orjson = False
+    if _orjson is False:
+        return _json_events(msgs, rates)
+    orjson = _orjson
     events = [{"m": m} for m in msgs]
-    attrs: dict[float, orjson.Fragment] = {}
+    attrs: dict[float, Any] = {}  # orjson.Fragment
     for k, rate in rates.items():
         if rate not in attrs:  # the same text as _json_events writes: json.dumps of the rate
             attrs[rate] = orjson.Fragment(('{"sample_rate":' + json.dumps(rate) + "}").encode())
