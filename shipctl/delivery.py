@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipctl import plugins
+from shipctl import malloc, plugins
 from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError, LockHeld, ShipctlError
 from shipctl.humanize import plural, size
@@ -357,6 +357,7 @@ class _Run:
         if first is None:
             self._advance(reader.passed)
             return
+        malloc.tune()  # a request to send: a run that moves data
         from collections import deque
         from concurrent.futures import Future, ThreadPoolExecutor
 

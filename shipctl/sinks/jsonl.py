@@ -157,6 +157,8 @@ def encode_batch(b: Batch, first_sn: int, session: str) -> bytes:
 
 
 class StdoutSink(BatchSink):
+    ahead = 1  # see FileSink.ahead
+
     def __init__(self, options: StdoutSinkOptions, session: str) -> None:
         self.request_bytes = options.request_bytes
         self.session = session
@@ -176,6 +178,10 @@ class StdoutSink(BatchSink):
 
 
 class FileSink(BatchSink):
+    # Requests are encoded in post() (seal() does nothing): one read ahead already overlaps reading and
+    # inflating the next batches with writing this one; a second only held another inflated request in RSS.
+    ahead = 1
+
     def __init__(self, options: FileSinkOptions, session: str) -> None:
         self.path = options.path
         self.fsync = options.fsync

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shipctl import malloc
 from shipctl.config import LogConfig
 from shipctl.model import PendingBatch, encode_payload
 from shipctl.runtime import Budget, Context, log
@@ -776,6 +777,7 @@ class _LogTailer:
         """Read buffers reused from chunk to chunk (see Source.read_into): one per chunk waiting to be
         committed, and one for the chunk being read."""
         if not self._bufs:
+            malloc.tune()  # before the first buffers: new bytes to read, a run that moves data
             self._bufs = [bytearray(self.rsize) for _ in range(self.group + 1)]
         return self._bufs
 
