@@ -49,6 +49,8 @@ Sent = Callable[[str, int, int], None]
 
 @dataclass
 class UploadResult:
+    """What one sink's delivery did in one run, for the summary and ``status``."""
+
     sink: str = ""
     batches: int = 0
     events: int = 0

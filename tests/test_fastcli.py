@@ -214,6 +214,9 @@ IDLE_UNLOADED = (
     "shipctl.tail.pipeline",
     "shipctl.monitors.runner",
     "gzip",
+    "ast",  # inspect's: deferred, and every dataclass an idle run creates has a docstring (issue 13: RSS)
+    "dis",
+    "ctypes",  # shipctl.malloc loads it only once there is data to move
 )
 
 

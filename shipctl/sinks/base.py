@@ -21,6 +21,8 @@ TOO_LARGE = "too_large"  # the receiver refused the request for its size: send s
 
 @dataclass(frozen=True)
 class SendResult:
+    """A sink's answer for one request: what the receiver said, and what to do next."""
+
     outcome: str  # OK, RETRY, DISCARD or TOO_LARGE
     message: str = ""
     status: str = ""  # the receiver's status word, for status output

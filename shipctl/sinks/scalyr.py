@@ -61,6 +61,8 @@ def _min_request(value: int) -> str | None:
 
 @dataclass(frozen=True)
 class ScalyrOptions:
+    """The options of a ``scalyr`` sink (addEvents)."""
+
     api_key: str = field(secret=True, doc="a Write Logs key, usually $SCALYR_API_KEY through import_vars")
     server: str = field(DEFAULT_SERVER, aliases=("scalyr_server",))
     allow_http: bool = False  # plain http:// only for loopback testing
@@ -366,6 +368,8 @@ class _Builder:
 
 @dataclass
 class _Payload:
+    """One addEvents request body in its parts, compressed once sealed."""
+
     events: bytes | Deflated  # the events' JSON, deflated on the way when the body is compressed
     threads: bytes
     logs: bytes

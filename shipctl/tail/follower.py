@@ -55,6 +55,8 @@ if TYPE_CHECKING:  # imported when a run first deflates ahead (~2 ms that a no-o
 
 @dataclass
 class FileResult:
+    """What tail-once read from one file."""
+
     path: str
     bytes: int = 0
     lines: int = 0
@@ -65,6 +67,8 @@ class FileResult:
 
 @dataclass
 class LogResult:
+    """What tail-once did for one ``[[logs]]`` entry."""
+
     log_id: str
     matched: int = 0
     files: list[FileResult] = field(default_factory=list)
@@ -73,6 +77,8 @@ class LogResult:
 
 @dataclass
 class TailResult:
+    """What one tail-once did, in all and per ``[[logs]]`` entry."""
+
     logs: list[LogResult] = field(default_factory=list)
     bytes: int = 0
     lines: int = 0
