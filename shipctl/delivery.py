@@ -368,6 +368,7 @@ class _Run:
         ahead = self.sink.ahead
         with ThreadPoolExecutor(depth + ahead, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
             ready: deque[tuple[Request, Future[None]]] = deque([(first, pool.submit(self.sink.seal, first))])
+            del first  # alive in ``ready`` only: once posted and booked, its batches leave memory (~1 MiB)
             flying: deque[tuple[Request, Future[SendResult]]] = deque()
 
             def refill() -> None:
