@@ -40,6 +40,8 @@ GROUPER_MODES = {
 
 @dataclass(frozen=True)
 class LineGrouper:
+    """A ``line_groupers`` entry: how lines join into one event (a stack trace)."""
+
     start: re.Pattern[str]
     mode: str  # one of the four canonical snake_case names
     pattern: re.Pattern[str]
@@ -47,12 +49,16 @@ class LineGrouper:
 
 @dataclass(frozen=True)
 class SamplingRule:
+    """A ``sampling_rules`` entry: which share of the matching lines is kept."""
+
     match_expression: re.Pattern[str]
     sampling_rate: float = field(check=lambda v: None if 0 <= v <= 1 else "expected a number from 0 to 1")
 
 
 @dataclass(frozen=True)
 class RedactionRule:
+    """A ``redaction_rules`` entry: what is replaced (or hashed) in each line."""
+
     match_expression: re.Pattern[str]
     replacement: str = ""
     hash_salt: str = field("", secret=True)
@@ -68,6 +74,8 @@ def _rename_check(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class LogConfig:
+    """One ``[[logs]]`` entry: the files it matches and how their lines are parsed."""
+
     path: str
     id: str = ""
     exclude: tuple[str, ...] = ()
@@ -124,6 +132,8 @@ class HealthConfig:
 
 @dataclass(frozen=True)
 class AgentConfig:
+    """The ``[agent]`` table: state file, log file, limits of a run, server attributes."""
+
     state: str | None = None
     log_file: str | None = None
     server_attributes: Mapping[str, Any] = dataclasses.field(default_factory=_empty)
@@ -150,6 +160,8 @@ class AgentConfig:
 
 @dataclass(frozen=True)
 class MonitorConfig:
+    """One ``[[monitors]]`` entry: its type, id, interval and type-specific options."""
+
     type: str
     id: str
     sample_interval: float
@@ -159,6 +171,8 @@ class MonitorConfig:
 
 @dataclass(frozen=True)
 class SinkConfig:
+    """One ``[[sinks]]`` entry: its type, id and options (checked by the sink type)."""
+
     type: str
     id: str
     options: Mapping[str, Any]
@@ -169,6 +183,8 @@ class SinkConfig:
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration, merged from the main file and the files in its ``conf.d/``."""
+
     file: str  # the main file, or "<defaults>" when none exists
     files: tuple[str, ...]
     agent: AgentConfig

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shipctl import plugins
+from shipctl import malloc, plugins
 from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError, LockHeld, ShipctlError
 from shipctl.humanize import plural, size
@@ -49,6 +49,8 @@ Sent = Callable[[str, int, int], None]
 
 @dataclass
 class UploadResult:
+    """What one sink's delivery did in one run, for the summary and ``status``."""
+
     sink: str = ""
     batches: int = 0
     events: int = 0
@@ -357,6 +359,7 @@ class _Run:
         if first is None:
             self._advance(reader.passed)
             return
+        malloc.tune()  # a request to send: a run that moves data
         from collections import deque
         from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -365,6 +368,7 @@ class _Run:
         ahead = self.sink.ahead
         with ThreadPoolExecutor(depth + ahead, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
             ready: deque[tuple[Request, Future[None]]] = deque([(first, pool.submit(self.sink.seal, first))])
+            del first  # alive in ``ready`` only: once posted and booked, its batches leave memory (~1 MiB)
             flying: deque[tuple[Request, Future[SendResult]]] = deque()
 
             def refill() -> None:

@@ -16,8 +16,10 @@ import what their work needs.
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
+import types
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -209,6 +211,25 @@ def run_hot(command: str, kwargs: dict[str, Any]) -> int:
         return exc.exit_code
 
 
+class _DeferredModule(types.ModuleType):
+    """Stands in ``sys.modules`` for a module until an attribute of it is asked for, then loads the real one
+    (which replaces it there) and hands over that attribute, then and for every later one."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def _defer_inspect() -> None:
+    """``dataclasses`` imports ``inspect`` (which imports ``ast``, ``dis``, ``tokenize``: ~0.7 MiB of the 18 MiB
+    of a no-op run, issue 13) for one use: the generated docstring of a dataclass that has none. Every dataclass
+    a hot command creates has a docstring (a test checks an idle run loads no ``ast``), so ``inspect`` is loaded
+    only by code that uses it, when it does."""
+    if "inspect" not in sys.modules:
+        sys.modules["inspect"] = _DeferredModule("inspect")
+
+
 def main() -> None:
     """The ``shipctl`` console script: a hot command directly, anything else through the typer app."""
     parsed = None if _completing() else parse(sys.argv[1:])
@@ -217,6 +238,7 @@ def main() -> None:
 
         typer_main()
         return
+    _defer_inspect()
     try:
         code = run_hot(*parsed)
     except KeyboardInterrupt:

@@ -18,6 +18,8 @@ KINDS = ("log", "metric", "event")
 
 @dataclass(frozen=True)
 class Event:
+    """One event as a sink sees it: a log line, or a metric sample."""
+
     ts: int
     kind: str
     source: str

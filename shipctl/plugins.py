@@ -22,6 +22,8 @@ ENTRY_POINT_GROUP = "shipctl.plugins"
 
 @dataclass(frozen=True)
 class Kind:
+    """A monitor or sink type: where its options and its factory are found."""
+
     name: str
     options: str  # "module:OptionsDataclass"
     factory: str  # "module:callable" -> the monitor or sink object
@@ -30,6 +32,8 @@ class Kind:
 
 @dataclass
 class Registry:
+    """Every monitor and sink type known: the built-in ones and those of plugins."""
+
     monitors: dict[str, Kind] = field(default_factory=dict)
     sinks: dict[str, Kind] = field(default_factory=dict)
     python_plugins: dict[str, str] = field(default_factory=dict)  # name -> "module:attr" (type = "plugin")

@@ -42,5 +42,7 @@ class Budget:
 
 @dataclass
 class Context:
+    """What a command works with: the configuration and the open state file."""
+
     config: Config
     state: State

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -248,3 +249,22 @@ def test_stdout_sink_writes_the_same_lines(capsys: pytest.CaptureFixture[str]) -
     out = capsys.readouterr().out
     assert out == (expected(a, 2) + expected(b, 2)).decode()
     assert res.outcome == OK and res.request_bytes == len(out)
+
+
+def test_a_full_request_is_cut_before_the_next_batch_is_read(tmp_path: Path) -> None:
+    """Peak RSS (issue 13): a request that reached ``request_bytes`` is handed over at once, not after the
+    batch that would not fit in it was read (and inflated), which the generator would hold meanwhile."""
+    fs = sink(tmp_path)
+    fs.request_bytes = 10
+    read: list[int] = []
+
+    def journal() -> Iterator[Batch]:
+        for sn in (1, 3, 5):
+            read.append(sn)
+            yield raw_batch([b"1234", b"5678"], sn=sn)  # 10 bytes each: one request each
+
+    reqs = fs.requests(journal(), 0)
+    first = next(reqs)
+    assert [s.first_sn for s in first.spans] == [1] and read == [1]
+    assert [[s.first_sn for s in r.spans] for r in reqs] == [[3], [5]]
+    assert fs.ahead == 1  # encoded in post(): a second request read ahead only held another one in memory

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class Reported:
+    """What a run met that it could not read, split by whether it is news."""
+
     new: list[str] = field(default_factory=list)  # print, and exit 65: the run met something it could not read
     ongoing: list[str] = field(default_factory=list)  # already reported by an earlier run: quiet
     cleared: list[str] = field(default_factory=list)  # print once, exit 0: good news also deserves one line

@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 @dataclass
 class RunResult:
+    """What one ``shipctl run`` did: each step's result, and the steps skipped (lock held)."""
+
     tail: TailResult | None = None
     monitors: RunMonitorResult | None = None
     upload: UploadRun | None = None

@@ -65,6 +65,8 @@ METRICS: dict[str, tuple[str, str]] = {
 
 @dataclass(frozen=True)
 class Figure:
+    """One sample of shipctl's own metrics: name, labels and value."""
+
     name: str
     labels: tuple[tuple[str, str], ...]
     value: float | int

@@ -21,6 +21,8 @@ TOO_LARGE = "too_large"  # the receiver refused the request for its size: send s
 
 @dataclass(frozen=True)
 class SendResult:
+    """A sink's answer for one request: what the receiver said, and what to do next."""
+
     outcome: str  # OK, RETRY, DISCARD or TOO_LARGE
     message: str = ""
     status: str = ""  # the receiver's status word, for status output
@@ -149,6 +151,11 @@ class BatchSink(Sink):
                 group, size = [], 0
             group.append(b)
             size += b.n_bytes
+            if size >= self.request_bytes:
+                # Full: yield it now rather than once the next batch is read and found not to fit, so that
+                # one is not inflated and held while this request waits its turn (a batch of RSS per sink).
+                yield self._request(group, size, acked_sn)
+                group, size = [], 0
         if group:
             yield self._request(group, size, acked_sn)
 

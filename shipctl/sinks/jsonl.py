@@ -21,10 +21,10 @@ from shipctl.model import FMT_RAW, Batch
 from shipctl.schema import field, non_empty, positive
 from shipctl.sinks.base import OK, RETRY, BatchSink, SendResult
 
-# Log bytes per send() (one write + fsync for the file sink). The upload pipeline holds about five sends'
-# worth of inflated batches at once (the one being written, two read ahead, the journal reader's window):
-# 8 MiB made the file sink's `run` peak at ~80 MiB RSS; 1 MiB (one batch of tail-once's 1 MiB reads) keeps it
-# near 43 MiB for ~0.15 CPU-s and ~0.3 s of extra fsyncs per 100 MB of log (an fsync costs ~3 ms + ~0.7 ms/MB).
+# Log bytes per send() (one write + fsync for the file sink). The upload pipeline holds a few sends' worth of
+# inflated batches at once (the one being written, one read ahead, the one being inflated): 8 MiB made the
+# file sink's `run` peak at ~80 MiB RSS; 1 MiB (one batch of tail-once's 1 MiB reads) keeps it near 38 MiB for
+# ~0.15 CPU-s and ~0.3 s of extra fsyncs per 100 MB of log (an fsync costs ~3 ms + ~0.7 ms/MB).
 REQUEST_BYTES = 1 << 20
 
 
@@ -157,6 +157,8 @@ def encode_batch(b: Batch, first_sn: int, session: str) -> bytes:
 
 
 class StdoutSink(BatchSink):
+    ahead = 1  # see FileSink.ahead
+
     def __init__(self, options: StdoutSinkOptions, session: str) -> None:
         self.request_bytes = options.request_bytes
         self.session = session
@@ -176,6 +178,10 @@ class StdoutSink(BatchSink):
 
 
 class FileSink(BatchSink):
+    # Requests are encoded in post() (seal() does nothing): one read ahead already overlaps reading and
+    # inflating the next batches with writing this one; a second only held another inflated request in RSS.
+    ahead = 1
+
     def __init__(self, options: FileSinkOptions, session: str) -> None:
         self.path = options.path
         self.fsync = options.fsync

@@ -61,6 +61,8 @@ def _min_request(value: int) -> str | None:
 
 @dataclass(frozen=True)
 class ScalyrOptions:
+    """The options of a ``scalyr`` sink (addEvents)."""
+
     api_key: str = field(secret=True, doc="a Write Logs key, usually $SCALYR_API_KEY through import_vars")
     server: str = field(DEFAULT_SERVER, aliases=("scalyr_server",))
     allow_http: bool = False  # plain http:// only for loopback testing
@@ -98,7 +100,21 @@ class ScalyrOptions:
 # --- encoding ------------------------------------------------------------------------------------------
 
 _T = 10_000  # ts = prefix * _T + k; the 4-digit k of every event comes from this table
-_SD = [b'%04d","sd":1,"attrs":{"message":"' % k for k in range(_T)]
+_SD_FMT = b'%04d","sd":1,"attrs":{"message":"'
+_SD_LEN = len(_SD_FMT % 0)
+_SD_TABLE: list[bytes] | None = None
+
+
+def _sd() -> list[bytes]:
+    """``_SD_FMT`` for every 4-digit k, built on first use: ~0.8 MiB that a run with nothing to send (and
+    every command that only validates the config) does not pay. Built whole before it is shared: encoding
+    threads racing here each build an equal one."""
+    global _SD_TABLE
+    if _SD_TABLE is None:
+        _SD_TABLE = [_SD_FMT % k for k in range(_T)]
+    return _SD_TABLE
+
+
 _CLOSE = b'"}}'
 # Bytes that need no escaping in a JSON string, but for quote and backslash (valid UTF-8 is ensured first).
 _PLAIN = bytes(range(0x20, 0x100)) + b"\n"
@@ -146,7 +162,7 @@ class _Chunk(abc.ABC):
 
 
 class _RawChunk(_Chunk):
-    """Plain lines whose ts share all but their last 4 digits. Two pieces per event: ``_SD[k]`` (the last
+    """Plain lines whose ts share all but their last 4 digits. Two pieces per event: ``_sd()[k]`` (the last
     ts digits, ``sd`` and the opening of ``attrs``) from a shared table, then the escaped line followed by
     the glue that closes the event and opens the next one up to its first ts digits. Lines and glue come
     from one ``replace`` and one ``split`` of the whole batch: nothing is formatted per line in Python."""
@@ -173,7 +189,7 @@ class _RawChunk(_Chunk):
 
     def fit(self, room: int) -> int:
         cum = list(accumulate(map(len, self.parts[1::2])))
-        first, unit, n = len(self.parts[0]), len(_SD[0]), self.n
+        first, unit, n = len(self.parts[0]), _SD_LEN, self.n
         closed = len(_CLOSE) - len(self.glue)  # a cut event is closed instead of glued to the next
 
         def size(j: int) -> int:  # the first j events as a chunk of their own
@@ -211,12 +227,12 @@ def _raw_chunk(batch: Batch, escaped: bytes, first_sn: int, v: int, open_: bytes
     xs[-1] = xs[-1][: -len(glue)] + _CLOSE
     parts: list[bytes] = [b""] * (2 * cnt)
     parts[1::2] = xs
-    parts[2::2] = _SD[k + 1 : k + cnt]
+    parts[2::2] = _sd()[k + 1 : k + cnt]
     chunk = _RawChunk(batch, first_sn, v, parts, glue, open_, si)
     parts[0] = chunk.head(0)
     # Every line gained its glue instead of its newline; the last is closed; the first has a head.
     used = len(escaped) - len(rest)
-    chunk.size = used + cnt * (len(glue) - 1) - len(glue) + len(_CLOSE) + (cnt - 1) * len(_SD[0]) + len(parts[0])
+    chunk.size = used + cnt * (len(glue) - 1) - len(glue) + len(_CLOSE) + (cnt - 1) * _SD_LEN + len(parts[0])
     return chunk, rest
 
 
@@ -352,6 +368,8 @@ class _Builder:
 
 @dataclass
 class _Payload:
+    """One addEvents request body in its parts, compressed once sealed."""
+
     events: bytes | Deflated  # the events' JSON, deflated on the way when the body is compressed
     threads: bytes
     logs: bytes

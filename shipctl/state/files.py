@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 @dataclass
 class FileRecord:
+    """A followed file's row: where it is, how it is recognised, how far it was read."""
+
     log_id: str
     path: str  # the glob match this record follows
     real_path: str  # where the file being read is now (a rotated sibling while it is finished)

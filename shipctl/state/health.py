@@ -19,6 +19,8 @@ SNAPSHOT = "selfmetrics"
 
 @dataclass(frozen=True)
 class Problem:
+    """A problem a run met: its text and when it was first and last met."""
+
     text: str
     since: float  # first run that met it
     seen: float  # latest run that met it
@@ -27,6 +29,8 @@ class Problem:
 
 @dataclass
 class Changes:
+    """Problems met by this run next to the previous one's."""
+
     new: list[str] = field(default_factory=list)  # not met by the previous run: report it
     ongoing: list[str] = field(default_factory=list)  # reported before: stay quiet
     cleared: list[str] = field(default_factory=list)  # met before, gone now: say so once

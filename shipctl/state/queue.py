@@ -318,6 +318,8 @@ def release(
 
 @dataclass(frozen=True)
 class QueueStats:
+    """The journal's size, for ``status``."""
+
     batches: int
     events: int
     bytes: int
@@ -335,6 +337,8 @@ def queue_stats(conn: sqlite3.Connection) -> QueueStats:
 
 @dataclass
 class Trimmed:
+    """What ``agent.max_queue_bytes`` dropped, in all or for one sink."""
+
     batches: int = 0
     events: int = 0
     bytes: int = 0
@@ -370,6 +374,8 @@ def trim(conn: sqlite3.Connection, max_stored_bytes: int, sinks: Mapping[str, tu
 
 @dataclass
 class Pending:
+    """What a sink still has to deliver."""
+
     batches: int = 0
     events: int = 0
     bytes: int = 0

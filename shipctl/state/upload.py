@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 @dataclass
 class UploadState:
+    """A sink's row: its cursor, counters and backoff."""
+
     sink: str
     last_attempt: float | None = None
     last_success: float | None = None

@@ -55,6 +55,8 @@ def shadow_message(owner: str) -> str:
 
 @dataclass(frozen=True)
 class Shadowed:
+    """A file that a ``[[logs]]`` entry matches but an earlier entry ships."""
+
     log_id: str  # the entry that matches the file but does not ship it
     index: int  # its position in [[logs]]
     path: str

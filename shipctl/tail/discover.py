@@ -45,6 +45,8 @@ class Limit:
 
 @dataclass
 class Found:
+    """The paths a ``[[logs]]`` glob matched."""
+
     paths: list[str] = field(default_factory=list)
     truncated: str | None = None  # why the walk stopped before it had looked everywhere
 

@@ -220,6 +220,8 @@ class Source:
 
 @dataclass(frozen=True)
 class Identity:
+    """How a file is recognised after a rename: a hash of its first bytes and of the bytes just before the offset."""
+
     fp_len: int
     fp_hash: str
     offset: int

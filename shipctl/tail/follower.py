@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shipctl import malloc
 from shipctl.config import LogConfig
 from shipctl.model import PendingBatch, encode_payload
 from shipctl.runtime import Budget, Context, log
@@ -54,6 +55,8 @@ if TYPE_CHECKING:  # imported when a run first deflates ahead (~2 ms that a no-o
 
 @dataclass
 class FileResult:
+    """What tail-once read from one file."""
+
     path: str
     bytes: int = 0
     lines: int = 0
@@ -64,6 +67,8 @@ class FileResult:
 
 @dataclass
 class LogResult:
+    """What tail-once did for one ``[[logs]]`` entry."""
+
     log_id: str
     matched: int = 0
     files: list[FileResult] = field(default_factory=list)
@@ -72,6 +77,8 @@ class LogResult:
 
 @dataclass
 class TailResult:
+    """What one tail-once did, in all and per ``[[logs]]`` entry."""
+
     logs: list[LogResult] = field(default_factory=list)
     bytes: int = 0
     lines: int = 0
@@ -776,6 +783,7 @@ class _LogTailer:
         """Read buffers reused from chunk to chunk (see Source.read_into): one per chunk waiting to be
         committed, and one for the chunk being read."""
         if not self._bufs:
+            malloc.tune()  # before the first buffers: new bytes to read, a run that moves data
             self._bufs = [bytearray(self.rsize) for _ in range(self.group + 1)]
         return self._bufs
 
