@@ -546,3 +546,32 @@ def test_an_idempotent_producer_waits_for_the_cluster_connection_before_the_firs
     assert res.outcome == "ok", res.message
     assert calls == (["metadata", "metadata", "produce"] if idempotence else ["metadata", "produce"])
     assert len(kafka.messages(topic)) == 100
+
+
+def test_a_request_is_confirmed_without_waiting_out_linger_ms(kafka: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """linger.ms lets librdkafka fill large batches while a request is produced; the flush() that ends each
+    request must send its last batch at once, not after linger.ms. With linger.ms at 5 s, a one-line request
+    (after a first one, which also connects) is still confirmed in well under that."""
+    from shipctl.model import FMT_RAW, Batch
+    from shipctl.sinks import kafka as kafka_sink
+    from shipctl.sinks.base import Request, Span
+
+    assert kafka_sink.LINGER_MS <= 100  # a slow trickle of monitor events must not sit in a batch for long
+    monkeypatch.setattr(kafka_sink, "LINGER_MS", 5_000)
+    topic = kafka.create_topic(topic_name())
+    sink = kafka_sink.KafkaSink(kafka_sink.KafkaOptions(brokers=(kafka.address,), topic=topic), "s-1")
+    sink.sink_id = "bus"
+    took = []
+    try:
+        for sn in (1, 2):
+            payload = b"line %d\n" % sn
+            batch = Batch(sn, "log", "/l", "l", 1_000, {}, FMT_RAW, 1, len(payload), sn, payload)
+            req = Request([Span(sn, sn, sn, True)], 1, len(payload), [batch])
+            start = time.monotonic()
+            res = sink.post(req)
+            took.append(time.monotonic() - start)
+            assert res.outcome == "ok", res.message
+    finally:
+        sink.close()
+    assert took[1] < 2.5, took
+    assert [json.loads(m.value)["message"] for m in kafka.messages(topic)] == ["line 1", "line 2"]

@@ -63,6 +63,7 @@ INSTALL_HINT = "pip install 'shipctl[kafka]'"
 PROTOCOLS = ("plaintext", "ssl", "sasl_plaintext", "sasl_ssl")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 SHOW_MESSAGES = 5  # of a request, for upload --dry-run
+LINGER_MS = 50  # librdkafka's linger.ms: see _config
 _BROKER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:,\[\]/]+):(\d{1,5})")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
@@ -187,7 +188,12 @@ class KafkaSink(BatchSink):
             "queue.buffering.max.kbytes": max(65536, 4 * o.request_bytes // 1024),
             "message.max.bytes": o.message_max_bytes + 4096,  # room for key, headers and the record overhead
             "batch.size": 1_000_000,
-            "linger.ms": 5,
+            # A request's messages are queued faster than the broker thread sends them, so its batches fill up
+            # (batch.size) before this runs out. With 5 ms they went out at ~0.6 MB, with a wake-up of the
+            # broker thread per batch: +40% CPU in that thread, contending with produce() for the partition
+            # queue's lock (200 MB of log: 1.4 -> 1.0 CPU-s). No wait added: flush() at the end of each request
+            # sends what is queued at once, whatever linger.ms says.
+            "linger.ms": LINGER_MS,
             "security.protocol": o.security_protocol.lower(),
             "logger": _LibLog(),
             "error_cb": self._on_error,
