@@ -501,6 +501,9 @@ def test_a_full_local_queue_waits_for_room_and_loses_or_repeats_nothing(
     got = kafka.messages(topic)
     assert [json.loads(m.value)["message"] for m in got] == [f"line {i}" for i in range(5_000)]
     assert [dict(m.headers)["sn"] for m in got] == [str(sn).encode() for sn in range(101, 5_101)]
+    # Exactly the two headers, si first, on every message (they are set in one dict reused from call to call).
+    assert {tuple(k for k, _ in m.headers) for m in got} == {("si", "sn")}
+    assert {dict(m.headers)["si"] for m in got} == {b"s-1"}
     assert {m.key for m in got} == {b"h"}
 
 

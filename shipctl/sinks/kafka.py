@@ -28,8 +28,9 @@ A kind that ``topics`` names no topic for stops the request before anything of i
 
 Speed: a request's messages are built in ``seal()`` (a worker thread, while the previous request is on the
 wire), a plain-lines batch at a time with no Python code per line (``_raw_values``), and handed to produce()
-by ``starmap``. What is left per message is librdkafka's: produce() with its two headers is about 1 us here,
-0.45 us without them (``headers = false``).
+by ``starmap``, with one headers dict whose ``sn`` is set before each call (``_produce_all``). What is left per
+message is librdkafka's: produce() with its two headers is about 0.8 us here, 0.45 us without them
+(``headers = false``). ``linger.ms`` is long enough for a request's batches to fill up to ``batch.size``.
 
 librdkafka's own log lines go to the ``shipctl.kafka`` logger at debug level (never to stderr; a reconnect
 loop would repeat them every few milliseconds); its error callbacks are kept to name the cause in the retry
@@ -457,15 +458,21 @@ class KafkaSink(BatchSink):
         over: list[int] = []
         pos = 0
         while pos < n:
-            # Lazily: each argument tuple and header list lives for one call only (a list of them all would
-            # be walked by every run of the garbage collector while it grows).
+            # Lazily: each argument tuple lives for one call only (a list of them all would be walked by every
+            # run of the garbage collector while it grows).
             todo = iter(values if pos == 0 else values[pos:])
             if self.o.headers:
-                si = ("si", self._si)
+                # One headers dict for every message, its "sn" set before each call: produce() copies the
+                # headers into librdkafka's own before it returns. The setter rides in the ``callback`` slot
+                # (it returns None, as that slot wants), so zip() calls it once per tuple, just before the
+                # produce() that tuple is for. A dict (insertion order: si, then sn) is also cheaper for
+                # produce() to read than a list of pairs: ~0.3 us a message less in all, the list and its
+                # tuples included.
+                headers = {"si": self._si, "sn": b""}
                 sns = map(b"%d".__mod__, range(first + pos, first + n))  # bytes: taken as they are, not encoded
-                headers = map(list, zip(repeat(si), zip(repeat("sn"), sns)))
+                set_sn = map(headers.__setitem__, repeat("sn"), sns)
                 args: Iterator[tuple[Any, ...]] = zip(
-                    repeat(topic), todo, repeat(key), repeat(-1), repeat(None), repeat(None), repeat(0), headers
+                    repeat(topic), todo, repeat(key), repeat(-1), repeat(None), set_sn, repeat(0), repeat(headers)
                 )
             else:
                 args = zip(repeat(topic), todo, repeat(key))
@@ -486,7 +493,7 @@ class KafkaSink(BatchSink):
     def _args(self, topic: str, value: bytes, key: str | None, sn: int) -> tuple[Any, ...]:
         """produce()'s arguments for one message, by position as ``_produce_all`` gives them."""
         if self.o.headers:
-            return (topic, value, key, -1, None, None, 0, [("si", self._si), ("sn", b"%d" % sn)])
+            return (topic, value, key, -1, None, None, 0, {"si": self._si, "sn": b"%d" % sn})
         return (topic, value, key)
 
     def _produce_when_room(self, *args: Any, deadline: float) -> None:
