@@ -578,3 +578,43 @@ def test_a_request_is_confirmed_without_waiting_out_linger_ms(kafka: Broker, mon
         sink.close()
     assert took[1] < 2.5, took
     assert [json.loads(m.value)["message"] for m in kafka.messages(topic)] == ["line 1", "line 2"]
+
+
+def test_delivery_reports_are_served_every_poll_every_messages(kafka: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of 2,000 lines is produced in runs of at most POLL_EVERY messages with a poll() after each (the
+    delivery reports served while few); every line still arrives once, in order, with its own sn."""
+    import confluent_kafka
+
+    from shipctl.model import FMT_RAW, Batch
+    from shipctl.sinks import kafka as kafka_sink
+    from shipctl.sinks.base import Request, Span
+
+    runs: list[int] = [0]
+
+    class Counting(confluent_kafka.Producer):  # type: ignore[misc]
+        def produce(self, *args: object, **kwargs: object) -> None:
+            runs[-1] += 1
+            super().produce(*args, **kwargs)
+
+        def poll(self, *args: object, **kwargs: object) -> int:
+            if runs[-1]:
+                runs.append(0)
+            return super().poll(*args, **kwargs)
+
+    monkeypatch.setattr(confluent_kafka, "Producer", Counting)
+    monkeypatch.setattr(kafka_sink, "POLL_EVERY", 300)
+    topic = kafka.create_topic(topic_name())
+    sink = kafka_sink.KafkaSink(kafka_sink.KafkaOptions(brokers=(kafka.address,), topic=topic), "s-1")
+    sink.sink_id = "bus"
+    payload = b"".join(b"line %d\n" % i for i in range(2_000))
+    batch = Batch(1, "log", "/l", "l", 1_000, {}, FMT_RAW, 2_000, len(payload), 1, payload)
+    req = Request([Span(1, 1, 2_000, True)], 2_000, len(payload), [batch])
+    try:
+        res = sink.post(req)
+    finally:
+        sink.close()
+    assert res.outcome == "ok", res.message
+    assert [n for n in runs if n] == [300] * 6 + [200]
+    got = kafka.messages(topic)
+    assert [json.loads(m.value)["message"] for m in got] == [f"line {i}" for i in range(2_000)]
+    assert [dict(m.headers)["sn"] for m in got] == [str(sn).encode() for sn in range(1, 2_001)]
