@@ -501,6 +501,9 @@ def test_a_full_local_queue_waits_for_room_and_loses_or_repeats_nothing(
     got = kafka.messages(topic)
     assert [json.loads(m.value)["message"] for m in got] == [f"line {i}" for i in range(5_000)]
     assert [dict(m.headers)["sn"] for m in got] == [str(sn).encode() for sn in range(101, 5_101)]
+    # Exactly the two headers, si first, on every message (they are set in one dict reused from call to call).
+    assert {tuple(k for k, _ in m.headers) for m in got} == {("si", "sn")}
+    assert {dict(m.headers)["si"] for m in got} == {b"s-1"}
     assert {m.key for m in got} == {b"h"}
 
 
@@ -546,3 +549,72 @@ def test_an_idempotent_producer_waits_for_the_cluster_connection_before_the_firs
     assert res.outcome == "ok", res.message
     assert calls == (["metadata", "metadata", "produce"] if idempotence else ["metadata", "produce"])
     assert len(kafka.messages(topic)) == 100
+
+
+def test_a_request_is_confirmed_without_waiting_out_linger_ms(kafka: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """linger.ms lets librdkafka fill large batches while a request is produced; the flush() that ends each
+    request must send its last batch at once, not after linger.ms. With linger.ms at 5 s, a one-line request
+    (after a first one, which also connects) is still confirmed in well under that."""
+    from shipctl.model import FMT_RAW, Batch
+    from shipctl.sinks import kafka as kafka_sink
+    from shipctl.sinks.base import Request, Span
+
+    assert kafka_sink.LINGER_MS <= 100  # a slow trickle of monitor events must not sit in a batch for long
+    monkeypatch.setattr(kafka_sink, "LINGER_MS", 5_000)
+    topic = kafka.create_topic(topic_name())
+    sink = kafka_sink.KafkaSink(kafka_sink.KafkaOptions(brokers=(kafka.address,), topic=topic), "s-1")
+    sink.sink_id = "bus"
+    took = []
+    try:
+        for sn in (1, 2):
+            payload = b"line %d\n" % sn
+            batch = Batch(sn, "log", "/l", "l", 1_000, {}, FMT_RAW, 1, len(payload), sn, payload)
+            req = Request([Span(sn, sn, sn, True)], 1, len(payload), [batch])
+            start = time.monotonic()
+            res = sink.post(req)
+            took.append(time.monotonic() - start)
+            assert res.outcome == "ok", res.message
+    finally:
+        sink.close()
+    assert took[1] < 2.5, took
+    assert [json.loads(m.value)["message"] for m in kafka.messages(topic)] == ["line 1", "line 2"]
+
+
+def test_delivery_reports_are_served_every_poll_every_messages(kafka: Broker, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of 2,000 lines is produced in runs of at most POLL_EVERY messages with a poll() after each (the
+    delivery reports served while few); every line still arrives once, in order, with its own sn."""
+    import confluent_kafka
+
+    from shipctl.model import FMT_RAW, Batch
+    from shipctl.sinks import kafka as kafka_sink
+    from shipctl.sinks.base import Request, Span
+
+    runs: list[int] = [0]
+
+    class Counting(confluent_kafka.Producer):  # type: ignore[misc]
+        def produce(self, *args: object, **kwargs: object) -> None:
+            runs[-1] += 1
+            super().produce(*args, **kwargs)
+
+        def poll(self, *args: object, **kwargs: object) -> int:
+            if runs[-1]:
+                runs.append(0)
+            return super().poll(*args, **kwargs)
+
+    monkeypatch.setattr(confluent_kafka, "Producer", Counting)
+    monkeypatch.setattr(kafka_sink, "POLL_EVERY", 300)
+    topic = kafka.create_topic(topic_name())
+    sink = kafka_sink.KafkaSink(kafka_sink.KafkaOptions(brokers=(kafka.address,), topic=topic), "s-1")
+    sink.sink_id = "bus"
+    payload = b"".join(b"line %d\n" % i for i in range(2_000))
+    batch = Batch(1, "log", "/l", "l", 1_000, {}, FMT_RAW, 2_000, len(payload), 1, payload)
+    req = Request([Span(1, 1, 2_000, True)], 2_000, len(payload), [batch])
+    try:
+        res = sink.post(req)
+    finally:
+        sink.close()
+    assert res.outcome == "ok", res.message
+    assert [n for n in runs if n] == [300] * 6 + [200]
+    got = kafka.messages(topic)
+    assert [json.loads(m.value)["message"] for m in got] == [f"line {i}" for i in range(2_000)]
+    assert [dict(m.headers)["sn"] for m in got] == [str(sn).encode() for sn in range(1, 2_001)]
