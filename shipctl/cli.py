@@ -83,7 +83,8 @@ MaxBytesOpt = Annotated[int | None, _option("max_bytes", parser=_size_option)]
 
 
 def _hot(fn: Callable[..., int], /, **kwargs: Any) -> None:
-    """Run one of shipping's commands; its non-zero exit code becomes typer's."""
+    """Run one of shipping's commands; its non-zero exit code becomes typer's. The hot commands below pass
+    ``**locals()``: their parameters are the command function's, by name (fastcli's declaration)."""
     try:
         fn(**kwargs)
     except shipping.Exit as exc:
@@ -100,15 +101,7 @@ def tail_once_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Read what is new in every configured log into the queue (complete lines only)."""
-    _hot(
-        shipping.tail_once_command,
-        config=config,
-        max_seconds=max_seconds,
-        max_bytes=max_bytes,
-        wait=wait,
-        json_out=json_out,
-        verbose=verbose,
-    )
+    _hot(shipping.tail_once_command, **locals())
 
 
 @app.command("upload", short_help="Deliver the queue to every sink.")
@@ -125,18 +118,7 @@ def upload_cmd(
 ) -> None:
     """Deliver the queue to every configured sink (each from its own cursor); a batch leaves the queue once
     every sink that takes it has it."""
-    _hot(
-        shipping.upload_command,
-        config=config,
-        max_seconds=max_seconds,
-        max_batches=max_batches,
-        force=force,
-        dry_run=dry_run,
-        sink=sink,
-        wait=wait,
-        json_out=json_out,
-        verbose=verbose,
-    )
+    _hot(shipping.upload_command, **locals())
 
 
 @app.command("run-monitor", short_help="Run monitors now (configured, or one type ad hoc).")
@@ -155,18 +137,7 @@ def run_monitor_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
-    _hot(
-        shipping.run_monitor_command,
-        targets=targets,
-        config=config,
-        command=command,
-        opt=opt,
-        due=due,
-        print_only=print_only,
-        wait=wait,
-        json_out=json_out,
-        verbose=verbose,
-    )
+    _hot(shipping.run_monitor_command, **locals())
 
 
 @app.command("run", short_help="tail-once, due monitors and upload: the one-line crontab.")
@@ -179,15 +150,7 @@ def run_cmd(
     verbose: VerboseOpt = False,
 ) -> None:
     """tail-once, then the monitors that are due, then upload: the one-line crontab."""
-    _hot(
-        shipping.run_command,
-        config=config,
-        max_seconds=max_seconds,
-        max_bytes=max_bytes,
-        wait=wait,
-        json_out=json_out,
-        verbose=verbose,
-    )
+    _hot(shipping.run_command, **locals())
 
 
 @app.command("status", short_help="Where everything stands (--json for machines).")
