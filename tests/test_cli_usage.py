@@ -178,8 +178,11 @@ def test_run_monitor_json_uses_the_keys_of_print(env: Env) -> None:
 
 def test_shell_completion_is_offered_and_completes_commands(tmp_path: Path) -> None:
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
-    # Run from bash, as a person would: typer finds the shell among the parent processes.
-    shown = subprocess.run(["bash", "-c", f"'{SHIPCTL}' --show-completion"], capture_output=True, text=True, env=env)
+    # Run from bash, as a person would: typer finds the shell among the parent processes. "; exit" keeps bash
+    # from exec'ing a lone command (then the parent would be pytest, and detection depends on what runs it).
+    shown = subprocess.run(
+        ["bash", "-c", f"'{SHIPCTL}' --show-completion; exit $?"], capture_output=True, text=True, env=env
+    )
     assert shown.returncode == 0 and "_SHIPCTL_COMPLETE=complete_bash" in shown.stdout, shown.stderr
     done = subprocess.run(
         [str(SHIPCTL)],
@@ -195,7 +198,9 @@ def test_shell_completion_is_offered_and_completes_commands(tmp_path: Path) -> N
         env={**env, "_SHIPCTL_COMPLETE": "complete_bash", "COMP_WORDS": "shipctl upload --dry", "COMP_CWORD": "2"},
     )
     assert done.stdout.split() == ["--dry-run"]
-    inst = subprocess.run(["bash", "-c", f"'{SHIPCTL}' --install-completion"], capture_output=True, text=True, env=env)
+    inst = subprocess.run(
+        ["bash", "-c", f"'{SHIPCTL}' --install-completion; exit $?"], capture_output=True, text=True, env=env
+    )
     assert inst.returncode == 0, inst.stderr
     assert "_SHIPCTL_COMPLETE" in (tmp_path / ".bash_completions" / "shipctl.sh").read_text()
     assert "shipctl.sh" in (tmp_path / ".bashrc").read_text()

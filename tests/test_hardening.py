@@ -82,7 +82,9 @@ def test_upload_to_a_silent_receiver_ends_within_its_budget(env: Env, silent_ser
     t0 = time.monotonic()
     r = env.proc("upload", "--max-seconds", "3", timeout=30)
     took = time.monotonic() - t0
-    assert took < 10, f"upload took {took:.1f} s with --max-seconds 3 (read timeout is 60 s)"  # start-up under load
+    # Far below the 60 s read timeout it must not wait for; the rest is start-up, which took 10 s on a machine
+    # at load 10-20.
+    assert took < 20, f"upload took {took:.1f} s with --max-seconds 3 (read timeout is 60 s)"
     assert r.returncode == 69 and "no reply from 127.0.0.1" in r.stderr, r.stderr
     assert env.messages() == ["hello"]  # the file sink was not held up
 
