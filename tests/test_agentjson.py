@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import tomllib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -571,6 +572,23 @@ def test_config_convert_refuses_what_is_not_an_agent_json(tmp_path: Path) -> Non
     r = cli("config", "convert", str(bad))
     assert r.exit_code == 78 and r.stdout == ""
     assert "logs[0].lineGroupers[0]: expected exactly one of continueThrough" in r.stderr
+
+
+def test_config_convert_refuses_an_integer_toml_cannot_hold(tmp_path: Path) -> None:
+    """JSON numbers have no size limit; TOML's integers stop at 64 bits. The largest that fits is written;
+    a larger one is refused, naming where it is, instead of printing a file no TOML reader accepts."""
+    agent = tmp_path / "agent.json"
+    body = '{ api_key: "k-0123456789abcdef", server_attributes: { account: %d },'
+    body += ' logs: [ { path: "/var/log/a.log", attributes: { parser: "x", n: %d } } ] }'
+    agent.write_text(body % (12, 2**63 - 1))
+    r = cli("config", "convert", str(agent))
+    assert r.exit_code == 0, r.stderr
+    assert tomllib.loads(r.stdout)["logs"][0]["attributes"]["n"] == 2**63 - 1
+    for account, n, where in ((2**63, 1, "server_attributes.account"), (12, -(2**63) - 1, "logs[0].attributes.n")):
+        agent.write_text(body % (account, n))
+        r = cli("config", "convert", str(agent))
+        assert r.exit_code == 78 and r.stdout == ""
+        assert f"{agent}: {where}: the integer " in r.stderr and "beyond TOML's 64-bit integers" in r.stderr
 
 
 # The agent.json a package install leaves, filled in: implicit monitors and the agent's own log on.

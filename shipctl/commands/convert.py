@@ -22,6 +22,17 @@ KEY_VAR = "SCALYR_API_KEY"
 SALT_VAR = "SCALYR_HASH_SALT"
 
 
+class _Unwritable(ValueError):
+    """A value TOML cannot hold, with the keys down to it."""
+
+    def __init__(self, what: str, keys: tuple[str, ...] = ()) -> None:
+        super().__init__(what)
+        self.what, self.keys = what, keys
+
+    def under(self, key: str) -> _Unwritable:
+        return _Unwritable(self.what, (key, *self.keys))
+
+
 @dataclass
 class ConvertResult:
     source: str
@@ -42,7 +53,16 @@ def convert(file: str) -> ConvertResult:
     _merge(
         path, mapped.files, env_optional=True, substitute=False
     )  # a config that would not load is an error now, not later
-    return ConvertResult(str(path), mapped.read, _document(mapped), list(mapped.warnings))
+    try:
+        text = _document(mapped)
+    except _Unwritable as exc:
+        # JSON numbers have no size limit and the agent sends them as they are; TOML's integers stop at 64
+        # bits, so writing one anyway would give a file no TOML reader (shipctl's included) accepts.
+        raise ConfigError(
+            f"{path}: {'.'.join(exc.keys)}: {exc.what}; config convert cannot write it: quote it in agent.json"
+            " to send it as a string, or keep using agent.json (shipctl reads it as it is)"
+        ) from None
+    return ConvertResult(str(path), mapped.read, text, list(mapped.warnings))
 
 
 def _document(mapped: agentjson.Mapped) -> str:
@@ -92,15 +112,15 @@ def _document(mapped: agentjson.Mapped) -> str:
     if variables:
         out.append(_line("import_vars", variables))
     if attrs:
-        out.append(f"server_attributes = {_value(attrs)}")
+        out.append(_line("server_attributes", attrs))
     if main.get("agent"):
-        out += ["", "[agent]"] + [f"{_key(k)} = {_value(v)}" for k, v in main["agent"].items()]
+        out += ["", "[agent]"] + [_within("agent", _line, k, v) for k, v in main["agent"].items()]
     for name, tables in (("logs", logs), ("monitors", monitors), ("sinks", sinks)):
         for i, t in enumerate(tables):
             out += ["", f"[[{name}]]"]
             remarks = list(sink_notes[i]) if name == "sinks" else _notes_in(t, notes)
             out += [f"# {n}" for n in remarks]
-            out += [_line(k, v) for k, v in t.items()]
+            out += [_within(f"{name}[{i}]", _line, k, v) for k, v in t.items()]
     text = "\n".join(out) + "\n"
     secrets = mapped.vars.secret_values if mapped.vars is not None else ()
     if any(v in text for v in secrets):
@@ -236,11 +256,21 @@ def _salt_var(salt: str, variables: list[Any], names: set[str]) -> str:
     return var
 
 
+def _within(table: str, write: Any, *args: Any) -> str:
+    try:
+        return str(write(*args))
+    except _Unwritable as exc:
+        raise exc.under(table) from None
+
+
 def _line(k: str, v: Any) -> str:
     """``key = value``; an array of tables one table a line (TOML's inline tables must fit on one)."""
-    if isinstance(v, list) and len(v) > 1 and all(isinstance(x, dict) for x in v):
-        return f"{_key(k)} = [\n" + "".join(f"  {_value(x)},\n" for x in v) + "]"
-    return f"{_key(k)} = {_value(v)}"
+    try:
+        if isinstance(v, list) and len(v) > 1 and all(isinstance(x, dict) for x in v):
+            return f"{_key(k)} = [\n" + "".join(f"  {_within(f'[{i}]', _value, x)},\n" for i, x in enumerate(v)) + "]"
+        return f"{_key(k)} = {_value(v)}"
+    except _Unwritable as exc:
+        raise exc.under(k) from None
 
 
 def _notes_in(value: Any, notes: dict[int, list[str]]) -> list[str]:
@@ -267,6 +297,8 @@ def _value(v: Any) -> str:
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, int):
+        if not -(1 << 63) <= v < 1 << 63:
+            raise _Unwritable(f"the integer {v} is beyond TOML's 64-bit integers")
         return str(v)
     if isinstance(v, float):
         if v != v:
@@ -277,9 +309,10 @@ def _value(v: Any) -> str:
     if isinstance(v, str):
         return _string(v)
     if isinstance(v, list):
-        return "[" + ", ".join(_value(x) for x in v) + "]"
+        return "[" + ", ".join(_within(f"[{i}]", _value, x) for i, x in enumerate(v)) + "]"
     if isinstance(v, dict):
-        return "{ " + ", ".join(f"{_key(str(k))} = {_value(x)}" for k, x in v.items()) + " }" if v else "{}"
+        pairs = (f"{_key(str(k))} = {_within(str(k), _value, x)}" for k, x in v.items())
+        return "{ " + ", ".join(pairs) + " }" if v else "{}"
     if v is None:
         raise ConfigError("a null value has no TOML form")  # the mapping drops nulls; a bug if reached
     raise TypeError(f"cannot write {type(v).__name__} as TOML")
