@@ -236,6 +236,37 @@ def test_an_idle_run_loads_only_what_it_needs(env: Env, receiver: Receiver) -> N
     assert receiver.accepted == 1
 
 
+def test_an_idle_run_with_a_file_sink_loads_only_what_it_needs(env: Env) -> None:
+    """The same with the ``file`` sink (its options module is imported to check the config on every run)."""
+    (env.logs / "a.log").write_text("one\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    assert env.cli("run").exit_code == 0 and env.sink.read_text().count("\n") == 1
+    probe = (
+        "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        f"print(code, sorted(m for m in {IDLE_UNLOADED!r} if m in sys.modules))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
+    assert env.sink.read_text().count("\n") == 1
+
+
+def test_no_builtin_sink_or_monitor_module_needs_inspect() -> None:
+    """Every run imports the modules of the configured sinks and monitors to check their options: none of their
+    dataclasses may leave ``dataclasses`` to make a docstring through ``inspect`` (issue 13: a no-op run's RSS)."""
+    probe = (
+        "import sys\nfrom shipctl import fastcli\nfastcli._defer_inspect()\nfrom shipctl import plugins\n"
+        "reg = plugins.registry()\nloaded = []\n"
+        "for kind in [*reg.sinks.values(), *reg.monitors.values()]:\n"
+        "    plugins.resolve(kind.options)\n"
+        "    if 'ast' in sys.modules:\n        loaded.append(kind.name)\n        break\n"
+        "import shipctl.monitors.runner\n"
+        "print(loaded or ['ast' in sys.modules])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert p.stdout == "[False]\n", p.stdout + p.stderr
+
+
 def test_both_paths_run_monitors_alike(env: Env) -> None:
     env.write_config(NO_IMPLICIT + '[[monitors]]\ntype = "shell"\nid = "n"\ncommand = "echo 1"\n')
     cfg = ("-c", str(env.config))

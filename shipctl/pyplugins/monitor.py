@@ -42,6 +42,8 @@ clock: Callable[[], float] = time.time
 
 @dataclass
 class ResourceRun:
+    """What a plugin produced for one resource, and its errors and warnings."""
+
     resource: Resource
     groups: list[MetricsGroup] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

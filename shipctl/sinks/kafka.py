@@ -86,6 +86,8 @@ def _mechanism(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class KafkaOptions:
+    """Options of the ``kafka`` sink: one JSON message per event, through librdkafka."""
+
     brokers: tuple[str, ...]  # bootstrap brokers, "host:port"
     topic: str = ""  # every event to one topic, or:
     topics: Mapping[str, str] = dc_field(default_factory=lambda: MappingProxyType({}))  # kind -> topic
