@@ -294,3 +294,24 @@ def test_a_deferred_inspect_loads_on_first_use() -> None:
     )
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert (p.stdout, p.stderr) == ("False (a, b=1) inspect module True\n", "")
+
+
+def test_the_collector_is_off_only_while_a_hot_command_starts(env: Env) -> None:
+    """fastcli turns the cyclic garbage collector off for start-up (issue 13) and on again, with what start-up
+    made frozen, once the state file is open; a command that fails before that leaves it on too."""
+    (env.logs / "a.log").write_text("one\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    probe = (
+        "import gc, sys\nfrom shipctl import fastcli\nimport shipctl.commands.run as r\nseen = []\n"
+        "def tail(*a, tail=r.tail_once, **k):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count() > 1000))\n    return tail(*a, **k)\n"
+        "r.tail_once = tail\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, seen, gc.isenabled())\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    assert p.stdout == "0 [(True, True)] True\n", p.stdout + p.stderr
+    assert env.sink.read_text().count("\n") == 1
+    env.config.write_text(NO_IMPLICIT + "[[logs]]\n")  # exit 78 while loading the config: before the state file
+    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    assert p.stdout == "78 [] True\n", p.stdout + p.stderr

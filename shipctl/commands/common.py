@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from shipctl import fastcli
 from shipctl.config import Config, load_config
 from shipctl.errors import StateError
 from shipctl.runtime import Context, log
@@ -155,6 +156,7 @@ def session(
     forget_damage(state_path)
     with lock_cm:
         state = State.open(state_path)
+        fastcli.end_startup()
         handler = setup_logging(state_path, cfg.agent.log_file)
         try:
             yield Context(cfg, state)

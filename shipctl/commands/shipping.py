@@ -404,6 +404,7 @@ def run_monitor_command(
     verbose: bool = False,
 ) -> int:
     """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
+    from shipctl import fastcli
     from shipctl.commands.common import session
     from shipctl.config import load_config
     from shipctl.monitors import runner as rm
@@ -434,6 +435,7 @@ def run_monitor_command(
             options["command"] = command
         mon = rm.adhoc_config(targets[0], options)
         if print_only:
+            fastcli.end_startup()  # no state file to open: the work begins here
             res = rm.run_adhoc(None, mon, queue=False)
         else:
             with session(config, "run-monitor", wait=wait, config=cfg) as ctx:
