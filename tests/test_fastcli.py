@@ -217,6 +217,8 @@ IDLE_UNLOADED = (
     "ast",  # inspect's: deferred, and every dataclass an idle run creates has a docstring (issue 13: RSS)
     "dis",
     "ctypes",  # shipctl.malloc loads it only once there is data to move
+    "logging",  # shipctl.runtime.log imports it on first use; an idle run logs nothing
+    "traceback",
 )
 
 
@@ -315,3 +317,41 @@ def test_the_collector_is_off_only_while_a_hot_command_starts(env: Env) -> None:
     env.config.write_text(NO_IMPLICIT + "[[logs]]\n")  # exit 78 while loading the config: before the state file
     p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
     assert p.stdout == "78 [] True\n", p.stdout + p.stderr
+
+
+def test_a_run_that_logs_sets_up_the_log_file_on_first_use(env: Env) -> None:
+    """The fast path imports ``logging`` only when something logs (issue 13), and that record still reaches
+    the tool's log file, set up on the first use of the logger."""
+    (env.logs / "a.log").write_text("one\ntwo\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    probe = (
+        "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, 'logging' in sys.modules)\n"
+    )
+    env_vars = {**os.environ, "SHIPCTL_STATE": str(env.state)}
+    run = [sys.executable, "-c", probe, str(env.config)]
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env_vars)
+    assert p.stdout == "0 True\n", p.stdout + p.stderr
+    said = (env.state.parent / "shipctl.log").read_text()
+    assert said.count("INFO run: exit 0 lines=2") == 1, said
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env_vars)  # nothing new: silent
+    assert p.stdout == "0 False\n", p.stdout + p.stderr
+    assert (env.state.parent / "shipctl.log").read_text() == said
+
+
+def test_the_lazy_logger_is_set_up_before_its_first_record(tmp_path: Path) -> None:
+    """A set-up given before first use runs on first use (a child logger's too); one given after runs at once."""
+    import logging
+
+    from shipctl.runtime import LazyLogger
+
+    lazy = LazyLogger(f"shipctl-test-{tmp_path.name}")
+    calls: list[str] = []
+    lazy.configure(lambda lg: calls.append("first"))
+    lazy.configure(lambda lg: calls.append(f"second {lg.name == lazy.name}"))  # the last one given wins
+    assert calls == []
+    child = lazy.getChild("kafka")
+    assert calls == ["second True"] and child is logging.getLogger(f"{lazy.name}.kafka")
+    lazy.configure(lambda lg: calls.append("third"))
+    assert calls == ["second True", "third"] and lazy.real() is logging.getLogger(lazy.name)
