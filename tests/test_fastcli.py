@@ -218,6 +218,7 @@ IDLE_UNLOADED = (
     "dis",
     "ctypes",  # shipctl.malloc loads it only once there is data to move
     "logging",  # shipctl.runtime.log imports it on first use; an idle run logs nothing
+    "shipctl.commands.selfmetrics",  # only when configured (agent.textfile, the shipctl monitor)
     "traceback",
 )
 

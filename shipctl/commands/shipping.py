@@ -46,10 +46,11 @@ def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
 
 def _self_metrics(ctx: Any) -> None:
     """The textfile for node_exporter and the snapshot the implicit shipctl monitor sends, when configured."""
-    from shipctl.commands.selfmetrics import after_run, wanted
+    from shipctl.monitors.implicit import wanted
 
     if not wanted(ctx.config):
-        return  # a plain run pays nothing more for self-metrics
+        return  # a plain run pays nothing more for self-metrics (not even importing them)
+    from shipctl.commands.selfmetrics import after_run
     from shipctl.commands.status import status
 
     problem = after_run(ctx, status)
