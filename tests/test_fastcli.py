@@ -356,3 +356,25 @@ def test_the_lazy_logger_is_set_up_before_its_first_record(tmp_path: Path) -> No
     assert calls == ["second True"] and child is logging.getLogger(f"{lazy.name}.kafka")
     lazy.configure(lambda lg: calls.append("third"))
     assert calls == ["second True", "third"] and lazy.real() is logging.getLogger(lazy.name)
+
+
+def test_an_idle_run_takes_no_write_lock_to_deliver(env: Env) -> None:
+    """Nothing queued: the upload threads of a no-op run only read (issue 13: a write transaction there could
+    wait for the readers' and costs a lock either way). The first run of a sink writes its stream id once."""
+    (env.logs / "a.log").write_text("one\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    probe = (
+        "import sys, threading\nfrom shipctl import fastcli\nfrom shipctl.state import db\nseen = []\n"
+        "def traced(cls, path, opened=db.State.open.__func__):\n"
+        "    state = opened(cls, path)\n    name = threading.current_thread().name\n"
+        "    state.conn.set_trace_callback(lambda sql: seen.append((name, sql)))\n    return state\n"
+        "db.State.open = classmethod(traced)\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, sorted({n for n, sql in seen if sql.startswith('BEGIN')}))\n"
+    )
+    run = [sys.executable, "-c", probe, str(env.config)]
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert p.stdout == "0 ['MainThread', 'shipctl-upload-file']\n", p.stdout + p.stderr
+    assert env.sink.read_text().count("\n") == 1
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert p.stdout == "0 ['MainThread']\n", p.stdout + p.stderr
