@@ -1,12 +1,13 @@
 """Start-up of a no-op ``shipctl run`` (issue 13): nothing new in the logs, no monitor due, nothing queued.
 
     python benchmarks/bench_noop.py --before /tmp/bench-before --after /tmp/bench-after [--runs 20]
-                                    [--command run|tail-once|upload|status]
+                                    [--command run|tail-once|upload|status] [--sink scalyr|file]
 
 Each install (a venv with a regular ``pip install .``; run this from ``cd /tmp``) gets its own state file, on
 which one ``shipctl run`` first reads a small log and delivers it to a loopback addEvents receiver
 (tests/receiver.py, in this process). Then the installs take turns (before, after, before, after...) running
-the command again with nothing to do, each under ``/usr/bin/time -v``. Prints median [min-max] wall seconds,
+the command again with nothing to do, each under ``/usr/bin/time -v``. ``--sink file`` delivers to a ``file``
+sink (a JSON-lines file per install) instead of the addEvents receiver. Prints median [min-max] wall seconds,
 CPU seconds (user + system) and peak RSS per install, and the load average before and after.
 """
 
@@ -40,6 +41,7 @@ def main() -> None:
     ap.add_argument("--after", help="venv or console script (default: the shipctl beside this python)")
     ap.add_argument("--runs", type=int, default=20)
     ap.add_argument("--command", default="run", choices=["run", "tail-once", "upload", "run-monitor", "status"])
+    ap.add_argument("--sink", default="scalyr", choices=["scalyr", "file"], help="the configured sink")
     args = ap.parse_args()
     installs = {name: shipctl_command(v) for name, v in (("before", args.before), ("after", args.after)) if v}
     if not installs:
@@ -55,6 +57,8 @@ def main() -> None:
             for name, cmd in installs.items():
                 d = tmp / name
                 d.mkdir()
+                if args.sink == "file":
+                    cfg = AGENT + f'[[logs]]\npath = "{log}"\n[[sinks]]\ntype = "file"\npath = "{d / "out.jsonl"}"\n'
                 (d / "bench.toml").write_text(cfg)
                 env = {**os.environ, "SHIPCTL_STATE": str(d / "state.db"), "SCALYR_API_KEY": KEY}
                 env.pop("SHIPCTL_CONFIG", None)
@@ -73,7 +77,10 @@ def main() -> None:
             load1 = os.getloadavg()
     finally:
         shutil.rmtree(tmp)
-    print(f"no-op `shipctl {args.command}`, {args.runs} runs each, interleaved; load average {load0} -> {load1}")
+    print(
+        f"no-op `shipctl {args.command}` ({args.sink} sink), {args.runs} runs each, interleaved;"
+        f" load average {load0} -> {load1}"
+    )
     for name, ts in results.items():
         for label, xs, fmt in (
             ("wall s", [t.wall for t in ts], "{:.3f}"),

@@ -302,8 +302,12 @@ class _Run:
                 ctx.state.session, self.sink_id
             )
         else:
-            with self.state.write() as conn:
-                stream = upstate.stream_id(conn, self.sink_id, ctx.state.session)
+            # Read first: the id is made on the sink's first run; later ones (most of them no-op timer ticks)
+            # need not take the write lock, which the readers of ``run`` may hold at that moment (issue 13).
+            stream = upstate.load(self.state.conn, self.sink_id).stream
+            if not stream:
+                with self.state.write() as conn:
+                    stream = upstate.stream_id(conn, self.sink_id, ctx.state.session)
         self.sink: Sink = plugins.build_sink(sink_cfg, stream)
         self.sink.bind(ctx.config.server_attributes)
         self.limit_key = upstate.limit_key(self.sink_id)

@@ -16,6 +16,7 @@ import what their work needs.
 
 from __future__ import annotations
 
+import gc
 import importlib
 import os
 import sys
@@ -230,6 +231,32 @@ def _defer_inspect() -> None:
         sys.modules["inspect"] = _DeferredModule("inspect")
 
 
+# True from the start of a hot command until end_startup(): the cyclic garbage collector is off meanwhile.
+_starting = False
+
+
+def _start_up() -> None:
+    """Turn the cyclic garbage collector off while a hot command starts. Start-up (imports, ~50 dataclasses,
+    the config) allocates tens of thousands of objects that live until exit, and the collector would walk them
+    again and again as they pile up (~3 ms of a no-op run's ~65, issue 13); they hold no garbage worth finding.
+    """
+    global _starting
+    if gc.isenabled():  # an embedder that turned it off keeps it off
+        gc.disable()
+        _starting = True
+
+
+def end_startup() -> None:
+    """The command's work begins (its state file is open): collect garbage as usual again. What start-up made
+    is moved to the collector's permanent generation first, so that collections do not walk it (that only
+    moved the cost to the first one). Does nothing outside a hot command started by :func:`main`."""
+    global _starting
+    if _starting:
+        _starting = False
+        gc.freeze()
+        gc.enable()
+
+
 def main() -> None:
     """The ``shipctl`` console script: a hot command directly, anything else through the typer app."""
     parsed = None if _completing() else parse(sys.argv[1:])
@@ -239,6 +266,7 @@ def main() -> None:
         typer_main()
         return
     _defer_inspect()
+    _start_up()
     try:
         code = run_hot(*parsed)
     except KeyboardInterrupt:
@@ -253,4 +281,10 @@ def main() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    finally:
+        end_startup()  # a command that ended before its work began (say a config error)
+    # Nothing is left to collect that matters (the state file is closed, the log handlers are flushed and
+    # closed at exit as usual): freezing spares the interpreter's collections at exit a walk over every object
+    # of the run (~3 ms of a no-op run, issue 13).
+    gc.freeze()
     sys.exit(code)

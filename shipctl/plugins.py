@@ -106,6 +106,12 @@ def registry(*, with_entry_points: bool = False) -> Registry:
 
 def resolve(ref: str) -> Any:
     module, _, attr = ref.partition(":")
+    if not module.startswith("shipctl."):
+        # A plugin's code may log to a logger below "shipctl" without going through shipctl.runtime.log:
+        # set that up (the tool's log file) before it can.
+        from shipctl.runtime import log
+
+        log.real()
     return getattr(importlib.import_module(module), attr)
 
 

@@ -217,6 +217,9 @@ IDLE_UNLOADED = (
     "ast",  # inspect's: deferred, and every dataclass an idle run creates has a docstring (issue 13: RSS)
     "dis",
     "ctypes",  # shipctl.malloc loads it only once there is data to move
+    "logging",  # shipctl.runtime.log imports it on first use; an idle run logs nothing
+    "shipctl.commands.selfmetrics",  # only when configured (agent.textfile, the shipctl monitor)
+    "traceback",
 )
 
 
@@ -234,6 +237,37 @@ def test_an_idle_run_loads_only_what_it_needs(env: Env, receiver: Receiver) -> N
     p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
     assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
     assert receiver.accepted == 1
+
+
+def test_an_idle_run_with_a_file_sink_loads_only_what_it_needs(env: Env) -> None:
+    """The same with the ``file`` sink (its options module is imported to check the config on every run)."""
+    (env.logs / "a.log").write_text("one\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    assert env.cli("run").exit_code == 0 and env.sink.read_text().count("\n") == 1
+    probe = (
+        "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        f"print(code, sorted(m for m in {IDLE_UNLOADED!r} if m in sys.modules))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
+    assert env.sink.read_text().count("\n") == 1
+
+
+def test_no_builtin_sink_or_monitor_module_needs_inspect() -> None:
+    """Every run imports the modules of the configured sinks and monitors to check their options: none of their
+    dataclasses may leave ``dataclasses`` to make a docstring through ``inspect`` (issue 13: a no-op run's RSS)."""
+    probe = (
+        "import sys\nfrom shipctl import fastcli\nfastcli._defer_inspect()\nfrom shipctl import plugins\n"
+        "reg = plugins.registry()\nloaded = []\n"
+        "for kind in [*reg.sinks.values(), *reg.monitors.values()]:\n"
+        "    plugins.resolve(kind.options)\n"
+        "    if 'ast' in sys.modules:\n        loaded.append(kind.name)\n        break\n"
+        "import shipctl.monitors.runner\n"
+        "print(loaded or ['ast' in sys.modules])\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert p.stdout == "[False]\n", p.stdout + p.stderr
 
 
 def test_both_paths_run_monitors_alike(env: Env) -> None:
@@ -263,3 +297,84 @@ def test_a_deferred_inspect_loads_on_first_use() -> None:
     )
     p = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert (p.stdout, p.stderr) == ("False (a, b=1) inspect module True\n", "")
+
+
+def test_the_collector_is_off_only_while_a_hot_command_starts(env: Env) -> None:
+    """fastcli turns the cyclic garbage collector off for start-up (issue 13) and on again, with what start-up
+    made frozen, once the state file is open; a command that fails before that leaves it on too."""
+    (env.logs / "a.log").write_text("one\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    probe = (
+        "import gc, sys\nfrom shipctl import fastcli\nimport shipctl.commands.run as r\nseen = []\n"
+        "def tail(*a, tail=r.tail_once, **k):\n"
+        "    seen.append((gc.isenabled(), gc.get_freeze_count() > 1000))\n    return tail(*a, **k)\n"
+        "r.tail_once = tail\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, seen, gc.isenabled())\n"
+    )
+    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    assert p.stdout == "0 [(True, True)] True\n", p.stdout + p.stderr
+    assert env.sink.read_text().count("\n") == 1
+    env.config.write_text(NO_IMPLICIT + "[[logs]]\n")  # exit 78 while loading the config: before the state file
+    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    assert p.stdout == "78 [] True\n", p.stdout + p.stderr
+
+
+def test_a_run_that_logs_sets_up_the_log_file_on_first_use(env: Env) -> None:
+    """The fast path imports ``logging`` only when something logs (issue 13), and that record still reaches
+    the tool's log file, set up on the first use of the logger."""
+    (env.logs / "a.log").write_text("one\ntwo\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    probe = (
+        "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, 'logging' in sys.modules)\n"
+    )
+    env_vars = {**os.environ, "SHIPCTL_STATE": str(env.state)}
+    run = [sys.executable, "-c", probe, str(env.config)]
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env_vars)
+    assert p.stdout == "0 True\n", p.stdout + p.stderr
+    said = (env.state.parent / "shipctl.log").read_text()
+    assert said.count("INFO run: exit 0 lines=2") == 1, said
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env_vars)  # nothing new: silent
+    assert p.stdout == "0 False\n", p.stdout + p.stderr
+    assert (env.state.parent / "shipctl.log").read_text() == said
+
+
+def test_the_lazy_logger_is_set_up_before_its_first_record(tmp_path: Path) -> None:
+    """A set-up given before first use runs on first use (a child logger's too); one given after runs at once."""
+    import logging
+
+    from shipctl.runtime import LazyLogger
+
+    lazy = LazyLogger(f"shipctl-test-{tmp_path.name}")
+    calls: list[str] = []
+    lazy.configure(lambda lg: calls.append("first"))
+    lazy.configure(lambda lg: calls.append(f"second {lg.name == lazy.name}"))  # the last one given wins
+    assert calls == []
+    child = lazy.getChild("kafka")
+    assert calls == ["second True"] and child is logging.getLogger(f"{lazy.name}.kafka")
+    lazy.configure(lambda lg: calls.append("third"))
+    assert calls == ["second True", "third"] and lazy.real() is logging.getLogger(lazy.name)
+
+
+def test_an_idle_run_takes_no_write_lock_to_deliver(env: Env) -> None:
+    """Nothing queued: the upload threads of a no-op run only read (issue 13: a write transaction there could
+    wait for the readers' and costs a lock either way). The first run of a sink writes its stream id once."""
+    (env.logs / "a.log").write_text("one\n")
+    env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
+    probe = (
+        "import sys, threading\nfrom shipctl import fastcli\nfrom shipctl.state import db\nseen = []\n"
+        "def traced(cls, path, opened=db.State.open.__func__):\n"
+        "    state = opened(cls, path)\n    name = threading.current_thread().name\n"
+        "    state.conn.set_trace_callback(lambda sql: seen.append((name, sql)))\n    return state\n"
+        "db.State.open = classmethod(traced)\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        "print(code, sorted({n for n, sql in seen if sql.startswith('BEGIN')}))\n"
+    )
+    run = [sys.executable, "-c", probe, str(env.config)]
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert p.stdout == "0 ['MainThread', 'shipctl-upload-file']\n", p.stdout + p.stderr
+    assert env.sink.read_text().count("\n") == 1
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60)
+    assert p.stdout == "0 ['MainThread']\n", p.stdout + p.stderr

@@ -503,7 +503,7 @@ def test_a_state_directory_of_another_user_is_refused(env: Env) -> None:
 
 @pytest.mark.parametrize("umask", [0o000, 0o022])
 def test_shipctl_log_stays_0600_through_rotation_whatever_the_umask(tmp_path: Path, umask: int) -> None:
-    from shipctl.commands.common import LOG_MAX_BYTES, _LazyFileHandler
+    from shipctl.logfile import LOG_MAX_BYTES, _LazyFileHandler
 
     path = tmp_path / "shipctl.log"
     (tmp_path / "shipctl.log.2").write_text("from an older shipctl\n")

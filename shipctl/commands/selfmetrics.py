@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipctl.errors import ShipctlError
+from shipctl.monitors.implicit import wanted, wants_snapshot  # there, so that every run asks cheaply
 from shipctl.runtime import Context, log
 from shipctl.state import health as healthstate
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from shipctl.config import Config
 
 GAUGE, COUNTER = "gauge", "counter"
-MONITOR_TYPE = "shipctl_metrics"
 PROBLEM = "self-metrics: "  # how its problems are keyed among the state file's lasting problems
 
 # name -> (type, help). Names follow the Prometheus conventions: base units, _total for counters.
@@ -178,15 +178,6 @@ def write_textfile(path: str, text: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-
-
-def wants_snapshot(config: Config) -> bool:
-    """The implicit monitor, or one configured by hand (``type = "shipctl_metrics"``, an interval of its own)."""
-    return config.agent.implicit_shipctl_monitor or any(m.type == MONITOR_TYPE for m in config.monitors)
-
-
-def wanted(config: Config) -> bool:
-    return bool(config.agent.textfile) or wants_snapshot(config)
 
 
 def after_run(ctx: Context, gather: Callable[[Config], StatusResult]) -> str | None:

@@ -46,10 +46,11 @@ def _budget(cfg: Any, max_seconds: float | None, max_bytes: int | None) -> Any:
 
 def _self_metrics(ctx: Any) -> None:
     """The textfile for node_exporter and the snapshot the implicit shipctl monitor sends, when configured."""
-    from shipctl.commands.selfmetrics import after_run, wanted
+    from shipctl.monitors.implicit import wanted
 
     if not wanted(ctx.config):
-        return  # a plain run pays nothing more for self-metrics
+        return  # a plain run pays nothing more for self-metrics (not even importing them)
+    from shipctl.commands.selfmetrics import after_run
     from shipctl.commands.status import status
 
     problem = after_run(ctx, status)
@@ -404,6 +405,7 @@ def run_monitor_command(
     verbose: bool = False,
 ) -> int:
     """Run monitors now: configured ones by id (all if none named), or a monitor type ad hoc."""
+    from shipctl import fastcli
     from shipctl.commands.common import session
     from shipctl.config import load_config
     from shipctl.monitors import runner as rm
@@ -434,6 +436,7 @@ def run_monitor_command(
             options["command"] = command
         mon = rm.adhoc_config(targets[0], options)
         if print_only:
+            fastcli.end_startup()  # no state file to open: the work begins here
             res = rm.run_adhoc(None, mon, queue=False)
         else:
             with session(config, "run-monitor", wait=wait, config=cfg) as ctx:

@@ -22,6 +22,8 @@ CORE_ATTRS = ("monitor", "metric", "value", "metric_type")
 
 @dataclass(frozen=True)
 class Sample:
+    """One sample a monitor took: a metric's value, with the dimensions that identify its series."""
+
     name: str
     value: float | int | str
     kind: str = GAUGE
@@ -43,6 +45,8 @@ class Sample:
 
 @dataclass
 class MonitorOutput:
+    """What one run of a monitor produced: samples, events, and what went wrong."""
+
     samples: list[Sample] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # {"m": message, "a": attrs, "k": kind}
     error: str | None = None  # the monitor could not do its job (counted as an error, exit 65)

@@ -14,6 +14,18 @@ from shipctl.schema import Where
 SYSTEM_ID = "system"
 AGENT_ID = "agent"
 SHIPCTL_ID = "shipctl"
+MONITOR_TYPE = "shipctl_metrics"  # the monitor of shipctl's own metrics (shipctl/commands/selfmetrics.py)
+
+
+def wants_snapshot(config: Config) -> bool:
+    """The implicit monitor, or one configured by hand (``type = "shipctl_metrics"``, an interval of its own)."""
+    return config.agent.implicit_shipctl_monitor or any(m.type == MONITOR_TYPE for m in config.monitors)
+
+
+def wanted(config: Config) -> bool:
+    """Whether a run writes self-metrics: the textfile, or the snapshot the shipctl monitor sends. Here rather
+    than in shipctl/commands/selfmetrics.py so that every run can ask without importing that (issue 13)."""
+    return bool(config.agent.textfile) or wants_snapshot(config)
 
 
 def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
@@ -24,12 +36,12 @@ def effective_monitors(config: Config) -> tuple[MonitorConfig, ...]:
 
         mons += scan(config).monitors
     configured = {m.id for m in mons} | {m.type for m in mons}  # one by hand replaces it, as for the system one
-    if config.agent.implicit_shipctl_monitor and not {SHIPCTL_ID, "shipctl_metrics"} & configured:
+    if config.agent.implicit_shipctl_monitor and not {SHIPCTL_ID, MONITOR_TYPE} & configured:
         # Opt-in, unlike the two below: it adds ~10 series per sink and 6 per log to every sink (billed per event by
         # some), and node_exporter's textfile (agent.textfile) already serves a host's own scrape.
         where = Where(config.file, "agent.implicit_shipctl_monitor")
         interval = config.agent.monitor_sample_interval
-        mons.append(MonitorConfig("shipctl_metrics", SHIPCTL_ID, interval, types.MappingProxyType({}), where))
+        mons.append(MonitorConfig(MONITOR_TYPE, SHIPCTL_ID, interval, types.MappingProxyType({}), where))
     if not sys.platform.startswith("linux") or not os.path.exists("/proc/self/stat"):
         return tuple(mons)
     ids = {m.id for m in mons}

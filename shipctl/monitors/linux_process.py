@@ -28,6 +28,8 @@ def _check_pid(value: int | str) -> str | None:
 
 @dataclass(frozen=True)
 class ProcessOptions:
+    """Options of the ``linux_process_metrics`` monitor."""
+
     commandline: str = field("", regex=True, doc="regex searched in the process command line (as ps ax shows it)")
     pid: int | str = field("", check=_check_pid, doc='process id, or "$$" for shipctl itself')
     aggregate_multiple_processes: bool = field(False, doc="sum over every matching process, not just the oldest")
@@ -40,6 +42,8 @@ class ProcessOptions:
 
 @dataclass
 class ProcStat:
+    """The fields of /proc/PID/stat (and friends) the process metrics are made from."""
+
     pid: int
     ppid: int
     sid: int

@@ -57,6 +57,8 @@ def _check_suffix(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class SystemOptions:
+    """Options of the ``linux_system_metrics`` monitor."""
+
     # Scalyr's default is "eth" only; systemd's predictable names (ens3, enp0s3, eno1, wlp2s0) are the
     # common case today, so they are reported by default too.
     network_interface_prefixes: tuple[str, ...] = field(

@@ -216,6 +216,8 @@ def pymysql_installed() -> bool:
 
 @dataclass(frozen=True)
 class MysqlOptions:
+    """Options of the ``mysql`` monitor: the server to connect to and what to report."""
+
     database_socket: str = field("", doc='socket file, or "default" for the usual locations')
     database_hostport: str | int = field("", check=_hostport, doc='"host:port", "host", a port, or "default"')
     database_username: str = field("", doc="user to connect as")

@@ -46,6 +46,8 @@ def problem_key(monitor_id: str, error: str) -> str:
 
 @dataclass
 class MonitorResult:
+    """One monitor's run: when, how long, its events, and its error or warnings."""
+
     id: str
     type: str
     module: str
@@ -61,6 +63,8 @@ class MonitorResult:
 
 @dataclass
 class RunMonitorResult:
+    """What one ``run-monitor`` (or ``run``'s monitor step) did, monitor by monitor."""
+
     results: list[MonitorResult] = field(default_factory=list)
     not_due: list[str] = field(default_factory=list)
     queued: bool = True
@@ -79,6 +83,8 @@ class RunMonitorResult:
 
 @dataclass
 class _Job:
+    """A monitor to run in this pass, and its result once it has run."""
+
     mon: MonitorConfig
     module: str
     monitor: Any

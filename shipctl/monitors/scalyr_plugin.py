@@ -71,6 +71,8 @@ class ScalyrMonitorSpec:
 
 @dataclass(frozen=True)
 class ScalyrMonitorOptions:
+    """Options of the ``scalyr_monitor`` monitor: a Scalyr agent monitor module run as a plugin."""
+
     module: str = field(check=_dotted, doc="the monitor's module, dotted (agent.json's module)")
     module_paths: tuple[str, ...] = field((), doc="directories added to the import path")
     # The monitor's own options (the rest of its agent.json entry).

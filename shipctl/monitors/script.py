@@ -48,6 +48,8 @@ def _config_timeout(v: float) -> str | None:
 
 @dataclass(frozen=True)
 class ScriptOptions:
+    """Options of the ``script`` monitor: a script whose output is parsed into metrics and events."""
+
     command: str = opt(doc="a script path, or a command with arguments (python /srv/x.py); run without a shell")
     format: str = opt("coscale", check=one_of("coscale", "influx"), doc="coscale: -c/-d protocol; influx: lines")
     period: float = opt(0.0, check=non_negative, doc="seconds between runs; 0 = the script's own (at least 60)")
@@ -59,6 +61,8 @@ class ScriptOptions:
 
 @dataclass(frozen=True)
 class Invocation:
+    """How a script monitor's command is run, and the file that keys its ``-c`` cache."""
+
     argv: tuple[str, ...]  # what to run, before the mode flag
     script: str  # the file whose size and mtime key the -c cache
     how: str = ""  # why argv differs from the configured command, for --print

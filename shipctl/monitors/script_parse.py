@@ -29,6 +29,8 @@ Problem = tuple[int, str, str]  # (line number from 1, why, the line)
 
 @dataclass(frozen=True)
 class MetricDef:
+    """A metric a script declares in its ``-c`` output."""
+
     id: str
     name: str
     kind: str  # gauge, count or counter
@@ -51,6 +53,8 @@ ATTR_TYPES = {
 
 @dataclass(frozen=True)
 class EventDef:
+    """An event a script declares in its ``-c`` output."""
+
     id: str
     name: str
     description: str = ""
@@ -59,6 +63,8 @@ class EventDef:
 
 @dataclass(frozen=True)
 class ScriptConfig:
+    """What a script declares in its ``-c`` output: its metrics, events and period."""
+
     metrics: dict[str, MetricDef] = field(default_factory=dict)
     events: dict[str, EventDef] = field(default_factory=dict)
     period: float = DEFAULT_PERIOD
@@ -242,6 +248,8 @@ _SCOPE = re.compile(r"(?:^|\s)([SAsa])$")
 
 @dataclass
 class Parsed:
+    """A script's output parsed: samples, events, and the problems met."""
+
     samples: list[Sample] = field(default_factory=list)
     events: list[dict[str, Any]] = field(default_factory=list)  # {"m", "a", "t"} for MonitorOutput.events
     problems: list[Problem] = field(default_factory=list)

@@ -26,6 +26,8 @@ from shipctl.schema import field, non_empty, positive
 
 @dataclass(frozen=True)
 class ShellOptions:
+    """Options of the ``shell`` monitor: a command whose output is emitted (Scalyr's shell_monitor)."""
+
     command: str = field(check=non_empty, doc="the command line, run by /bin/sh -c (as the Scalyr agent does)")
     extract: str = field("", regex=True, doc="regex; its first group is kept from the output")
     log_all_lines: bool = False

@@ -37,6 +37,8 @@ def _check_method(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class RequestHeader:
+    """One HTTP header the ``url`` monitor sends."""
+
     header: str = field(check=lambda v: None if re.fullmatch(r"[!-9;-~]+", v) else "expected a header name")
     value: str = field(
         check=lambda v: None if "\n" not in v and "\r" not in v else "a header value cannot contain a line break"
@@ -45,6 +47,8 @@ class RequestHeader:
 
 @dataclass(frozen=True)
 class UrlOptions:
+    """Options of the ``url`` monitor: a URL fetched and its response emitted (Scalyr's url_monitor)."""
+
     url: str = field(check=_check_url, doc="http:// or https:// URL to fetch")
     request_method: str = field("GET", check=_check_method)
     request_headers: tuple[RequestHeader, ...] = field((), doc="[{header = ..., value = ...}, ...]")

@@ -42,6 +42,8 @@ class HasFields(Protocol):
 
 @dataclass(frozen=True)
 class _Tok:
+    """A token of a resource filter expression."""
+
     kind: str  # "string", "op", "word", "end"
     text: str
     pos: int  # 1-based column
@@ -49,6 +51,8 @@ class _Tok:
 
 @dataclass(frozen=True)
 class Cond:
+    """One comparison of a resource filter: a field against values."""
+
     field: str
     op: str  # "=", "!=", "LIKE", "IN"
     values: tuple[str, ...]
@@ -73,6 +77,8 @@ class Cond:
 
 @dataclass(frozen=True)
 class Any_:
+    """A resource filter's OR: true when any part matches."""
+
     parts: tuple[Node, ...]
 
     def matches(self, resource: HasFields) -> bool:
@@ -81,6 +87,8 @@ class Any_:
 
 @dataclass(frozen=True)
 class All:
+    """A resource filter's AND: true when every part matches."""
+
     parts: tuple[Node, ...]
 
     def matches(self, resource: HasFields) -> bool:
@@ -92,6 +100,8 @@ Node = Cond | Any_ | All
 
 @dataclass(frozen=True)
 class ResourceFilter:
+    """A parsed resource filter, with the text it was parsed from."""
+
     text: str
     tree: Node
 

@@ -33,6 +33,8 @@ class LoadError(Exception):
 
 @dataclass(frozen=True)
 class Entry:
+    """A plugin's entry point, loaded: what to call, and how to name it in messages."""
+
     call: Callable[[Any], Any]  # context -> groups
     label: str  # module:attr, for messages
     panoptes: bool  # a PanoptesPollingPlugin subclass (Panoptes' defaults apply, e.g. a week's kv expiry)

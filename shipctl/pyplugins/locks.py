@@ -24,6 +24,8 @@ _local_lock = threading.Lock()
 
 @dataclass
 class Held:
+    """A plugin resource lock this process holds."""
+
     fd: int | None
     name: str
 
@@ -38,6 +40,8 @@ class Held:
 
 @dataclass(frozen=True)
 class Busy:
+    """A plugin resource lock another process holds."""
+
     holder: str  # "pid N since <time>", or "" when unknown
 
 

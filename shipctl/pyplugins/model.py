@@ -28,6 +28,8 @@ RESERVED = frozenset(
 
 @dataclass
 class Metric:
+    """One metric of a plugin's metrics group."""
+
     name: str
     value: int | float
     kind: str = GAUGE

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from shipctl import runtime
 from shipctl.monitors.base import MonitorOutput, Sample
 from shipctl.pyplugins import loader, locks, rates
 from shipctl.pyplugins import resources as res_mod
@@ -32,7 +33,7 @@ from shipctl.pyplugins.resources import Resource
 from shipctl.pyplugins.spec import PluginSpec
 from shipctl.state import kv as kvsql
 
-log = logging.getLogger("shipctl")
+log = runtime.log.real()  # set up (the tool's log file) before the plugins' loggers below it log
 MAX_NOTES = 20  # warnings/errors kept per run; a plugin logging in a loop must not flood status
 _current = threading.local()  # the resource a worker thread is running, for the log capture
 # The plugins' clock (key/value expiry, rate transforms). Tests that simulate time with run_monitors(now=...)
@@ -42,6 +43,8 @@ clock: Callable[[], float] = time.time
 
 @dataclass
 class ResourceRun:
+    """What a plugin produced for one resource, and its errors and warnings."""
+
     resource: Resource
     groups: list[MetricsGroup] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)

@@ -29,6 +29,8 @@ DEFAULT_INTERVAL = 60.0  # only the schedule of a broken descriptor's report: a 
 
 @dataclass
 class Found:
+    """The monitors found in ``agent.plugins_dir``, and the problems met there."""
+
     monitors: list[MonitorConfig] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # broken descriptors, ids taken, an unreadable directory
 

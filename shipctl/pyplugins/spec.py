@@ -31,6 +31,8 @@ FOUND_IN_PLUGINS_DIR = "agent.plugins_dir"  # the key path of the monitors pyplu
 
 @dataclass(frozen=True)
 class PluginOptions:
+    """Options of the ``plugin`` monitor: a Python polling plugin."""
+
     descriptor: str = field("", doc="a .panoptes-plugin file")
     module: str = field("", doc="a .py file, or an importable module name")
     class_name: str = field("", aliases=("class",), doc="class (with run(context)) or function in the module")
@@ -69,6 +71,8 @@ class EntryRef:
 
 @dataclass(frozen=True)
 class PluginSpec:
+    """A plugin monitor, resolved from its config or descriptor: what to run, how often, on what."""
+
     monitor_id: str
     name: str
     source: str  # where the plugin came from, for messages
@@ -97,6 +101,8 @@ class PluginSpec:
 
 @dataclass(frozen=True)
 class Descriptor:
+    """A ``.panoptes-plugin`` descriptor file, read."""
+
     path: Path
     name: str
     module: Path

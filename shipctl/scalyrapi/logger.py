@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from shipctl import runtime
 from shipctl.monitors.base import COUNTER, GAUGE, Sample
 
 # The agent's debug levels (DEBUG_LEVEL_0 is its normal level).
@@ -39,7 +40,7 @@ MAX_NOTES = 20  # warnings kept per run: a monitor warning in a loop must not fl
 MAX_SAMPLES = 100_000  # values kept per run; past it the run says so instead of filling memory and the queue
 _VALID_NAME = re.compile(r"[_a-zA-Z][\w.\-]*$")
 _BAD_CHARS = re.compile(r"[^\w.\-]")
-_shipctl_log = logging.getLogger("shipctl.scalyr")
+_shipctl_log = runtime.log.getChild("scalyr")  # through the tool's logger: set up before the first record
 
 
 class UnsupportedValueType(Exception):

@@ -14,6 +14,8 @@ from shipctl.sinks.base import RETRY, SendResult, cut_to_deadline
 
 @dataclass(frozen=True)
 class Reply:
+    """A receiver's reply: the HTTP status and its body as text."""
+
     code: int
     text: str
     retry_after: float | None

@@ -36,6 +36,8 @@ class PostError(Exception):
 
 @dataclass(frozen=True)
 class Reply:
+    """A receiver's reply: the HTTP status and its body."""
+
     status: int
     content: bytes
     retry_after: str | None

@@ -27,6 +27,8 @@ from shipctl.sinks.lineproto import encode_point
 
 @dataclass(frozen=True)
 class InfluxOptions:
+    """Options of the ``influxdb`` sink: metrics in line protocol to InfluxDB (1.x, or 2.x/3.x with org and bucket)."""
+
     url: str = field("http://127.0.0.1:8086", check=http_url)
     database: str = "shipctl"  # 1.x
     org: str = ""  # 2.x / 3.x: org and bucket select /api/v2/write

@@ -30,6 +30,8 @@ REQUEST_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class FileSinkOptions:
+    """Options of the ``file`` sink: JSON lines appended to a local file."""
+
     path: str = field(check=non_empty)
     fsync: bool = True
     request_bytes: int = field(REQUEST_BYTES, check=positive)
@@ -37,6 +39,8 @@ class FileSinkOptions:
 
 @dataclass(frozen=True)
 class StdoutSinkOptions:
+    """Options of the ``stdout`` sink: JSON lines on standard output."""
+
     request_bytes: int = field(REQUEST_BYTES, check=positive)
 
 

@@ -55,6 +55,7 @@ from operator import length_hint
 from types import MappingProxyType
 from typing import Any
 
+from shipctl import runtime
 from shipctl.errors import ConfigError
 from shipctl.model import FMT_RAW, KINDS, Batch
 from shipctl.schema import field, one_of, positive, scrub
@@ -73,7 +74,8 @@ POLL_EVERY = 512
 _BROKER = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^\s:,\[\]/]+):(\d{1,5})")
 _TOPIC = re.compile(r"[A-Za-z0-9._-]{1,249}")
 
-log = logging.getLogger("shipctl.kafka")
+# Through the tool's logger, so that it is set up (its log file) before this one's first record.
+log = runtime.log.getChild("kafka")
 
 
 def _protocol(value: str) -> str | None:
@@ -86,6 +88,8 @@ def _mechanism(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class KafkaOptions:
+    """Options of the ``kafka`` sink: one JSON message per event, through librdkafka."""
+
     brokers: tuple[str, ...]  # bootstrap brokers, "host:port"
     topic: str = ""  # every event to one topic, or:
     topics: Mapping[str, str] = dc_field(default_factory=lambda: MappingProxyType({}))  # kind -> topic

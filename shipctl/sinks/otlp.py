@@ -120,6 +120,8 @@ def _no_headers() -> Mapping[str, str]:
 
 @dataclass(frozen=True)
 class OtlpOptions:
+    """Options of the ``otlp`` sink: logs, metrics and events over OTLP/HTTP."""
+
     endpoint: str = field("http://127.0.0.1:4318", check=http_url)  # /v1/logs and /v1/metrics are appended
     protocol: str = field("protobuf", check=one_of("protobuf", "json"))
     compression: str = field("gzip", check=one_of("gzip", "none"))
@@ -469,6 +471,8 @@ class _EventChunk(_Chunk):
 
 @dataclass
 class _Payload:
+    """The encoded log records and metric points of one request."""
+
     logs: list[bytes]
     metrics: list[bytes]
     n_logs: int
@@ -536,6 +540,8 @@ class _Encoding(abc.ABC):
 
 @dataclass(frozen=True)
 class _Rec:
+    """One log record's fields, before encoding."""
+
     ts: int
     observed: int
     body: str
@@ -546,6 +552,8 @@ class _Rec:
 
 @dataclass(frozen=True)
 class _Point:
+    """One metric point's fields, before encoding."""
+
     name: str
     value: int | float
     counter: bool

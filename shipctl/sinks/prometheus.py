@@ -28,6 +28,8 @@ MAX_SPLIT_POSTS = 256  # requests spent finding the refused samples of one refus
 
 @dataclass(frozen=True)
 class RemoteWriteOptions:
+    """Options of the ``prometheus_remote_write`` sink: metrics to a remote-write endpoint."""
+
     url: str = field("http://127.0.0.1:9090/api/v1/write", check=http_url)
     username: str = ""  # basic auth
     password: str = field("", secret=True)

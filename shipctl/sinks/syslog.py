@@ -140,6 +140,8 @@ def parse_address(text: str, tls: bool) -> tuple[str, int]:
 
 @dataclass(frozen=True)
 class SyslogOptions:
+    """Options of the ``syslog`` sink: log lines and events as RFC 5424 messages over TCP or TLS."""
+
     address: str = "127.0.0.1:514"  # host:port
     tls: bool = False
     ca_file: str = ""  # CA bundle for the receiver's certificate; empty: the system's

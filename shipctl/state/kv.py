@@ -17,6 +17,8 @@ RATE = "rate"
 
 @dataclass(frozen=True)
 class Entry:
+    """A plugin's stored key-value entry."""
+
     value: str
     expires: float | None
     is_set: bool

@@ -26,6 +26,8 @@ class Prev:
 
 @dataclass(frozen=True)
 class Point:
+    """A new sample of a series, to store as its last one and in its ring."""
+
     key: tuple[str, str]  # (metric, dims JSON)
     kind: str
     epoch: str

@@ -9,6 +9,8 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Cached:
+    """A script's ``-c`` output, cached while the script's size and mtime stay the same."""
+
     size: int
     mtime_ns: int
     config: str  # the JSON the script printed
