@@ -366,13 +366,13 @@ class _Run:
         depth = max(1, self.sink.in_flight)
         finished = False
         ahead = self.sink.ahead
-        with ThreadPoolExecutor(depth + ahead, thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
+        with ThreadPoolExecutor(depth + max(ahead, 1), thread_name_prefix=f"shipctl-{self.sink_id}") as pool:
             ready: deque[tuple[Request, Future[None]]] = deque([(first, pool.submit(self.sink.seal, first))])
             del first  # alive in ``ready`` only: once posted and booked, its batches leave memory (~1 MiB)
             flying: deque[tuple[Request, Future[SendResult]]] = deque()
 
-            def refill() -> None:
-                while len(ready) < ahead:
+            def refill(want: int = ahead) -> None:
+                while len(ready) < want:
                     req = next(reqs, None)
                     if req is None:
                         return
@@ -380,7 +380,11 @@ class _Run:
 
             while True:
                 stop = False
-                while ready and len(flying) < depth:
+                while len(flying) < depth:
+                    if not ready:  # ``ahead`` 0: the next request is read only once a post can take it
+                        refill(1)
+                        if not ready:
+                            break
                     if budget.exhausted():
                         stop = True
                         break

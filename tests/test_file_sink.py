@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,7 @@ from hypothesis import strategies as st
 
 from shipctl.model import FMT_JSON, FMT_RAW, Batch
 from shipctl.sinks import jsonl
-from shipctl.sinks.base import OK, SendResult
+from shipctl.sinks.base import OK, Request, SendResult
 from shipctl.sinks.jsonl import (
     FileSink,
     FileSinkOptions,
@@ -230,9 +232,9 @@ def test_upload_writes_and_fsyncs_a_batch_at_a_time(env: Env, monkeypatch: pytes
     synced: list[int] = []
     real_send, real_fsync = FileSink.send, os.fsync
 
-    def send(self: FileSink, batches: list[Batch], first_sn: int) -> SendResult:
+    def send(self: FileSink, batches: list[Batch], first_sn: int, written: object = None) -> SendResult:
         sends.append(sum(b.n_bytes for b in batches))
-        return real_send(self, batches, first_sn)
+        return real_send(self, batches, first_sn, written)  # type: ignore[arg-type]
 
     monkeypatch.setattr(FileSink, "send", send)
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
@@ -267,4 +269,108 @@ def test_a_full_request_is_cut_before_the_next_batch_is_read(tmp_path: Path) -> 
     first = next(reqs)
     assert [s.first_sn for s in first.spans] == [1] and read == [1]
     assert [[s.first_sn for s in r.spans] for r in reqs] == [[3], [5]]
-    assert fs.ahead == 1  # encoded in post(): a second request read ahead only held another one in memory
+    # Encoded in post(), two posts at once and none read ahead of them: a request read ahead of the two
+    # only held another one in memory.
+    assert (fs.ahead, fs.in_flight) == (0, 2)
+
+
+def _chain(fs: FileSink, batches: list[Batch]) -> list[Request]:
+    fs.request_bytes = 1  # a request per batch
+    return list(fs.requests(iter(batches), 0))
+
+
+def test_posts_in_flight_at_once_write_in_order_and_fsync_before_they_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two posts run at once (``in_flight``): whichever thread starts first, the second request's lines go
+    into the file only after the first's, and each post answers only after an fsync that covers its lines."""
+    fs = sink(tmp_path)
+    path = Path(fs.path)
+    a, b = raw_batch([b"a1", b"a2"], sn=1), raw_batch([b"b1", b"b2"], sn=3)
+    first, second = _chain(fs, [a, b])
+    synced_sizes: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (real(fd), synced_sizes.append(path.stat().st_size))[0])
+    with ThreadPoolExecutor(2) as pool:
+        later = pool.submit(fs.post, second)  # started first: it must wait for the first request's writes
+        time.sleep(0.05)
+        assert not path.exists() or path.stat().st_size == 0
+        earlier = pool.submit(fs.post, first)
+        r1, r2 = earlier.result(), later.result()
+    assert r1.outcome == r2.outcome == OK
+    assert path.read_bytes() == expected(a, 0) + expected(b, 0)
+    assert r1.request_bytes == len(expected(a, 0)) and r2.request_bytes == len(expected(b, 0))
+    assert len(synced_sizes) == 2 and min(synced_sizes) >= len(expected(a, 0))
+    assert first.payload is None and second.payload is None  # let go once written, before the fsync
+
+
+def test_a_post_after_a_failed_one_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the first of two requests in flight cannot be written, the second must not be: a retry skips
+    what the file already holds, so its lines there would hide the first one's missing lines for ever."""
+    fs = sink(tmp_path)
+    a, b, c = raw_batch([b"a1"], sn=1), raw_batch([b"b1"], sn=2), raw_batch([b"c1"], sn=3)
+    assert fs.send([a], 1).outcome == OK
+    first, second = _chain(fs, [b, c])
+    calls = {"n": 0}
+
+    def failing_open(*args: object, **kwargs: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    real_open = os.open  # the first os.open is the first request's (the second waits for it)
+    monkeypatch.setattr(os, "open", failing_open)
+    with ThreadPoolExecutor(2) as pool:
+        later = pool.submit(fs.post, second)
+        earlier = pool.submit(fs.post, first)
+        r1, r2 = earlier.result(), later.result()
+    monkeypatch.setattr(os, "open", real_open)
+    assert r1.outcome == r2.outcome == "retry" and "space" in r1.message
+    assert Path(fs.path).read_bytes() == expected(a, 0)  # nothing of c: b goes again first
+    # The retry (a new pass) writes both, once.
+    again = _chain(fs, [b, c])
+    assert [fs.post(r).outcome for r in again] == [OK, OK]
+    assert Path(fs.path).read_bytes() == expected(a, 0) + expected(b, 0) + expected(c, 0)
+
+
+def test_upload_with_two_posts_in_flight_delivers_every_line_once(env: Env) -> None:
+    """A backlog of many requests through ``upload`` (two posts at once, none read ahead): every line once,
+    in order, and the cursor at the end."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(60_000, width=70))  # ~4.8 MB: five or six requests
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    assert env.cli("upload").exit_code == 0
+    assert [o["sn"] for o in env.events()] == list(range(1, 60_001))
+    assert_exactly_once(env.messages(), range(60_000))
+    assert env.cli("upload").exit_code == 0  # nothing new: nothing written again
+    assert len(env.events()) == 60_000
+
+
+def test_no_request_is_read_ahead_of_the_two_posts(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peak RSS (issue 13): with ``ahead`` 0 the upload reads the next request (and inflates its batches)
+    only when one of the two posts can take it, so at most two requests' batches are held at once."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(60_000, width=70))
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    made, done, held = [0], [0], []
+    real_request, real_post = FileSink._request, FileSink.post
+
+    def request(self: FileSink, group: list[Batch], size: int, acked_sn: int) -> Request:
+        made[0] += 1
+        held.append(made[0] - done[0])
+        return real_request(self, group, size, acked_sn)
+
+    def post(self: FileSink, req: Request) -> SendResult:
+        try:
+            return real_post(self, req)
+        finally:
+            done[0] += 1
+
+    monkeypatch.setattr(FileSink, "_request", request)
+    monkeypatch.setattr(FileSink, "post", post)
+    assert env.cli("upload").exit_code == 0
+    assert made[0] >= 5 and max(held) == 2, held
+    assert [o["sn"] for o in env.events()] == list(range(1, 60_001))

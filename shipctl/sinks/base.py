@@ -89,7 +89,8 @@ class Sink(abc.ABC):
 
     #: how much queued payload to read from the state file at a time
     request_bytes: int
-    #: requests encoded ahead of the one on the wire (the upload's memory is about this + 2 requests)
+    #: requests encoded ahead of the ones in flight (the upload's memory is about this + 2 requests); 0: the
+    #: next request is read only when a post can take it (``in_flight`` > 1 then overlaps them instead)
     ahead: int = 2
     #: the current cap on one request's uncompressed size (halved after TOO_LARGE, kept in the state file)
     request_limit: int
