@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -269,9 +270,29 @@ def test_a_full_request_is_cut_before_the_next_batch_is_read(tmp_path: Path) -> 
     first = next(reqs)
     assert [s.first_sn for s in first.spans] == [1] and read == [1]
     assert [[s.first_sn for s in r.spans] for r in reqs] == [[3], [5]]
-    # Encoded in post(), two posts at once and none read ahead of them: a request read ahead of the two
-    # only held another one in memory.
-    assert (fs.ahead, fs.in_flight) == (0, 2)
+    # Encoded in post(), two posts at once and one request read ahead of them.
+    assert (fs.ahead, fs.in_flight) == (1, 2)
+
+
+def test_a_request_of_one_tail_once_batch_is_full(tmp_path: Path) -> None:
+    """tail-once's batches are just under 1 MiB (cut at a newline): a request of one is handed over without
+    reading (and inflating) the next batch to see that it does not fit, which the generator then held."""
+    fs = sink(tmp_path)
+    read: list[int] = []
+    line = b"x" * 99
+
+    def journal() -> Iterator[Batch]:
+        for sn in (1, 10_001):
+            read.append(sn)
+            yield raw_batch([line] * 10_000, sn=sn)  # 1,000,000 bytes: 48,576 short of 1 MiB
+
+    reqs = fs.requests(journal(), 0)
+    first = next(reqs)
+    assert [s.first_sn for s in first.spans] == [1] and read == [1]
+    fs.request_bytes = 1_100_000  # with room for more than 1/16 of the limit, the next batch is looked at
+    reqs = fs.requests(journal(), 0)
+    first = next(reqs)
+    assert [s.first_sn for s in first.spans] == [1] and read == [1, 1, 10_001]
 
 
 def _chain(fs: FileSink, batches: list[Batch]) -> list[Request]:
@@ -348,9 +369,9 @@ def test_upload_with_two_posts_in_flight_delivers_every_line_once(env: Env) -> N
     assert len(env.events()) == 60_000
 
 
-def test_no_request_is_read_ahead_of_the_two_posts(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Peak RSS (issue 13): with ``ahead`` 0 the upload reads the next request (and inflates its batches)
-    only when one of the two posts can take it, so at most two requests' batches are held at once."""
+def test_one_request_is_read_ahead_of_the_two_posts(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peak RSS (issue 13): the upload holds the batches of at most three requests at once (two posts and
+    the one read ahead of them); each post lets go of its batches once they are written."""
     log = env.logs / "app.log"
     log.write_text(numbered(60_000, width=70))
     env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
@@ -372,5 +393,34 @@ def test_no_request_is_read_ahead_of_the_two_posts(env: Env, monkeypatch: pytest
     monkeypatch.setattr(FileSink, "_request", request)
     monkeypatch.setattr(FileSink, "post", post)
     assert env.cli("upload").exit_code == 0
-    assert made[0] >= 5 and max(held) == 2, held
+    assert made[0] >= 5 and max(held) == 3, held
     assert [o["sn"] for o in env.events()] == list(range(1, 60_001))
+
+
+def test_run_delivery_looks_again_soon_then_less_often(env: Env) -> None:
+    """In ``run``, a sink that finds nothing new looks again after 4 ms, then twice as long each time up to
+    50 ms, and soon again once it delivered something: a fixed 50 ms wait at the start left the delivery
+    idle for most of it while tail-once had already committed its first batches."""
+    from shipctl import delivery
+    from shipctl.config import load_config
+    from shipctl.runtime import Budget, Context
+    from shipctl.state import State
+
+    log = env.logs / "app.log"
+    log.write_text(numbered(10, width=20))
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    waits: list[float] = []
+
+    class Readers(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(round(timeout or 0, 3))
+            if len(waits) == 3:  # tail-once commits a batch while the sink waits
+                assert env.cli("tail-once").exit_code == 0
+            if len(waits) == 9:
+                self.set()
+            return self.is_set()
+
+    with State.open(env.state) as state:
+        res = delivery.upload(Context(load_config(env.config), state), Budget(max_seconds=0), readers_done=Readers())
+    assert res.sinks[0].events == 10
+    assert waits == [0.004, 0.008, 0.016, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05]

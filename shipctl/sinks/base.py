@@ -89,8 +89,7 @@ class Sink(abc.ABC):
 
     #: how much queued payload to read from the state file at a time
     request_bytes: int
-    #: requests encoded ahead of the ones in flight (the upload's memory is about this + 2 requests); 0: the
-    #: next request is read only when a post can take it (``in_flight`` > 1 then overlaps them instead)
+    #: requests encoded ahead of the one on the wire (the upload's memory is about this + 2 requests)
     ahead: int = 2
     #: the current cap on one request's uncompressed size (halved after TOO_LARGE, kept in the state file)
     request_limit: int
@@ -152,13 +151,17 @@ class BatchSink(Sink):
                 group, size = [], 0
             group.append(b)
             size += b.n_bytes
-            if size >= self.request_bytes:
+            if self._full(size):
                 # Full: yield it now rather than once the next batch is read and found not to fit, so that
                 # one is not inflated and held while this request waits its turn (a batch of RSS per sink).
                 yield self._request(group, size, acked_sn)
                 group, size = [], 0
         if group:
             yield self._request(group, size, acked_sn)
+
+    def _full(self, size: int) -> bool:
+        """Whether a request of ``size`` bytes takes no more batches."""
+        return size >= self.request_bytes
 
     @staticmethod
     def _request(group: list[Batch], size: int, acked_sn: int) -> Request:

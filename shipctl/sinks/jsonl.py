@@ -206,10 +206,10 @@ class FileSink(BatchSink):
     # when they took turns). The writes still take turns in the order the requests were cut (``_Written``),
     # and the cursor moves only once each request's own fsync has returned (the upload books replies in
     # order, none after a failure), so the file and the guarantees are as with one at a time. Requests are
-    # encoded in post() (seal() does nothing) and none is read ahead of the two posts (``ahead`` 0): the
-    # second one is the read-ahead, so the upload still holds about two requests' batches (~2 MiB).
+    # encoded in post() (seal() does nothing); one is read ahead of the two posts, so that a post that
+    # ends finds the next request inflated and waiting (see ``_full`` for what that costs in memory).
     in_flight = 2
-    ahead = 0
+    ahead = 1
 
     def __init__(self, options: FileSinkOptions, session: str) -> None:
         self.path = options.path
@@ -220,6 +220,13 @@ class FileSink(BatchSink):
     def requests(self, batches: Iterable[Batch], acked_sn: int) -> Iterator[Request]:
         self._before: _Written | None = None  # each pass starts a new chain (the last one's posts are over)
         yield from super().requests(batches, acked_sn)
+
+    def _full(self, size: int) -> bool:
+        # tail-once's batches are just under ``batch_bytes`` (1 MiB, cut at a newline), so a request of one
+        # was never full: the next batch was read and inflated to find that it did not fit, and held while
+        # this one waited its turn (1 MiB of RSS). Within 1/16 of the limit (more than a longest line) a
+        # request is full: a small batch after it goes in the next one.
+        return size >= self.request_bytes - (self.request_bytes >> 4)
 
     def _request(self, group: list[Batch], size: int, acked_sn: int) -> Request:  # type: ignore[override]
         req = BatchSink._request(group, size, acked_sn)
