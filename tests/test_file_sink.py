@@ -12,7 +12,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -424,3 +424,25 @@ def test_run_delivery_looks_again_soon_then_less_often(env: Env) -> None:
         res = delivery.upload(Context(load_config(env.config), state), Budget(max_seconds=0), readers_done=Readers())
     assert res.sinks[0].events == 10
     assert waits == [0.004, 0.008, 0.016, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05]
+
+
+def test_no_worker_is_woken_for_a_seal_the_sink_does_not_have(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file sink has no seal() of its own: the upload hands only its posts to worker threads (each hand-over
+    wakes a thread while the GIL is held), and still writes every line once."""
+    from concurrent.futures import thread
+
+    log = env.logs / "app.log"
+    log.write_text(numbered(30_000, width=70))
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    handed: list[str] = []
+    real = thread.ThreadPoolExecutor.submit
+
+    def submit(self: thread.ThreadPoolExecutor, fn: Callable[..., object], /, *args: object) -> object:
+        handed.append(getattr(fn, "__name__", ""))
+        return real(self, fn, *args)
+
+    monkeypatch.setattr(thread.ThreadPoolExecutor, "submit", submit)
+    assert env.cli("upload").exit_code == 0
+    assert "post" in handed and "seal" not in handed, handed
+    assert [o["sn"] for o in env.events()] == list(range(1, 30_001))
