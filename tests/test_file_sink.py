@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import random
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -446,3 +448,40 @@ def test_no_worker_is_woken_for_a_seal_the_sink_does_not_have(env: Env, monkeypa
     assert env.cli("upload").exit_code == 0
     assert "post" in handed and "seal" not in handed, handed
     assert [o["sn"] for o in env.events()] == list(range(1, 30_001))
+
+
+def test_kill_9_with_requests_in_flight_loses_and_duplicates_nothing(env: Env) -> None:
+    """Uploads killed at random moments while two requests are in flight (one written and syncing, the next
+    being written, small requests so that many are): the file ends up with every line once, in order."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(200_000, width=40))
+    env.write_config(
+        "[agent]\nbatch_bytes = 8192\nimplicit_metric_monitor = false\n"
+        f'[[logs]]\npath = "{log}"\n[[sinks]]\ntype = "file"\npath = "{env.sink}"\nrequest_bytes = 16384\n',
+        sink=False,
+    )
+    assert env.cli("tail-once").exit_code == 0
+    rng = random.Random(20261201)
+    kills = 0
+    for _ in range(30):
+        if kills == 8:
+            break
+        proc = env.popen("upload", "--max-seconds", "0")
+        lock_file = env.state.with_name(f"{env.state.name}.upload.file.lock")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            if lock_file.exists() and lock_file.read_text() == str(proc.pid):
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.08))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    final = env.proc("upload", "--max-seconds", "0")
+    assert final.returncode == 0, final.stderr
+    assert kills >= 3, kills
+    assert [o["sn"] for o in env.events()] == list(range(1, 200_001))
+    assert_exactly_once(env.messages(), range(200_000))
