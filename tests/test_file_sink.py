@@ -8,6 +8,7 @@ are in test_basics.py, test_crash_and_locks.py and test_review.py.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -486,3 +487,49 @@ def test_kill_9_with_requests_in_flight_loses_and_duplicates_nothing(env: Env) -
     assert kills >= 3, kills
     assert [o["sn"] for o in env.events()] == list(range(1, 200_001))
     assert_exactly_once(env.messages(), range(200_000))
+
+
+def test_a_short_write_is_finished_piece_by_piece(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces go out a few at a time in one writev; when the file takes less than asked (disk full mid-write,
+    then space again), the rest follows in order and the lines are whole."""
+    fs = sink(tmp_path, fsync=False)
+    b = raw_batch([b"line %d" % i for i in range(3000)], sn=1)
+    real = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, buffers: list[bytes]) -> int:
+        calls.append(len(buffers))
+        return real(fd, [buffers[0][:7]]) if len(calls) == 1 else real(fd, buffers)
+
+    monkeypatch.setattr(jsonl, "PIECE", 1000)  # many pieces, several per writev
+    monkeypatch.setattr(jsonl, "WRITE_BYTES", 100_000)
+    monkeypatch.setattr(os, "writev", short_writev)
+    assert fs.send([b], 1).outcome == OK
+    assert Path(fs.path).read_bytes() == expected(b, 0)
+    assert len(calls) > 3 and max(calls) > 1
+
+
+def test_a_failed_write_leaves_whole_lines_for_the_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills after part of a request went out: the post fails (retry), and the retry cuts the torn
+    line and writes each line once."""
+    fs = sink(tmp_path, fsync=False)
+    b = raw_batch([b"line %d" % i for i in range(3000)], sn=1)
+    real = os.writev
+    calls: list[int] = []
+
+    def full_disk(fd: int, buffers: list[bytes]) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            real(fd, [buffers[0][:11]])  # part of a line, then nothing more fits
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, buffers)
+
+    monkeypatch.setattr(jsonl, "PIECE", 1000)
+    monkeypatch.setattr(jsonl, "WRITE_BYTES", 100_000)
+    monkeypatch.setattr(os, "writev", full_disk)
+    res = fs.send([b], 1)
+    assert res.outcome == "retry" and "space" in res.message
+    assert not Path(fs.path).read_bytes().endswith(b"\n")  # a torn line at the end
+    monkeypatch.setattr(os, "writev", real)
+    assert fs.send([b], 1).outcome == OK
+    assert Path(fs.path).read_bytes() == expected(b, 0)
