@@ -8,9 +8,15 @@ are in test_basics.py, test_crash_and_locks.py and test_review.py.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-from collections.abc import Iterator
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -19,7 +25,7 @@ from hypothesis import strategies as st
 
 from shipctl.model import FMT_JSON, FMT_RAW, Batch
 from shipctl.sinks import jsonl
-from shipctl.sinks.base import OK, SendResult
+from shipctl.sinks.base import OK, Request, SendResult
 from shipctl.sinks.jsonl import (
     FileSink,
     FileSinkOptions,
@@ -230,9 +236,9 @@ def test_upload_writes_and_fsyncs_a_batch_at_a_time(env: Env, monkeypatch: pytes
     synced: list[int] = []
     real_send, real_fsync = FileSink.send, os.fsync
 
-    def send(self: FileSink, batches: list[Batch], first_sn: int) -> SendResult:
+    def send(self: FileSink, batches: list[Batch], first_sn: int, written: object = None) -> SendResult:
         sends.append(sum(b.n_bytes for b in batches))
-        return real_send(self, batches, first_sn)
+        return real_send(self, batches, first_sn, written)  # type: ignore[arg-type]
 
     monkeypatch.setattr(FileSink, "send", send)
     monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
@@ -267,4 +273,263 @@ def test_a_full_request_is_cut_before_the_next_batch_is_read(tmp_path: Path) -> 
     first = next(reqs)
     assert [s.first_sn for s in first.spans] == [1] and read == [1]
     assert [[s.first_sn for s in r.spans] for r in reqs] == [[3], [5]]
-    assert fs.ahead == 1  # encoded in post(): a second request read ahead only held another one in memory
+    # Encoded in post(), two posts at once and one request read ahead of them.
+    assert (fs.ahead, fs.in_flight) == (1, 2)
+
+
+def test_a_request_of_one_tail_once_batch_is_full(tmp_path: Path) -> None:
+    """tail-once's batches are just under 1 MiB (cut at a newline): a request of one is handed over without
+    reading (and inflating) the next batch to see that it does not fit, which the generator then held."""
+    fs = sink(tmp_path)
+    read: list[int] = []
+    line = b"x" * 99
+
+    def journal() -> Iterator[Batch]:
+        for sn in (1, 10_001):
+            read.append(sn)
+            yield raw_batch([line] * 10_000, sn=sn)  # 1,000,000 bytes: 48,576 short of 1 MiB
+
+    reqs = fs.requests(journal(), 0)
+    first = next(reqs)
+    assert [s.first_sn for s in first.spans] == [1] and read == [1]
+    fs.request_bytes = 1_100_000  # with room for more than 1/16 of the limit, the next batch is looked at
+    reqs = fs.requests(journal(), 0)
+    first = next(reqs)
+    assert [s.first_sn for s in first.spans] == [1] and read == [1, 1, 10_001]
+
+
+def _chain(fs: FileSink, batches: list[Batch]) -> list[Request]:
+    fs.request_bytes = 1  # a request per batch
+    return list(fs.requests(iter(batches), 0))
+
+
+def test_posts_in_flight_at_once_write_in_order_and_fsync_before_they_answer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Posts run at once (``in_flight``): whichever thread starts first, a request's lines go into the file
+    only after those of the requests cut before it, and each post answers only after an fsync that covers
+    its lines."""
+    fs = sink(tmp_path)
+    path = Path(fs.path)
+    batches = [raw_batch([b"a1", b"a2"], sn=1), raw_batch([b"b1", b"b2"], sn=3), raw_batch([b"c1"], sn=5)]
+    reqs = _chain(fs, batches)
+    synced_sizes: list[int] = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (real(fd), synced_sizes.append(path.stat().st_size))[0])
+    with ThreadPoolExecutor(3) as pool:
+        later = [pool.submit(fs.post, reqs[2]), pool.submit(fs.post, reqs[1])]  # started first: they wait
+        time.sleep(0.05)
+        assert not path.exists() or path.stat().st_size == 0
+        first = pool.submit(fs.post, reqs[0])
+        results = [first.result(), later[1].result(), later[0].result()]
+    assert [r.outcome for r in results] == [OK, OK, OK]
+    assert path.read_bytes() == b"".join(expected(b, 0) for b in batches)
+    assert [r.request_bytes for r in results] == [len(expected(b, 0)) for b in batches]
+    assert len(synced_sizes) == 3 and min(synced_sizes) >= len(expected(batches[0], 0))
+    assert all(r.payload is None for r in reqs)  # let go once written, before the fsync
+
+
+def test_a_post_after_a_failed_one_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If the first of two requests in flight cannot be written, the second must not be: a retry skips
+    what the file already holds, so its lines there would hide the first one's missing lines for ever."""
+    fs = sink(tmp_path)
+    a, b, c = raw_batch([b"a1"], sn=1), raw_batch([b"b1"], sn=2), raw_batch([b"c1"], sn=3)
+    assert fs.send([a], 1).outcome == OK
+    first, second = _chain(fs, [b, c])
+    calls = {"n": 0}
+
+    def failing_open(*args: object, **kwargs: object) -> int:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OSError(28, "No space left on device")
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    real_open = os.open  # the first os.open is the first request's (the second waits for it)
+    monkeypatch.setattr(os, "open", failing_open)
+    with ThreadPoolExecutor(2) as pool:
+        later = pool.submit(fs.post, second)
+        earlier = pool.submit(fs.post, first)
+        r1, r2 = earlier.result(), later.result()
+    monkeypatch.setattr(os, "open", real_open)
+    assert r1.outcome == r2.outcome == "retry" and "space" in r1.message
+    assert Path(fs.path).read_bytes() == expected(a, 0)  # nothing of c: b goes again first
+    # The retry (a new pass) writes both, once.
+    again = _chain(fs, [b, c])
+    assert [fs.post(r).outcome for r in again] == [OK, OK]
+    assert Path(fs.path).read_bytes() == expected(a, 0) + expected(b, 0) + expected(c, 0)
+
+
+def test_upload_with_posts_in_flight_delivers_every_line_once(env: Env) -> None:
+    """A backlog of many requests through ``upload`` (several posts at once): every line once, in order, and
+    the cursor at the end."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(60_000, width=70))  # ~4.8 MB: five or six requests
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    assert env.cli("upload").exit_code == 0
+    assert [o["sn"] for o in env.events()] == list(range(1, 60_001))
+    assert_exactly_once(env.messages(), range(60_000))
+    assert env.cli("upload").exit_code == 0  # nothing new: nothing written again
+    assert len(env.events()) == 60_000
+
+
+def test_one_request_is_read_ahead_of_the_posts(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Peak RSS (issue 13): at most three requests are cut and not yet done (two posts and the one read
+    ahead of them), and each post lets go of its batches once they are written (before its fsync)."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(60_000, width=70))
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    made, done, held = [0], [0], []
+    real_request, real_post = FileSink._request, FileSink.post
+
+    def request(self: FileSink, group: list[Batch], size: int, acked_sn: int) -> Request:
+        made[0] += 1
+        held.append(made[0] - done[0])
+        return real_request(self, group, size, acked_sn)
+
+    def post(self: FileSink, req: Request) -> SendResult:
+        try:
+            return real_post(self, req)
+        finally:
+            done[0] += 1
+
+    monkeypatch.setattr(FileSink, "_request", request)
+    monkeypatch.setattr(FileSink, "post", post)
+    assert env.cli("upload").exit_code == 0
+    assert made[0] >= 5 and max(held) == 3, held
+    assert [o["sn"] for o in env.events()] == list(range(1, 60_001))
+
+
+def test_run_delivery_looks_again_soon_then_less_often(env: Env) -> None:
+    """In ``run``, a sink that finds nothing new looks again after 4 ms, then twice as long each time up to
+    50 ms, and soon again once it delivered something: a fixed 50 ms wait at the start left the delivery
+    idle for most of it while tail-once had already committed its first batches."""
+    from shipctl import delivery
+    from shipctl.config import load_config
+    from shipctl.runtime import Budget, Context
+    from shipctl.state import State
+
+    log = env.logs / "app.log"
+    log.write_text(numbered(10, width=20))
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    waits: list[float] = []
+
+    class Readers(threading.Event):
+        def wait(self, timeout: float | None = None) -> bool:
+            waits.append(round(timeout or 0, 3))
+            if len(waits) == 3:  # tail-once commits a batch while the sink waits
+                assert env.cli("tail-once").exit_code == 0
+            if len(waits) == 9:
+                self.set()
+            return self.is_set()
+
+    with State.open(env.state) as state:
+        res = delivery.upload(Context(load_config(env.config), state), Budget(max_seconds=0), readers_done=Readers())
+    assert res.sinks[0].events == 10
+    assert waits == [0.004, 0.008, 0.016, 0.004, 0.008, 0.016, 0.032, 0.05, 0.05]
+
+
+def test_no_worker_is_woken_for_a_seal_the_sink_does_not_have(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The file sink has no seal() of its own: the upload hands only its posts to worker threads (each hand-over
+    wakes a thread while the GIL is held), and still writes every line once."""
+    from concurrent.futures import thread
+
+    log = env.logs / "app.log"
+    log.write_text(numbered(30_000, width=70))
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    handed: list[str] = []
+    real = thread.ThreadPoolExecutor.submit
+
+    def submit(self: thread.ThreadPoolExecutor, fn: Callable[..., object], /, *args: object) -> object:
+        handed.append(getattr(fn, "__name__", ""))
+        return real(self, fn, *args)
+
+    monkeypatch.setattr(thread.ThreadPoolExecutor, "submit", submit)
+    assert env.cli("upload").exit_code == 0
+    assert "post" in handed and "seal" not in handed, handed
+    assert [o["sn"] for o in env.events()] == list(range(1, 30_001))
+
+
+def test_kill_9_with_requests_in_flight_loses_and_duplicates_nothing(env: Env) -> None:
+    """Uploads killed at random moments while two requests are in flight (one written and syncing, the next
+    being written, small requests so that many are): the file ends up with every line once, in order."""
+    log = env.logs / "app.log"
+    log.write_text(numbered(200_000, width=40))
+    env.write_config(
+        "[agent]\nbatch_bytes = 8192\nimplicit_metric_monitor = false\n"
+        f'[[logs]]\npath = "{log}"\n[[sinks]]\ntype = "file"\npath = "{env.sink}"\nrequest_bytes = 16384\n',
+        sink=False,
+    )
+    assert env.cli("tail-once").exit_code == 0
+    rng = random.Random(20261201)
+    kills = 0
+    for _ in range(30):
+        if kills == 8:
+            break
+        proc = env.popen("upload", "--max-seconds", "0")
+        lock_file = env.state.with_name(f"{env.state.name}.upload.file.lock")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and proc.poll() is None:
+            if lock_file.exists() and lock_file.read_text() == str(proc.pid):
+                break
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0.0, 0.08))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.stderr.close()  # type: ignore[union-attr]
+    final = env.proc("upload", "--max-seconds", "0")
+    assert final.returncode == 0, final.stderr
+    assert kills >= 3, kills
+    assert [o["sn"] for o in env.events()] == list(range(1, 200_001))
+    assert_exactly_once(env.messages(), range(200_000))
+
+
+def test_a_short_write_is_finished_piece_by_piece(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pieces go out a few at a time in one writev; when the file takes less than asked (disk full mid-write,
+    then space again), the rest follows in order and the lines are whole."""
+    fs = sink(tmp_path, fsync=False)
+    b = raw_batch([b"line %d" % i for i in range(3000)], sn=1)
+    real = os.writev
+    calls: list[int] = []
+
+    def short_writev(fd: int, buffers: list[bytes]) -> int:
+        calls.append(len(buffers))
+        return real(fd, [buffers[0][:7]]) if len(calls) == 1 else real(fd, buffers)
+
+    monkeypatch.setattr(jsonl, "PIECE", 1000)  # many pieces, several per writev
+    monkeypatch.setattr(jsonl, "WRITE_BYTES", 100_000)
+    monkeypatch.setattr(os, "writev", short_writev)
+    assert fs.send([b], 1).outcome == OK
+    assert Path(fs.path).read_bytes() == expected(b, 0)
+    assert len(calls) > 3 and max(calls) > 1
+
+
+def test_a_failed_write_leaves_whole_lines_for_the_retry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills after part of a request went out: the post fails (retry), and the retry cuts the torn
+    line and writes each line once."""
+    fs = sink(tmp_path, fsync=False)
+    b = raw_batch([b"line %d" % i for i in range(3000)], sn=1)
+    real = os.writev
+    calls: list[int] = []
+
+    def full_disk(fd: int, buffers: list[bytes]) -> int:
+        calls.append(1)
+        if len(calls) == 3:
+            real(fd, [buffers[0][:11]])  # part of a line, then nothing more fits
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(fd, buffers)
+
+    monkeypatch.setattr(jsonl, "PIECE", 1000)
+    monkeypatch.setattr(jsonl, "WRITE_BYTES", 100_000)
+    monkeypatch.setattr(os, "writev", full_disk)
+    res = fs.send([b], 1)
+    assert res.outcome == "retry" and "space" in res.message
+    assert not Path(fs.path).read_bytes().endswith(b"\n")  # a torn line at the end
+    monkeypatch.setattr(os, "writev", real)
+    assert fs.send([b], 1).outcome == OK
+    assert Path(fs.path).read_bytes() == expected(b, 0)

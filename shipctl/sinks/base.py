@@ -151,13 +151,17 @@ class BatchSink(Sink):
                 group, size = [], 0
             group.append(b)
             size += b.n_bytes
-            if size >= self.request_bytes:
+            if self._full(size):
                 # Full: yield it now rather than once the next batch is read and found not to fit, so that
                 # one is not inflated and held while this request waits its turn (a batch of RSS per sink).
                 yield self._request(group, size, acked_sn)
                 group, size = [], 0
         if group:
             yield self._request(group, size, acked_sn)
+
+    def _full(self, size: int) -> bool:
+        """Whether a request of ``size`` bytes takes no more batches."""
+        return size >= self.request_bytes
 
     @staticmethod
     def _request(group: list[Batch], size: int, acked_sn: int) -> Request:
