@@ -65,6 +65,7 @@ from shipctl import __version__
 from shipctl.errors import ConfigError
 from shipctl.model import FMT_RAW, Batch, Metric, metrics
 from shipctl.schema import field, http_url, is_secret_key, mask, mask_fragments, one_of, positive, scrub
+from shipctl.sinks import digits
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
 from shipctl.sinks.http import check_header_values
 from shipctl.sinks.scalyr import escape_lines
@@ -332,22 +333,16 @@ def _field(tag: int, payload: bytes) -> bytes:
     return bytes((tag,)) + _varint(len(payload)) + payload
 
 
-_RUN = 10_000  # the JSON fast path writes a number as its leading digits and its last four (from a table)
+_RUN = digits.RUN  # the JSON fast path writes a number as its leading digits and its last four (from a table)
 _JSON_TS_TAIL = b'","body":{"stringValue":"'  # what follows a record's time
 _JSON_SN_TAIL = b'"}}]},'  # what follows its sequence number: the end of the record
-_json_tables: tuple[tuple[list[bytes], list[bytes]], tuple[list[bytes], list[bytes]]] | None = None
 
 
 def _digit_tables() -> tuple[tuple[list[bytes], list[bytes]], tuple[list[bytes], list[bytes]]]:
     """For times and for sequence numbers: (the last four digits of a number of 10,000 or more, a number under
     10,000 in full), each followed by what comes after it in a record."""
-    global _json_tables
-    if _json_tables is None:
-        _json_tables = tuple(  # type: ignore[assignment]
-            ([b"%04d%b" % (k, tail) for k in range(_RUN)], [b"%d%b" % (k, tail) for k in range(_RUN)])
-            for tail in (_JSON_TS_TAIL, _JSON_SN_TAIL)
-        )
-    return _json_tables  # type: ignore[return-value]
+    ts, sn = _JSON_TS_TAIL, _JSON_SN_TAIL
+    return (digits.table(ts), digits.table(ts, padded=False)), (digits.table(sn), digits.table(sn, padded=False))
 
 
 def _digits(first: int, m: int, tables: tuple[list[bytes], list[bytes]]) -> tuple[bytes, list[bytes]]:

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from shipctl import __version__
 from shipctl.model import FMT_RAW, Batch
 from shipctl.schema import field, http_url, mask, mask_fragments, one_of, positive, scrub
+from shipctl.sinks import digits
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
 from shipctl.sinks.deflate import Deflated, Segment, zlib_body
 
@@ -99,20 +100,15 @@ class ScalyrOptions:
 
 # --- encoding ------------------------------------------------------------------------------------------
 
-_T = 10_000  # ts = prefix * _T + k; the 4-digit k of every event comes from this table
-_SD_FMT = b'%04d","sd":1,"attrs":{"message":"'
-_SD_LEN = len(_SD_FMT % 0)
-_SD_TABLE: list[bytes] | None = None
+_T = digits.RUN  # ts = prefix * _T + k; the 4-digit k of every event comes from a table
+# After an event's last 4 ts digits, up to its message: "sd" (a delta of 1 from the sequence number before).
+_SD_TAIL = b'","sd":1,"attrs":{"message":"'
+_SD_LEN = 4 + len(_SD_TAIL)
 
 
 def _sd() -> list[bytes]:
-    """``_SD_FMT`` for every 4-digit k, built on first use: ~0.8 MiB that a run with nothing to send (and
-    every command that only validates the config) does not pay. Built whole before it is shared: encoding
-    threads racing here each build an equal one."""
-    global _SD_TABLE
-    if _SD_TABLE is None:
-        _SD_TABLE = [_SD_FMT % k for k in range(_T)]
-    return _SD_TABLE
+    """Every 4-digit k followed by ``_SD_TAIL`` (~0.8 MiB, built on first use)."""
+    return digits.table(_SD_TAIL)
 
 
 _CLOSE = b'"}}'
