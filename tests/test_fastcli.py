@@ -223,12 +223,8 @@ IDLE_UNLOADED = (
 )
 
 
-def test_an_idle_run_loads_only_what_it_needs(env: Env, receiver: Receiver) -> None:
-    """Nothing new, nothing queued, no monitor: no CLI framework, no HTTP client, no compressor, no rules
-    engine, no monitor runner (issue 13: what cron starts every minute)."""
-    (env.logs / "a.log").write_text("one\n")
-    env.write_config(config_text(receiver.url, NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n'), sink=False)
-    assert env.cli("run").exit_code == 0 and receiver.accepted == 1
+def _assert_idle_run_loads_none(env: Env) -> None:
+    """A ``run`` in a fresh interpreter exits 0 without importing any module of ``IDLE_UNLOADED``."""
     probe = (
         "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
         "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
@@ -236,6 +232,15 @@ def test_an_idle_run_loads_only_what_it_needs(env: Env, receiver: Receiver) -> N
     )
     p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
     assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
+
+
+def test_an_idle_run_loads_only_what_it_needs(env: Env, receiver: Receiver) -> None:
+    """Nothing new, nothing queued, no monitor: no CLI framework, no HTTP client, no compressor, no rules
+    engine, no monitor runner (issue 13: what cron starts every minute)."""
+    (env.logs / "a.log").write_text("one\n")
+    env.write_config(config_text(receiver.url, NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n'), sink=False)
+    assert env.cli("run").exit_code == 0 and receiver.accepted == 1
+    _assert_idle_run_loads_none(env)
     assert receiver.accepted == 1
 
 
@@ -244,13 +249,7 @@ def test_an_idle_run_with_a_file_sink_loads_only_what_it_needs(env: Env) -> None
     (env.logs / "a.log").write_text("one\n")
     env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
     assert env.cli("run").exit_code == 0 and env.sink.read_text().count("\n") == 1
-    probe = (
-        "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
-        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
-        f"print(code, sorted(m for m in {IDLE_UNLOADED!r} if m in sys.modules))\n"
-    )
-    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
-    assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
+    _assert_idle_run_loads_none(env)
     assert env.sink.read_text().count("\n") == 1
 
 
