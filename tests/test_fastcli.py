@@ -223,14 +223,21 @@ IDLE_UNLOADED = (
 )
 
 
+def _run_probe(env: Env, report: str, setup: str = "") -> list[str]:
+    """The argv of a fresh interpreter that runs ``shipctl run -c CONFIG`` through fastcli after ``setup`` (code
+    run once fastcli is imported), then prints the exit code and the value of the expression ``report``."""
+    probe = (
+        "import sys\nfrom shipctl import fastcli\n" + setup + "sys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
+        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
+        f"print(code, {report})\n"
+    )
+    return [sys.executable, "-c", probe, str(env.config)]
+
+
 def _assert_idle_run_loads_none(env: Env) -> None:
     """A ``run`` in a fresh interpreter exits 0 without importing any module of ``IDLE_UNLOADED``."""
-    probe = (
-        "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
-        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
-        f"print(code, sorted(m for m in {IDLE_UNLOADED!r} if m in sys.modules))\n"
-    )
-    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    run = _run_probe(env, f"sorted(m for m in {IDLE_UNLOADED!r} if m in sys.modules)")
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert p.stdout.split(" ", 1) == ["0", "[]\n"], p.stdout + p.stderr
 
 
@@ -303,19 +310,18 @@ def test_the_collector_is_off_only_while_a_hot_command_starts(env: Env) -> None:
     made frozen, once the state file is open; a command that fails before that leaves it on too."""
     (env.logs / "a.log").write_text("one\n")
     env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
-    probe = (
-        "import gc, sys\nfrom shipctl import fastcli\nimport shipctl.commands.run as r\nseen = []\n"
+    setup = (
+        "import gc\nimport shipctl.commands.run as r\nseen = []\n"
         "def tail(*a, tail=r.tail_once, **k):\n"
         "    seen.append((gc.isenabled(), gc.get_freeze_count() > 1000))\n    return tail(*a, **k)\n"
-        "r.tail_once = tail\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
-        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
-        "print(code, seen, gc.isenabled())\n"
+        "r.tail_once = tail\n"
     )
-    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    run = _run_probe(env, "seen, gc.isenabled()", setup)
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert p.stdout == "0 [(True, True)] True\n", p.stdout + p.stderr
     assert env.sink.read_text().count("\n") == 1
     env.config.write_text(NO_IMPLICIT + "[[logs]]\n")  # exit 78 while loading the config: before the state file
-    p = subprocess.run([sys.executable, "-c", probe, str(env.config)], capture_output=True, text=True, timeout=60)
+    p = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert p.stdout == "78 [] True\n", p.stdout + p.stderr
 
 
@@ -324,13 +330,8 @@ def test_a_run_that_logs_sets_up_the_log_file_on_first_use(env: Env) -> None:
     the tool's log file, set up on the first use of the logger."""
     (env.logs / "a.log").write_text("one\ntwo\n")
     env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
-    probe = (
-        "import sys\nfrom shipctl import fastcli\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
-        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
-        "print(code, 'logging' in sys.modules)\n"
-    )
     env_vars = {**os.environ, "SHIPCTL_STATE": str(env.state)}
-    run = [sys.executable, "-c", probe, str(env.config)]
+    run = _run_probe(env, "'logging' in sys.modules")
     p = subprocess.run(run, capture_output=True, text=True, timeout=60, env=env_vars)
     assert p.stdout == "0 True\n", p.stdout + p.stderr
     said = (env.state.parent / "shipctl.log").read_text()
@@ -362,16 +363,14 @@ def test_an_idle_run_takes_no_write_lock_to_deliver(env: Env) -> None:
     wait for the readers' and costs a lock either way). The first run of a sink writes its stream id once."""
     (env.logs / "a.log").write_text("one\n")
     env.write_config(NO_IMPLICIT + f'[[logs]]\npath = "{env.logs}/a.log"\n')
-    probe = (
-        "import sys, threading\nfrom shipctl import fastcli\nfrom shipctl.state import db\nseen = []\n"
+    setup = (
+        "import threading\nfrom shipctl.state import db\nseen = []\n"
         "def traced(cls, path, opened=db.State.open.__func__):\n"
         "    state = opened(cls, path)\n    name = threading.current_thread().name\n"
         "    state.conn.set_trace_callback(lambda sql: seen.append((name, sql)))\n    return state\n"
-        "db.State.open = classmethod(traced)\nsys.argv = ['shipctl', 'run', '-c', sys.argv[1]]\n"
-        "try:\n    fastcli.main()\nexcept SystemExit as e:\n    code = e.code\n"
-        "print(code, sorted({n for n, sql in seen if sql.startswith('BEGIN')}))\n"
+        "db.State.open = classmethod(traced)\n"
     )
-    run = [sys.executable, "-c", probe, str(env.config)]
+    run = _run_probe(env, "sorted({n for n, sql in seen if sql.startswith('BEGIN')})", setup)
     p = subprocess.run(run, capture_output=True, text=True, timeout=60)
     assert p.stdout == "0 ['MainThread', 'shipctl-upload-file']\n", p.stdout + p.stderr
     assert env.sink.read_text().count("\n") == 1
