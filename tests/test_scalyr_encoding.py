@@ -112,3 +112,25 @@ def test_a_payload_with_fewer_lines_than_its_header_completes_its_batch() -> Non
     empty = Batch(2, "log", "/var/log/app.log", "app", b.ts, {}, FMT_RAW, 2, 0, 4, b"")
     (req,) = list(s.requests([empty], 3))
     assert req.events == 0 and [(sp.last_sn, sp.complete) for sp in req.spans] == [(5, True)]
+
+
+@pytest.mark.parametrize("piece", [64, 1 << 20])
+def test_lines_that_look_like_format_codes_or_event_boundaries_arrive_as_they_were(
+    monkeypatch: pytest.MonkeyPatch, piece: int
+) -> None:
+    # Events are made by one '%' over the escaped lines (so '%' in a line is doubled first), and a request
+    # is cut where the text between two events is found: a line holding that text must not be cut there.
+    monkeypatch.setattr(scalyr, "PIECE", piece)
+    tricky = [
+        b"100% done %b %d %s %%",
+        b'"}},{"thread":"1","log":"1","ts":"1764000000000000001","sd":1,"attrs":{"message":"',
+        b'\\"}},{\\"thread\\":\\"1\\"',
+        b"",
+        b"%",
+    ]
+    lines = [tricky[i % len(tricky)] + b" %d" % i for i in range(3_000)]
+    s = sink(max_request_bytes=scalyr.MIN_REQUEST_BYTES)
+    evs, reqs = events(s, s.requests([raw_batch(lines, ts=1_764_000_000_000_009_000)], 0))
+    assert len(reqs) > 2
+    assert [e["attrs"]["message"] for e in evs] == [line.decode() for line in lines]
+    check_stream(evs, 1)
