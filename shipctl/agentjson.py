@@ -22,11 +22,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import typing
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shipctl.errors import ConfigError
+from shipctl.records import record
 from shipctl.schema import Where, describe
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ _LOG_UNUSED: dict[str, tuple[str, Any]] = {
 }
 
 
-@dataclass
+@record
 class Mapped:
     """agent.json and its fragments in shipctl's TOML shape, for config._merge."""
 

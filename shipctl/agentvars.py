@@ -28,22 +28,23 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
+from shipctl.records import record
 from shipctl.schema import Where, describe, is_secret_key
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-@dataclass
+@record
 class Template:
     value: str  # the string as substituted (kept: its id() is the key in AgentVars.templates)
     text: str  # the same with ${NAME} references, for a TOML file
     names: tuple[str, ...]
 
 
-@dataclass
+@record
 class AgentVars:
     """What the substitutions of one load found, across its files."""
 

@@ -14,7 +14,7 @@ import re
 import tomllib
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from shipctl import logrename, schema
 from shipctl.errors import ConfigError
 from shipctl.logrename import RenameRule
 from shipctl.model import KINDS
+from shipctl.records import record
 from shipctl.schema import Where, between, field, is_secret_key, non_negative, one_of, positive
 from shipctl.schema import mask as mask  # re-exported: callers mask secrets through config
 
@@ -38,7 +39,7 @@ GROUPER_MODES = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LineGrouper:
     """A ``line_groupers`` entry: how lines join into one event (a stack trace)."""
 
@@ -47,7 +48,7 @@ class LineGrouper:
     pattern: re.Pattern[str]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SamplingRule:
     """A ``sampling_rules`` entry: which share of the matching lines is kept."""
 
@@ -55,7 +56,7 @@ class SamplingRule:
     sampling_rate: float = field(check=lambda v: None if 0 <= v <= 1 else "expected a number from 0 to 1")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RedactionRule:
     """A ``redaction_rules`` entry: what is replaced (or hashed) in each line."""
 
@@ -72,7 +73,7 @@ def _rename_check(value: Any) -> str | None:
     return None if value is None else logrename.check(value)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class LogConfig:
     """One ``[[logs]]`` entry: the files it matches and how their lines are parsed."""
 
@@ -88,7 +89,7 @@ class LogConfig:
     redaction_rules: tuple[RedactionRule, ...] = ()
     rotated_patterns: tuple[str, ...] = ()
     # The name its events carry as logfile instead of the path (the agent's option; shipctl/logrename.py).
-    rename_logfile: str | RenameRule | None = field(None, check=_rename_check)  # noqa: RUF009 (a dataclass field)
+    rename_logfile: str | RenameRule | None = field(None, check=_rename_check)
     rename_no_original: bool = False  # no original_file attribute when renamed
 
     @property
@@ -108,7 +109,7 @@ def _levels(cls: Any) -> None:
                 )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class HealthConfig:
     """``[agent.health]``: the levels of ``status --check``. A check is WARNING (CRITICAL) when its value is above
     the warning (critical) level, as the monitoring-plugins threshold "N" means; perfdata carries the same levels."""
@@ -130,7 +131,7 @@ class HealthConfig:
         _levels(self)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class AgentConfig:
     """The ``[agent]`` table: state file, log file, limits of a run, server attributes."""
 
@@ -158,7 +159,7 @@ class AgentConfig:
     monitor_sample_interval: float = field(30.0, aliases=("global_monitor_sample_interval",), check=positive)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MonitorConfig:
     """One ``[[monitors]]`` entry: its type, id, interval and type-specific options."""
 
@@ -169,7 +170,7 @@ class MonitorConfig:
     where: Where
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SinkConfig:
     """One ``[[sinks]]`` entry: its type, id and options (checked by the sink type)."""
 
@@ -181,7 +182,7 @@ class SinkConfig:
     sources: tuple[str, ...] = ()  # globs over log ids and monitor ids; empty: all
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Config:
     """The whole configuration, merged from the main file and the files in its ``conf.d/``."""
 

@@ -17,13 +17,14 @@ import threading
 import time
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from shipctl import malloc, plugins
 from shipctl.config import Config, SinkConfig
 from shipctl.errors import ConfigError, LockHeld, ShipctlError
 from shipctl.humanize import plural, size
+from shipctl.records import record
 from shipctl.runtime import Budget, Context, log
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink
 from shipctl.state import State, lock
@@ -52,7 +53,7 @@ POLL_SECONDS = 0.05
 Sent = Callable[[str, int, int], None]
 
 
-@dataclass
+@record
 class UploadResult:
     """What one sink's delivery did in one run, for the summary and ``status``."""
 
@@ -80,7 +81,7 @@ class UploadResult:
     elapsed: float = 0.0
 
 
-@dataclass
+@record
 class UploadRun:
     """One result per sink, in config order."""
 

@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import re
 import string
-from dataclasses import dataclass
 from typing import Any
+
+from shipctl.records import record
 
 _FIELD = re.compile(r"BASENAME|BASENAME_NO_EXT|PATH[1-9][0-9]*")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RenameRule:
     """``rename_logfile = { match = "...", replacement = "..." }``."""
 

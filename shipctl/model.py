@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from shipctl.records import record
 
 # Batch payload formats. "raw": events are the lines of the payload, each ending in "\n" (the fast path
 # for plain log lines, stored exactly as read). "json": a JSON array of {"m": message, "a": attrs?,
@@ -16,7 +18,7 @@ FMT_JSON = "json"
 KINDS = ("log", "metric", "event")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Event:
     """One event as a sink sees it: a log line, or a metric sample."""
 
@@ -28,7 +30,7 @@ class Event:
     sn: int = 0
 
 
-@dataclass
+@record
 class PendingBatch:
     """A batch about to be queued."""
 
@@ -42,7 +44,7 @@ class PendingBatch:
     log_id: str | None = None
 
 
-@dataclass
+@record
 class Batch:
     """A queued batch as read back for upload."""
 
@@ -123,7 +125,7 @@ def decode_payload(codec: str, blob: bytes, size: int = 0) -> bytes:
     return blob
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Metric:
     """A typed metric sample as the metric sinks see it."""
 

@@ -9,18 +9,19 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from shipctl import schema
 from shipctl.config import MonitorConfig, SinkConfig
 from shipctl.errors import ConfigError, MonitorSetupError
 from shipctl.model import KINDS
+from shipctl.records import record
 
 ENTRY_POINT_GROUP = "shipctl.plugins"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Kind:
     """A monitor or sink type: where its options and its factory are found."""
 
@@ -30,7 +31,7 @@ class Kind:
     carries: tuple[str, ...] = KINDS  # sinks: the kinds of event it can deliver
 
 
-@dataclass
+@record
 class Registry:
     """Every monitor and sink type known: the built-in ones and those of plugins."""
 
@@ -157,7 +158,7 @@ def validate(monitors: tuple[MonitorConfig, ...], sinks: tuple[SinkConfig, ...],
         route(sink)
 
 
-@dataclass
+@record
 class Route:
     """Which queued batches a sink takes: by kind, and by source (a log id or a monitor id) against globs."""
 

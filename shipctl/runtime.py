@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipctl.config import Config
+from shipctl.records import record
 from shipctl.state import State
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ class LazyLogger:
 log = LazyLogger("shipctl")
 
 
-@dataclass
+@record
 class Budget:
     """How much one run may do; checked between batches so a run always stops on a boundary."""
 
@@ -94,7 +94,7 @@ class Budget:
         return self.stopped is not None
 
 
-@dataclass
+@record
 class Context:
     """What a command works with: the configuration and the open state file."""
 

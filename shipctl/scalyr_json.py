@@ -24,8 +24,9 @@ agent) and column (in characters) of the offending character.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from typing import Any
+
+from shipctl.records import record
 
 _WS = b" \t\r\n"
 _NUMBER_CHARS = frozenset(b"+-eE.0123456789")
@@ -47,7 +48,7 @@ class ScalyrJsonError(ValueError):
         self.column = column
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Document:
     value: Any
     trailing: int | None  # offset of non-blank text after the top-level value (the agent ignores it)

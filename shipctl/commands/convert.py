@@ -8,13 +8,14 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from shipctl import agentjson
 from shipctl.agentvars import AgentVars
 from shipctl.errors import ConfigError
+from shipctl.records import record
 from shipctl.schema import is_secret_key
 
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
@@ -33,7 +34,7 @@ class _Unwritable(ValueError):
         return _Unwritable(self.what, (key, *self.keys))
 
 
-@dataclass
+@record
 class ConvertResult:
     source: str
     files: list[str]

@@ -14,11 +14,12 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from shipctl.errors import ShipctlError
 from shipctl.humanize import age, plural, size
+from shipctl.records import record
 
 if TYPE_CHECKING:
     from shipctl.commands.status import StatusResult
@@ -29,7 +30,7 @@ LEVELS = ("OK", "WARNING", "CRITICAL", "UNKNOWN")
 PROBE_TIMEOUT = 2.0  # seconds to wait for a locked state file before saying UNKNOWN (checks time out at ~10 s)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Perf:
     label: str
     value: float
@@ -48,13 +49,13 @@ class Perf:
         return f"{label}={';'.join(fields).rstrip(';')}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Finding:
     level: int
     text: str
 
 
-@dataclass
+@record
 class CheckResult:
     code: int = OK
     summary: str = ""

@@ -7,18 +7,19 @@ group is shown as it would be sent once its wait is over. Nothing is opened but 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from shipctl.config import Config, LogConfig
 from shipctl.errors import ConfigError, UsageError
 from shipctl.model import Batch
+from shipctl.records import record
 from shipctl.tail.discover import first_match
 from shipctl.tail.files import Source
 from shipctl.tail.pipeline import Pipeline, read_size
 
 
-@dataclass
+@record
 class PreviewResult:
     log_id: str
     path: str

@@ -7,10 +7,11 @@ section, and the log's row) and in ``status --check`` (read_errors), and runs af
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from shipctl.errors import EXIT_SOURCE_ERRORS
+from shipctl.records import record
 from shipctl.runtime import Context
 from shipctl.state import health
 from shipctl.tail.follower import TailResult
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from shipctl.monitors.runner import RunMonitorResult
 
 
-@dataclass
+@record
 class Reported:
     """What a run met that it could not read, split by whether it is news."""
 

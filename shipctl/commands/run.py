@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
 from shipctl.delivery import Sent, UploadRun, upload
 from shipctl.errors import ConfigError, LockHeld
 from shipctl.monitors.implicit import effective_monitors
+from shipctl.records import record
 from shipctl.runtime import Budget, Context
 from shipctl.state import State, lock
 from shipctl.tail.follower import Progress, TailResult, tail_once
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from shipctl.monitors.runner import RunMonitorResult
 
 
-@dataclass
+@record
 class RunResult:
     """What one ``shipctl run`` did: each step's result, and the steps skipped (lock held)."""
 

@@ -16,11 +16,11 @@ import contextlib
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from shipctl.errors import ShipctlError
 from shipctl.monitors.implicit import wanted, wants_snapshot  # there, so that every run asks cheaply
+from shipctl.records import record
 from shipctl.runtime import Context, log
 from shipctl.state import health as healthstate
 
@@ -63,7 +63,7 @@ METRICS: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Figure:
     """One sample of shipctl's own metrics: name, labels and value."""
 

@@ -16,12 +16,13 @@ import glob
 import os
 import stat
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from shipctl.config import Config, LogConfig
 from shipctl.errors import StateError, UsageError
 from shipctl.humanize import plural
+from shipctl.records import record
 from shipctl.state import State, lock, resolve_state_path
 from shipctl.state import files as filestate
 from shipctl.state import recover as rec
@@ -30,7 +31,7 @@ from shipctl.state.db import forget_damage
 LOGS_FROM = ("start", "end")
 
 
-@dataclass
+@record
 class CheckResult:
     report: rec.Report
     healthy: bool
@@ -46,7 +47,7 @@ def check(config: Config) -> CheckResult:
     return CheckResult(report, not damaged, report.verdict, damaged and report.offsets_lost, 73 if damaged else 0)
 
 
-@dataclass
+@record
 class RecoverResult:
     path: str
     done: bool = False  # False: the file was healthy, nothing changed

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from typing import Any
 
 from shipctl import __version__
@@ -13,13 +13,14 @@ from shipctl.config import Config
 from shipctl.errors import ConfigError
 from shipctl.monitors import runner as run_monitor
 from shipctl.monitors.implicit import effective_monitors
+from shipctl.records import record
 from shipctl.state import State, report, resolve_state_path
 from shipctl.state import scripts as scriptstate
 from shipctl.state.db import file_sizes
 from shipctl.state.queue import queue_stats
 
 
-@dataclass
+@record
 class FileStatus:
     log_id: str
     path: str
@@ -37,7 +38,7 @@ class FileStatus:
     last_error: str | None
 
 
-@dataclass
+@record
 class LogStatus:
     log_id: str
     path: str
@@ -57,7 +58,7 @@ class LogStatus:
         return errs
 
 
-@dataclass
+@record
 class MonitorStatus:
     id: str
     type: str
@@ -72,7 +73,7 @@ class MonitorStatus:
     next_due: float | None
 
 
-@dataclass
+@record
 class StatusResult:
     state_path: str
     exists: bool

@@ -11,8 +11,10 @@ from __future__ import annotations
 import json
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Protocol
+
+from shipctl.records import record
 
 GAUGE = "gauge"
 COUNTER = "counter"
@@ -20,7 +22,7 @@ TEXT = "text"  # a monitor's text output (a shell command's answer): a value, bu
 CORE_ATTRS = ("monitor", "metric", "value", "metric_type")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Sample:
     """One sample a monitor took: a metric's value, with the dimensions that identify its series."""
 
@@ -43,7 +45,7 @@ class Sample:
     tags: tuple[str, ...] = ()
 
 
-@dataclass
+@record
 class MonitorOutput:
     """What one run of a monitor produced: samples, events, and what went wrong."""
 
@@ -54,7 +56,7 @@ class MonitorOutput:
     attrs: dict[str, Any] = field(default_factory=dict)  # added to every metric event's attrs (e.g. tags)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Derived:
     """What the metric history says about one counter sample."""
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 
 from shipctl.monitors.base import COUNTER, GAUGE, MonitorOutput, Sample
+from shipctl.records import record
 from shipctl.schema import field
 
 PROC = "/proc"
@@ -26,7 +26,7 @@ def _check_pid(value: int | str) -> str | None:
     return None if value in ("", "$$") or value.isdigit() else 'expected a process id or "$$" (shipctl itself)'
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ProcessOptions:
     """Options of the ``linux_process_metrics`` monitor."""
 
@@ -40,7 +40,7 @@ class ProcessOptions:
             raise ValueError("expected commandline (a regular expression) or pid")
 
 
-@dataclass
+@record
 class ProcStat:
     """The fields of /proc/PID/stat (and friends) the process metrics are made from."""
 

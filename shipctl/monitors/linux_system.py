@@ -13,10 +13,10 @@ import os
 import re
 import types
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shipctl.monitors.base import COUNTER, GAUGE, MonitorOutput, Sample
+from shipctl.records import record
 from shipctl.schema import field
 
 PROC = "/proc"
@@ -55,7 +55,7 @@ def _check_suffix(value: str) -> str | None:
     return None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SystemOptions:
     """Options of the ``linux_system_metrics`` monitor."""
 

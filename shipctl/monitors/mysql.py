@@ -41,12 +41,12 @@ import os
 import re
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from shipctl.config import MonitorConfig
 from shipctl.errors import MonitorSetupError
 from shipctl.monitors.base import COUNTER, GAUGE, MonitorOutput, Sample
+from shipctl.records import record
 from shipctl.schema import field, positive
 
 INSTALL_HINT = "pip install 'shipctl[mysql]'"
@@ -214,7 +214,7 @@ def pymysql_installed() -> bool:
         return False
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MysqlOptions:
     """Options of the ``mysql`` monitor: the server to connect to and what to report."""
 

@@ -13,7 +13,7 @@ import json
 import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from shipctl import plugins, schema
@@ -22,6 +22,7 @@ from shipctl.errors import ConfigError, MonitorSetupError, UsageError
 from shipctl.model import FMT_JSON, PendingBatch
 from shipctl.monitors.base import Derived, MonitorOutput, is_number, to_events
 from shipctl.monitors.implicit import effective_monitors
+from shipctl.records import record
 from shipctl.runtime import Context, log
 from shipctl.state import health
 from shipctl.state import monitors as monstate
@@ -44,7 +45,7 @@ def problem_key(monitor_id: str, error: str) -> str:
     return f"monitor {monitor_id}: {_NUMBERS.sub('#', error)}"
 
 
-@dataclass
+@record
 class MonitorResult:
     """One monitor's run: when, how long, its events, and its error or warnings."""
 
@@ -61,7 +62,7 @@ class MonitorResult:
     info: dict[str, Any] | None = None  # what the monitor wants an operator to see with --print (a script's config)
 
 
-@dataclass
+@record
 class RunMonitorResult:
     """What one ``run-monitor`` (or ``run``'s monitor step) did, monitor by monitor."""
 
@@ -81,7 +82,7 @@ class RunMonitorResult:
         return [f"monitor {r.id}: {w}" for r in self.results for w in r.warnings]
 
 
-@dataclass
+@record
 class _Job:
     """A monitor to run in this pass, and its result once it has run."""
 

@@ -37,12 +37,12 @@ import sys
 import threading
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from shipctl.config import MonitorConfig
 from shipctl.monitors.base import COUNTER, GAUGE, MonitorOutput
+from shipctl.records import record
 from shipctl.schema import field, positive
 
 COMPAT_DIR = Path(__file__).resolve().parent.parent / "_compat_scalyr"
@@ -57,7 +57,7 @@ def _dotted(value: str) -> str | None:
     return None if _DOTTED.fullmatch(value) else "expected a dotted module name such as acme.disk_monitor"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScalyrMonitorSpec:
     """The options resolved against the monitor entry: what a run needs."""
 
@@ -69,7 +69,7 @@ class ScalyrMonitorSpec:
     timeout: float
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScalyrMonitorOptions:
     """Options of the ``scalyr_monitor`` monitor: a Scalyr agent monitor module run as a plugin."""
 

@@ -19,7 +19,6 @@ import shlex
 import shutil
 import sqlite3
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from shipctl.monitors.base import MonitorOutput
@@ -31,6 +30,7 @@ from shipctl.monitors.script_parse import (
     parse_influx,
 )
 from shipctl.monitors.shell import run_command
+from shipctl.records import record
 from shipctl.schema import field as opt
 from shipctl.schema import non_negative, one_of
 from shipctl.state import scripts as scriptstate
@@ -46,7 +46,7 @@ def _config_timeout(v: float) -> str | None:
     return None if 0 < v <= 4 else "expected a number above 0 and at most 4 (seconds)"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScriptOptions:
     """Options of the ``script`` monitor: a script whose output is parsed into metrics and events."""
 
@@ -59,7 +59,7 @@ class ScriptOptions:
     sh_as_bash: bool = opt(True, doc="run #!/bin/sh scripts with bash: many rely on bash-isms dash rejects")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Invocation:
     """How a script monitor's command is run, and the file that keys its ``-c`` cache."""
 
@@ -121,7 +121,7 @@ def _one_line(text: str, limit: int = 200) -> str:
     return " | ".join(x.strip() for x in _tail(text, limit).splitlines() if x.strip())
 
 
-@dataclass
+@record
 class ScriptOutput(MonitorOutput):
     """A monitor output that also carries what the state file should remember about this run."""
 
@@ -137,7 +137,7 @@ class ScriptOutput(MonitorOutput):
             scriptstate.record(conn, self.record)
 
 
-@dataclass
+@record
 class _Step:
     """One execution of the script (-c, -d, or the influx command)."""
 

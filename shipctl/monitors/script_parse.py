@@ -11,10 +11,11 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from shipctl.monitors.base import COUNTER, GAUGE, Sample
+from shipctl.records import record
 
 COUNT = "count"  # metrics 2.0 "a number per interval": neither a level nor a running total
 DEFAULT_PERIOD = 60.0
@@ -27,7 +28,7 @@ CALCTYPES = {"INSTANT": "", "DIFFERENCE": "difference"}
 Problem = tuple[int, str, str]  # (line number from 1, why, the line)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class MetricDef:
     """A metric a script declares in its ``-c`` output."""
 
@@ -51,7 +52,7 @@ ATTR_TYPES = {
 }  # fmt: skip
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EventDef:
     """An event a script declares in its ``-c`` output."""
 
@@ -61,7 +62,7 @@ class EventDef:
     attr_types: dict[str, str] = field(default_factory=dict)  # attribute name -> integer/double/string/boolean
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScriptConfig:
     """What a script declares in its ``-c`` output: its metrics, events and period."""
 
@@ -246,7 +247,7 @@ _EVENT_HEAD = re.compile(r"E(\S+)\s+(\S+)\s+(\S+)\s*(.*)", re.DOTALL)
 _SCOPE = re.compile(r"(?:^|\s)([SAsa])$")
 
 
-@dataclass
+@record
 class Parsed:
     """A script's output parsed: samples, events, and the problems met."""
 

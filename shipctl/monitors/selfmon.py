@@ -6,14 +6,14 @@ same figures, at the same time stamps, as the node_exporter textfile. Opt-in wit
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
 from shipctl.monitors.base import COUNTER, GAUGE, MonitorOutput, Sample
+from shipctl.records import record
 from shipctl.state import health
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ShipctlOptions:
     """No options: what it reports is fixed by the state file."""
 

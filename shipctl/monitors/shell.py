@@ -18,13 +18,13 @@ import shlex
 import signal
 import subprocess
 import time
-from dataclasses import dataclass
 
 from shipctl.monitors.base import GAUGE, MonitorOutput, Sample, as_value, shape_text
+from shipctl.records import record
 from shipctl.schema import field, non_empty, positive
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ShellOptions:
     """Options of the ``shell`` monitor: a command whose output is emitted (Scalyr's shell_monitor)."""
 

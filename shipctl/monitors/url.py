@@ -10,11 +10,11 @@ from __future__ import annotations
 import base64
 import re
 import time
-from dataclasses import dataclass
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from shipctl import __version__
 from shipctl.monitors.base import GAUGE, MonitorOutput, Sample, as_value, shape_text
+from shipctl.records import record
 from shipctl.schema import field, positive
 
 MAX_BODY = 4 << 20  # read at most this much of a response body
@@ -35,7 +35,7 @@ def _check_method(value: str) -> str | None:
     return None if re.fullmatch(r"[A-Za-z]+", value) else "expected an HTTP method such as GET or POST"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RequestHeader:
     """One HTTP header the ``url`` monitor sends."""
 
@@ -45,7 +45,7 @@ class RequestHeader:
     )
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class UrlOptions:
     """Options of the ``url`` monitor: a URL fetched and its response emitted (Scalyr's url_monitor)."""
 

@@ -14,10 +14,10 @@ a metadata key the resource does not have is false, whatever the operator.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Protocol
 
 from shipctl.pyplugins.resources import FIELDS
+from shipctl.records import record
 
 _TOKEN = re.compile(
     r"""\s*(?:
@@ -40,7 +40,7 @@ class HasFields(Protocol):
     def field(self, name: str) -> str | None: ...
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Tok:
     """A token of a resource filter expression."""
 
@@ -49,7 +49,7 @@ class _Tok:
     pos: int  # 1-based column
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cond:
     """One comparison of a resource filter: a field against values."""
 
@@ -75,7 +75,7 @@ class Cond:
         return hit != self.negate
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Any_:
     """A resource filter's OR: true when any part matches."""
 
@@ -85,7 +85,7 @@ class Any_:
         return any(p.matches(resource) for p in self.parts)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class All:
     """A resource filter's AND: true when every part matches."""
 
@@ -98,7 +98,7 @@ class All:
 Node = Cond | Any_ | All
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ResourceFilter:
     """A parsed resource filter, with the text it was parsed from."""
 

@@ -15,12 +15,12 @@ import re
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 from shipctl.pyplugins.spec import EntryRef
+from shipctl.records import record
 
 COMPAT_DIR = Path(__file__).resolve().parent.parent / "_compat"
 _lock = threading.Lock()
@@ -31,7 +31,7 @@ class LoadError(Exception):
     """The plugin's code cannot be imported or has nothing to call."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """A plugin's entry point, loaded: what to call, and how to name it in messages."""
 

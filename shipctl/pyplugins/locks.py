@@ -15,14 +15,15 @@ import hashlib
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+
+from shipctl.records import record
 
 _local_held: set[str] = set()  # without a state file (ad hoc --print): this process only
 _local_lock = threading.Lock()
 
 
-@dataclass
+@record
 class Held:
     """A plugin resource lock this process holds."""
 
@@ -38,7 +39,7 @@ class Held:
                 _local_held.discard(self.name)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Busy:
     """A plugin resource lock another process holds."""
 

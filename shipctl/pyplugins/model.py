@@ -11,11 +11,11 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shipctl.monitors.base import COUNTER, GAUGE, is_number
 from shipctl.pyplugins.resources import FIELDS, KEY, Resource
+from shipctl.records import record
 
 SCHEMA_VERSION = "0.2"
 TYPE_CODES = {GAUGE: 0, COUNTER: 1}  # Panoptes' PanoptesMetricType values
@@ -26,7 +26,7 @@ RESERVED = frozenset(
 )
 
 
-@dataclass
+@record
 class Metric:
     """One metric of a plugin's metrics group."""
 

@@ -20,7 +20,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from shipctl import runtime
@@ -31,6 +31,7 @@ from shipctl.pyplugins.context import PANOPTES_EXPIRE, KeyValueStore, PluginCont
 from shipctl.pyplugins.model import MetricsGroup, group_json, normalize
 from shipctl.pyplugins.resources import Resource
 from shipctl.pyplugins.spec import PluginSpec
+from shipctl.records import record
 from shipctl.state import kv as kvsql
 
 log = runtime.log.real()  # set up (the tool's log file) before the plugins' loggers below it log
@@ -41,7 +42,7 @@ _current = threading.local()  # the resource a worker thread is running, for the
 clock: Callable[[], float] = time.time
 
 
-@dataclass
+@record
 class ResourceRun:
     """What a plugin produced for one resource, and its errors and warnings."""
 
@@ -64,7 +65,7 @@ class _Capture(logging.Handler):
             self.notes.append(f"resource {rid}: plugin logged {record.levelname}: {record.getMessage()}")
 
 
-@dataclass
+@record
 class PluginOutput(MonitorOutput):
     """The run's events, and the plugin's key/value changes to commit with them."""
 

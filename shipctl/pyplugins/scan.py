@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import os
 import types
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
 from shipctl.config import Config, MonitorConfig
 from shipctl.errors import ConfigError, MonitorSetupError
+from shipctl.records import record
 from shipctl.schema import Where
 
 SUFFIX = ".panoptes-plugin"
@@ -27,7 +28,7 @@ MAX_ENTRIES = 20_000  # directory entries one scan looks at: a plugins directory
 DEFAULT_INTERVAL = 60.0  # only the schedule of a broken descriptor's report: a good one has its execute_frequency
 
 
-@dataclass
+@record
 class Found:
     """The monitors found in ``agent.plugins_dir``, and the problems met there."""
 

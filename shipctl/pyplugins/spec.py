@@ -15,7 +15,6 @@ import copy
 import sys
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,14 @@ from shipctl.config import MonitorConfig
 from shipctl.errors import ConfigError, MonitorSetupError
 from shipctl.pyplugins import filter as rfilter
 from shipctl.pyplugins.resources import KEY
+from shipctl.records import record
 from shipctl.schema import Where, describe, field, one_of, positive
 
 DESCRIPTOR_SUFFIX = ".panoptes-plugin"
 FOUND_IN_PLUGINS_DIR = "agent.plugins_dir"  # the key path of the monitors pyplugins.scan makes
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PluginOptions:
     """Options of the ``plugin`` monitor: a Python polling plugin."""
 
@@ -59,7 +59,7 @@ class PluginOptions:
             raise
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EntryRef:
     """How to find the plugin's code: ``file`` (a path), ``module`` (an importable name) plus ``attr`` ("" = the
     module's only plugin class, else its ``poll`` function)."""
@@ -69,7 +69,7 @@ class EntryRef:
     attr: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class PluginSpec:
     """A plugin monitor, resolved from its config or descriptor: what to run, how often, on what."""
 
@@ -99,7 +99,7 @@ class PluginSpec:
         return copy.deepcopy(dict(self.config))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Descriptor:
     """A ``.panoptes-plugin`` descriptor file, read."""
 

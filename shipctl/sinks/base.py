@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from shipctl.model import KINDS, Batch
+from shipctl.records import record
 
 OK = "ok"
 RETRY = "retry"
@@ -19,7 +20,7 @@ DISCARD = "discard"
 TOO_LARGE = "too_large"  # the receiver refused the request for its size: send smaller ones
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SendResult:
     """A sink's answer for one request: what the receiver said, and what to do next."""
 
@@ -30,7 +31,7 @@ class SendResult:
     retry_after: float | None = None
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Span:
     """The events of one batch that a request carries: sequence numbers ``first_sn..last_sn``."""
 
@@ -40,7 +41,7 @@ class Span:
     complete: bool  # the batch's last event is in this request: it can leave the queue once confirmed
 
 
-@dataclass
+@record
 class Request:
     """One request, encoded and ready for ``post()``. ``payload`` belongs to the sink."""
 

@@ -5,14 +5,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from shipctl.records import record
 from shipctl.schema import scrub
 from shipctl.sinks.base import RETRY, SendResult, cut_to_deadline
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reply:
     """A receiver's reply: the HTTP status and its body as text."""
 

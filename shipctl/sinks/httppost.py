@@ -18,8 +18,9 @@ import os
 import select
 import socket
 import ssl
-from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
+
+from shipctl.records import record
 
 _PROXY_VARS = ("https_proxy", "http_proxy", "all_proxy")
 
@@ -34,7 +35,7 @@ class PostError(Exception):
         self.reason = reason
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Reply:
     """A receiver's reply: the HTTP status and its body."""
 

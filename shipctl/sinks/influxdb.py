@@ -14,18 +14,18 @@ from __future__ import annotations
 import gzip
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from shipctl.model import Batch, metrics
+from shipctl.records import record
 from shipctl.schema import field, http_url, one_of, positive
 from shipctl.sinks.base import DISCARD, OK, RETRY, BatchSink, SendResult
 from shipctl.sinks.http import Poster, Reply, check_header_values, tag_text
 from shipctl.sinks.lineproto import encode_point
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class InfluxOptions:
     """Options of the ``influxdb`` sink: metrics in line protocol to InfluxDB (1.x, or 2.x/3.x with org and bucket)."""
 

@@ -15,11 +15,11 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from dataclasses import field as dc_field
 from json.encoder import encode_basestring_ascii as enc  # type: ignore[attr-defined]
 
 from shipctl.model import FMT_RAW, Batch
+from shipctl.records import record
 from shipctl.schema import field, non_empty, positive
 from shipctl.sinks import digits
 from shipctl.sinks.base import OK, RETRY, BatchSink, Request, SendResult
@@ -31,7 +31,7 @@ from shipctl.sinks.base import OK, RETRY, BatchSink, Request, SendResult
 REQUEST_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class FileSinkOptions:
     """Options of the ``file`` sink: JSON lines appended to a local file."""
 
@@ -40,7 +40,7 @@ class FileSinkOptions:
     request_bytes: int = field(REQUEST_BYTES, check=positive)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class StdoutSinkOptions:
     """Options of the ``stdout`` sink: JSON lines on standard output."""
 
@@ -206,7 +206,7 @@ class _Written:
         self.ok = False
 
 
-@dataclass
+@record
 class _FileRequest(Request):
     """A file sink request, chained to the one cut before it in the same pass (None: the first)."""
 

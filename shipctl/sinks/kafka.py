@@ -47,7 +47,6 @@ import re
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from dataclasses import field as dc_field
 from itertools import repeat, starmap
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
@@ -58,6 +57,7 @@ from typing import Any
 from shipctl import runtime
 from shipctl.errors import ConfigError
 from shipctl.model import FMT_RAW, KINDS, Batch
+from shipctl.records import record
 from shipctl.schema import field, one_of, positive, scrub
 from shipctl.sinks.base import OK, RETRY, BatchSink, Request, SendResult
 from shipctl.sinks.jsonl import encode_lines
@@ -86,7 +86,7 @@ def _mechanism(value: str) -> str | None:
     return None if not value or value.upper() in MECHANISMS else "expected one of " + ", ".join(map(repr, MECHANISMS))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class KafkaOptions:
     """Options of the ``kafka`` sink: one JSON message per event, through librdkafka."""
 

@@ -53,7 +53,6 @@ import struct
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
 from dataclasses import field as dc_field
 from itertools import accumulate
 from operator import add
@@ -64,6 +63,7 @@ from urllib.parse import urlsplit
 from shipctl import __version__
 from shipctl.errors import ConfigError
 from shipctl.model import FMT_RAW, Batch, Metric, metrics
+from shipctl.records import record
 from shipctl.schema import field, http_url, is_secret_key, mask, mask_fragments, one_of, positive, scrub
 from shipctl.sinks import digits
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
@@ -119,7 +119,7 @@ def _no_headers() -> Mapping[str, str]:
     return MappingProxyType({})
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class OtlpOptions:
     """Options of the ``otlp`` sink: logs, metrics and events over OTLP/HTTP."""
 
@@ -464,7 +464,7 @@ class _EventChunk(_Chunk):
         )
 
 
-@dataclass
+@record
 class _Payload:
     """The encoded log records and metric points of one request."""
 
@@ -533,7 +533,7 @@ class _Encoding(abc.ABC):
         """A body as text, for --dry-run."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Rec:
     """One log record's fields, before encoding."""
 
@@ -545,7 +545,7 @@ class _Rec:
     event_name: str = ""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Point:
     """One metric point's fields, before encoding."""
 

@@ -11,12 +11,12 @@ with the receiver's reason; 429 and 5xx back off.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from dataclasses import field as dc_field
 from types import MappingProxyType
 from typing import Any
 
 from shipctl.model import Batch, metrics
+from shipctl.records import record
 from shipctl.schema import field, http_url, positive
 from shipctl.sinks.base import DISCARD, OK, BatchSink, SendResult
 from shipctl.sinks.http import Poster, check_header_values, tag_text
@@ -26,7 +26,7 @@ SeriesKey = tuple[tuple[str, str], ...]  # a series' sorted labels
 MAX_SPLIT_POSTS = 256  # requests spent finding the refused samples of one refused request
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RemoteWriteOptions:
     """Options of the ``prometheus_remote_write`` sink: metrics to a remote-write endpoint."""
 

@@ -24,13 +24,14 @@ import json
 import time
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from shipctl import __version__
 from shipctl.model import FMT_RAW, Batch
+from shipctl.records import record
 from shipctl.schema import field, http_url, mask, mask_fragments, one_of, positive, scrub
 from shipctl.sinks import digits
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
@@ -60,7 +61,7 @@ def _min_request(value: int) -> str | None:
     return None if value >= MIN_REQUEST_BYTES else f"expected at least {MIN_REQUEST_BYTES}"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class ScalyrOptions:
     """The options of a ``scalyr`` sink (addEvents)."""
 
@@ -348,7 +349,7 @@ class _Builder:
         self.events += chunk.n
 
 
-@dataclass
+@record
 class _Payload:
     """One addEvents request body in its parts, compressed once sealed."""
 

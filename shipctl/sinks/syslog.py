@@ -43,10 +43,10 @@ import re
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shipctl.model import FMT_RAW, Batch
+from shipctl.records import record
 from shipctl.schema import field, one_of, positive
 from shipctl.sinks.base import OK, RETRY, BatchSink, Request, SendResult
 
@@ -138,7 +138,7 @@ def parse_address(text: str, tls: bool) -> tuple[str, int]:
     return host, int(port)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class SyslogOptions:
     """Options of the ``syslog`` sink: log lines and events as RFC 5424 messages over TCP or TLS."""
 
@@ -269,7 +269,7 @@ def _utf8_cut(data: bytes, room: int) -> bytes:
     return data[:room]
 
 
-@dataclass
+@record
 class Wire:
     """An encoded request: octet-counted frames joined per batch (a list of small bytes objects per line
     would hold twice the memory while the request waits its turn), and how many messages they hold."""

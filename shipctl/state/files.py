@@ -5,10 +5,11 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from dataclasses import dataclass
+
+from shipctl.records import record
 
 
-@dataclass
+@record
 class FileRecord:
     """A followed file's row: where it is, how it is recognised, how far it was read."""
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
+
+from shipctl.records import record
 
 PROBLEM = "problem:"
 SNAPSHOT = "selfmetrics"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Problem:
     """A problem a run met: its text and when it was first and last met."""
 
@@ -27,7 +29,7 @@ class Problem:
     last: str | None = None  # the latest wording, when the key masks details that vary (a monitor's durations)
 
 
-@dataclass
+@record
 class Changes:
     """Problems met by this run next to the previous one's."""
 

@@ -9,13 +9,14 @@ the changed ones written back in the transaction that queues its events (shipctl
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+
+from shipctl.records import record
 
 KV = "kv"
 RATE = "rate"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Entry:
     """A plugin's stored key-value entry."""
 

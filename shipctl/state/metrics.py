@@ -6,14 +6,15 @@ series not updated for STALE_SECONDS (or ten intervals of its monitor, if longer
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
+
+from shipctl.records import record
 
 RING = 60
 STALE_SECONDS = 2 * 86400.0
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Prev:
     """The stored previous sample of one series."""
 
@@ -24,7 +25,7 @@ class Prev:
     n: int  # samples stored so far; the ring slot of the next one is n % RING
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Point:
     """A new sample of a series, to store as its last one and in its ring."""
 

@@ -6,11 +6,11 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from shipctl.humanize import plural
 from shipctl.model import Batch, PendingBatch, Undecodable, decode_payload, encode_payload
+from shipctl.records import record
 
 
 def insert_batch(
@@ -91,7 +91,7 @@ def _batch(row: tuple) -> Batch:  # type: ignore[type-arg]
     return Batch(bid, kind, source, log_id, ts, attributes, fmt, n_events, n_bytes, sn, payload)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Damaged:
     """A queued batch that cannot be decoded (``reason``): set aside by each sink that reaches it, its events
     counted as lost for that sink; it leaves the queue once every sink that takes it has passed it."""
@@ -131,7 +131,7 @@ def takes_all(kind: str, source: str) -> bool:
     return True
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Header:
     """A queued batch without its payload: enough to route, count and delete it."""
 
@@ -316,7 +316,7 @@ def release(
     return nobody
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class QueueStats:
     """The journal's size, for ``status``."""
 
@@ -335,7 +335,7 @@ def queue_stats(conn: sqlite3.Connection) -> QueueStats:
     return QueueStats(*row)
 
 
-@dataclass
+@record
 class Trimmed:
     """What ``agent.max_queue_bytes`` dropped, in all or for one sink."""
 
@@ -372,7 +372,7 @@ def trim(conn: sqlite3.Connection, max_stored_bytes: int, sinks: Mapping[str, tu
     return out
 
 
-@dataclass
+@record
 class Pending:
     """What a sink still has to deliver."""
 

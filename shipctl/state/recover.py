@@ -21,11 +21,12 @@ import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from shipctl.humanize import plural
+from shipctl.records import record
 from shipctl.state.db import (
     PAGE_SIZE,
     State,
@@ -43,7 +44,7 @@ COMPANIONS = ("-wal", "-shm")
 OFFSET_TABLES = ("files", "seen_files")
 
 
-@dataclass
+@record
 class TableReport:
     name: str
     present: bool = True
@@ -56,7 +57,7 @@ class TableReport:
         return self.present and not self.unreadable and self.error is None
 
 
-@dataclass
+@record
 class Report:
     """What ``state check`` says about a state file (and what ``state recover`` starts from)."""
 
@@ -408,7 +409,7 @@ def unquarantine(target: Path, path: Path) -> None:
             os.rename(f"{target}{suffix}", f"{path}{suffix}")
 
 
-@dataclass
+@record
 class Salvage:
     tables: dict[str, TableReport] = field(default_factory=dict)
     batches: int = 0

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
 from typing import Any
 
+from shipctl.records import record
 
-@dataclass(frozen=True)
+
+@record(frozen=True)
 class Cached:
     """A script's ``-c`` output, cached while the script's size and mtime stay the same."""
 
@@ -16,7 +17,7 @@ class Cached:
     config: str  # the JSON the script printed
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class RunRecord:
     """One run of a script monitor, for status."""
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+
+from shipctl.records import record
 
 
-@dataclass
+@record
 class UploadState:
     """A sink's row: its cursor, counters and backoff."""
 

@@ -9,16 +9,17 @@ symlink, a path spelled with ``..``) counts as the same file, because it holds t
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING
 
+from shipctl.records import record
 from shipctl.tail.discover import Limit, discover
 
 if TYPE_CHECKING:
     from shipctl.state.files import FileRecord
 
 
-@dataclass
+@record
 class Claims:
     """Files taken by the entries looked at so far in this run: by path and by (device, inode)."""
 
@@ -53,7 +54,7 @@ def shadow_message(owner: str) -> str:
     return f"shadowed: also matched by log {owner!r}, which ships it (the first matching [[logs]] entry wins)"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Shadowed:
     """A file that a ``[[logs]]`` entry matches but an earlier entry ships."""
 

@@ -14,8 +14,10 @@ import glob
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, NamedTuple, Protocol, TypeVar
+
+from shipctl.records import record
 
 if TYPE_CHECKING:
     from shipctl.runtime import Budget
@@ -43,7 +45,7 @@ class Limit:
         self.left = self.cap
 
 
-@dataclass
+@record
 class Found:
     """The paths a ``[[logs]]`` glob matched."""
 

@@ -17,9 +17,10 @@ import re
 import stat
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from shipctl.records import record
 
 if TYPE_CHECKING:
     import gzip
@@ -218,7 +219,7 @@ class Source:
         return n, digest(self.read_at(offset - n, n))
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Identity:
     """How a file is recognised after a rename: a hash of its first bytes and of the bytes just before the offset."""
 

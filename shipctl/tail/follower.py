@@ -16,12 +16,13 @@ import os
 import time
 import types
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from shipctl import malloc
 from shipctl.config import LogConfig
 from shipctl.model import PendingBatch, encode_payload
+from shipctl.records import record
 from shipctl.runtime import Budget, Context, log
 from shipctl.state import files as filestate
 from shipctl.state import health as healthstate
@@ -53,7 +54,7 @@ if TYPE_CHECKING:  # imported when a run first deflates ahead (~2 ms that a no-o
     from concurrent.futures import Future, ThreadPoolExecutor
 
 
-@dataclass
+@record
 class FileResult:
     """What tail-once read from one file."""
 
@@ -65,7 +66,7 @@ class FileResult:
     error: str | None = None
 
 
-@dataclass
+@record
 class LogResult:
     """What tail-once did for one ``[[logs]]`` entry."""
 
@@ -75,7 +76,7 @@ class LogResult:
     shadowed: list[str] = field(default_factory=list)  # matched, but shipped by an earlier [[logs]] entry
 
 
-@dataclass
+@record
 class TailResult:
     """What one tail-once did, in all and per ``[[logs]]`` entry."""
 
@@ -952,7 +953,7 @@ class _LogTailer:
                 bufs = self._buffers()
 
 
-@dataclass
+@record
 class _Pending:
     """A chunk cut and (maybe) being deflated, not committed yet (see _LogTailer._read)."""
 

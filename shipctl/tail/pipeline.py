@@ -32,7 +32,6 @@ import re
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from itertools import accumulate, compress, repeat, starmap
 from json.encoder import encode_basestring_ascii as _enc  # type: ignore[attr-defined]
@@ -41,6 +40,7 @@ from typing import Any
 from shipctl import regex
 from shipctl.config import LineGrouper, LogConfig, RedactionRule
 from shipctl.model import FMT_JSON, FMT_RAW
+from shipctl.records import record
 from shipctl.tail.files import LOOKAHEAD as LOOKAHEAD
 from shipctl.tail.files import read_size as read_size  # re-exported: preview and the tests read it here
 
@@ -52,7 +52,7 @@ PIECE, LINE, LAST = 0, 1, 2
 Chunk = bytes | bytearray
 
 
-@dataclass
+@record
 class Cut:
     # A view into the chunk where the lines go out as read (no copy of ~1 MiB per chunk): valid until the
     # caller reads into that chunk's buffer again.
@@ -78,7 +78,7 @@ def _head(chunk: Chunk, end: int) -> bytes | memoryview:
 _UNSAFE_WIDE = re.compile(r"\\[AZ]|\(\?<?!|\(\?>|[*+?}]\+")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Wide:
     """A per-line pattern made into one search over a whole chunk's text (re.MULTILINE).
 
@@ -756,12 +756,12 @@ def _alone(e: int) -> tuple[int, int]:
 _HASH_REF = re.compile(r"\\(?:\\|H(\d+))")
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Hash:
     group: int
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Expand:
     template: str  # expanded by re on each match (where re's template reader is not at hand)
 

@@ -1,0 +1,92 @@
+"""``record``: ``dataclasses.dataclass`` with the same ``__eq__``, ``__hash__`` and ``__repr__``, shared
+instead of generated.
+
+``dataclass`` writes each class's methods as source text and compiles it, one ``exec`` a method: ~0.4 ms a
+class here, and a ``shipctl run`` with nothing to do makes ~45 classes on its way (a third of its time in
+Python). ``__init__`` and a frozen class's ``__setattr__``/``__delattr__`` still come from ``dataclass``;
+comparison, hashing and repr come from three functions shared by every class, which read the fields through
+one ``operator.attrgetter`` made per class (measured: the no-op run's dataclasses 17.8 -> 12.9 ms). They
+follow ``dataclass``'s rules: a method the class defines itself is kept, only fields with ``compare`` (or
+``hash``) are compared (hashed), only those with ``repr`` shown, and a mutable class is unhashable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from operator import attrgetter
+from reprlib import recursive_repr
+from typing import Any, TypeVar, dataclass_transform, overload
+
+T = TypeVar("T")
+
+
+def _getter(names: list[str]) -> Callable[[Any], tuple[Any, ...]]:
+    """The values of ``names`` as a tuple (attrgetter gives a bare value for one name)."""
+    if len(names) == 1:
+        get = attrgetter(names[0])
+        return lambda obj: (get(obj),)
+    if not names:
+        return lambda obj: ()
+    return attrgetter(*names)
+
+
+def _eq(self: Any, other: Any) -> Any:
+    if other.__class__ is self.__class__:
+        key = self.__class__.__record_compare__
+        return key(self) == key(other)
+    return NotImplemented
+
+
+def _hash(self: Any) -> int:
+    return hash(self.__class__.__record_hash__(self))
+
+
+@recursive_repr()
+def _repr(self: Any) -> str:
+    cls = self.__class__
+    shown = ", ".join(
+        f"{name}={value!r}" for name, value in zip(cls.__record_repr__, cls.__record_shown__(self), strict=True)
+    )
+    return f"{cls.__qualname__}({shown})"
+
+
+def _make(cls: type[T], frozen: bool) -> type[T]:
+    # As dataclass decides: a __hash__ the class body sets is kept; one that defining __eq__ set to None is not.
+    own_hash = cls.__dict__.get("__hash__", dataclasses.MISSING)
+    explicit_hash = not (own_hash is dataclasses.MISSING or (own_hash is None and "__eq__" in cls.__dict__))
+    own = {name for name in ("__eq__", "__repr__") if name in cls.__dict__}
+    cls = dataclasses.dataclass(cls, frozen=frozen, eq=False, repr=False)
+    fields = dataclasses.fields(cls)
+    compare = [f.name for f in fields if f.compare]
+    shown = [f.name for f in fields if f.repr]
+    cls.__record_compare__ = staticmethod(_getter(compare))
+    cls.__record_repr__ = tuple(shown)
+    cls.__record_shown__ = staticmethod(_getter(shown))
+    if "__eq__" not in own:
+        cls.__eq__ = _eq
+    if "__repr__" not in own:
+        cls.__repr__ = _repr
+    if not explicit_hash:
+        if frozen:
+            hashed = [f.name for f in fields if (f.compare if f.hash is None else f.hash)]
+            cls.__record_hash__ = staticmethod(_getter(hashed))
+            cls.__hash__ = _hash
+        elif "__eq__" not in own:
+            cls.__hash__ = None  # mutable and compared by value: unhashable, as dataclass makes it
+    return cls
+
+
+@overload
+def record(cls: type[T], /) -> type[T]: ...
+@overload
+def record(*, frozen: bool = False) -> Callable[[type[T]], type[T]]: ...
+
+
+@dataclass_transform(field_specifiers=(dataclasses.field, dataclasses.Field))
+def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
+    """``@record`` or ``@record(frozen=True)``: a dataclass (``dataclasses.fields``, ``replace`` and ``asdict``
+    work on it), with the methods above."""
+    if cls is None:
+        return lambda c: _make(c, frozen)
+    return _make(cls, frozen)
