@@ -23,6 +23,7 @@ from shipctl.records import record
 from shipctl.schema import field, non_empty, positive
 from shipctl.sinks import digits
 from shipctl.sinks.base import OK, RETRY, BatchSink, Request, SendResult
+from shipctl.sinks.byteclass import PRINTABLE_ASCII
 
 # Log bytes per send() (one write + fsync for the file sink). The upload pipeline holds a few sends' worth of
 # inflated batches at once (the one being written, one read ahead, the one being inflated): 8 MiB made the
@@ -71,8 +72,6 @@ def encode_lines(batches: list[Batch], session: str) -> Iterator[tuple[int, str]
                 yield ev.sn, json.dumps(obj, separators=(",", ":")) + "\n"
 
 
-# Printable ASCII and the newline between lines: a batch of nothing else needs only '"' and '\\' escaped.
-_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
 # What the json module writes (ensure_ascii) for the other ASCII bytes: short forms, else \u00XX (DEL too).
 _ESCAPE = {c: b"\\u%04x" % c for c in [*range(0x20), 0x7F]} | {8: b"\\b", 9: b"\\t", 12: b"\\f", 13: b"\\r"}
 
@@ -83,7 +82,7 @@ def _escaped(lines: bytes) -> tuple[bytes, bytes]:
     Python work per line); anything else through the json module's escaper line by line, which turns
     non-ASCII into \\u escapes exactly as ``encode_lines`` does."""
     if lines.isascii():
-        odd = lines.translate(None, _PRINTABLE)  # usually empty
+        odd = PRINTABLE_ASCII.outside(lines)  # usually empty
         if b"\\" in lines:
             lines = lines.replace(b"\\", b"\\\\")
         if b'"' in lines:

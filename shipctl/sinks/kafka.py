@@ -60,6 +60,7 @@ from shipctl.model import FMT_RAW, KINDS, Batch
 from shipctl.records import record
 from shipctl.schema import field, one_of, positive, scrub
 from shipctl.sinks.base import OK, RETRY, BatchSink, Request, SendResult
+from shipctl.sinks.byteclass import PRINTABLE_ASCII
 from shipctl.sinks.jsonl import encode_lines
 
 INSTALL_HINT = "pip install 'shipctl[kafka]'"
@@ -602,10 +603,6 @@ class _Encoded:
             # (consecutive singles of one topic and key are not merged again: a rare case, kept simple)
 
 
-# Printable ASCII and the newline between lines: a batch of nothing else needs only '"' and '\\' escaped.
-_PRINTABLE = bytes(range(0x20, 0x7F)) + b"\n"
-
-
 def _raw_values(b: Batch, first_sn: int, session: str) -> tuple[list[bytes], int]:
     """The JSON value of each line of a plain-lines batch from ``first_sn`` on, byte for byte what
     ``encode_lines`` writes (without its newline), and the sequence number of the first.
@@ -616,7 +613,7 @@ def _raw_values(b: Batch, first_sn: int, session: str) -> tuple[list[bytes], int
     escaper, as ``encode_lines`` does."""
     enc = encode_basestring_ascii
     payload = b.payload
-    if payload.isascii() and not payload.translate(None, _PRINTABLE):
+    if payload.isascii() and not PRINTABLE_ASCII.outside(payload):
         if b"\\" in payload:
             payload = payload.replace(b"\\", b"\\\\")
         if b'"' in payload:

@@ -35,6 +35,7 @@ from shipctl.records import record
 from shipctl.schema import field, http_url, mask, mask_fragments, one_of, positive, scrub
 from shipctl.sinks import digits
 from shipctl.sinks.base import DISCARD, OK, RETRY, TOO_LARGE, Request, SendResult, Sink, Span
+from shipctl.sinks.byteclass import NOT_CONTROL
 from shipctl.sinks.deflate import Deflated, Segment, zlib_body
 
 if TYPE_CHECKING:
@@ -112,8 +113,6 @@ def _sd() -> list[bytes]:
 
 
 _CLOSE = b'"}}'
-# Bytes that need no escaping in a JSON string, but for quote and backslash (valid UTF-8 is ensured first).
-_PLAIN = bytes(range(0x20, 0x100)) + b"\n"
 _CTRL = {c: (b"\\u%04x" % c) for c in range(0x20)} | {9: b"\\t", 13: b"\\r", 12: b"\\f", 8: b"\\b"}
 
 
@@ -122,7 +121,7 @@ def escape_lines(payload: bytes) -> bytes:
     becomes U+FFFD (as the other sinks decode it), quotes, backslashes and control characters are escaped."""
     if not payload.isascii():
         payload = payload.decode("utf-8", "replace").encode()
-    ctrl = payload.translate(None, _PLAIN)  # usually empty: nothing to allocate
+    ctrl = NOT_CONTROL.outside(payload)  # usually empty (valid UTF-8 is ensured above)
     if b"\\" in payload:
         payload = payload.replace(b"\\", b"\\\\")
     if b'"' in payload:
