@@ -19,13 +19,13 @@ again (config._merge(substitute=False)), so a ``$NAME`` the agent leaves as writ
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import typing
 from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from shipctl import records
 from shipctl.errors import ConfigError
 from shipctl.records import record
 from shipctl.schema import Where, describe
@@ -809,7 +809,7 @@ def _options_of(mtype: str) -> tuple[dict[str, Any], dict[str, str]]:
     cls = plugins.resolve(plugins.registry().monitors[mtype].options)
     hints = typing.get_type_hints(cls)
     names: dict[str, str] = {}
-    for f in dataclasses.fields(cls):
+    for f in records.fields(cls):
         names[f.name] = f.name
         for alias in f.metadata.get("aliases", ()):
             names[alias] = f.name

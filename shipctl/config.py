@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from shipctl import logrename, schema
+from shipctl import logrename, records, schema
 from shipctl.errors import ConfigError
 from shipctl.logrename import RenameRule
 from shipctl.model import KINDS
@@ -99,7 +99,7 @@ class LogConfig:
 
 def _levels(cls: Any) -> None:
     """A critical level below its warning level is a typo (it would never say WARNING): name both keys."""
-    for f in dataclasses.fields(cls):
+    for f in records.fields(cls):
         if f.name.endswith("_warning"):
             base = f.name.removesuffix("_warning")
             warn, crit = getattr(cls, f.name), getattr(cls, f"{base}_critical")

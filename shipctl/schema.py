@@ -15,6 +15,7 @@ import typing
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
+from shipctl import records
 from shipctl.errors import ConfigError
 
 T = TypeVar("T")
@@ -140,7 +141,7 @@ def _type_name(tp: Any) -> str:
         return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
     if origin in (dict, Mapping, typing.Mapping) or tp is dict:
         return "a table"
-    if dataclasses.is_dataclass(tp):
+    if records.is_dataclass(tp):
         return "a table"
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
@@ -193,7 +194,7 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
                 return convert(arg, value, where, regex=regex)
             except ConfigError as exc:
                 errors.append(exc)
-                if isinstance(value, dict) and dataclasses.is_dataclass(arg):
+                if isinstance(value, dict) and records.is_dataclass(arg):
                     table_error = exc  # a table for a table type: its own error says more than "expected ..."
         if isinstance(value, dict) and table_error is not None:
             raise table_error
@@ -233,7 +234,7 @@ def convert(tp: Any, value: Any, where: Where, *, regex: bool = False) -> Any:
             args = typing.get_args(tp)
             val_tp = args[1] if len(args) == 2 else typing.Any
             return types.MappingProxyType({str(k): convert(val_tp, v, where.key(str(k))) for k, v in value.items()})
-    elif dataclasses.is_dataclass(tp):
+    elif records.is_dataclass(tp):
         if isinstance(value, dict):
             return load(tp, value, where)
     else:  # pragma: no cover - a schema bug, not a user error
@@ -259,7 +260,7 @@ def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[
         raise where.error(f"expected a table, got {describe(table)}")
     hints = typing.get_type_hints(cls)
     names: dict[str, dataclasses.Field[Any]] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in records.fields(cls):  # type: ignore[arg-type]
         if not f.init:
             continue
         names[f.name] = f
@@ -287,7 +288,7 @@ def load(cls: type[T], table: Mapping[str, Any], where: Where, *, ignore: tuple[
             if problem:
                 raise sub.error(f"{problem}, got {describe(value, secret=sub.secret)}")
         kwargs[f.name] = converted
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+    for f in records.fields(cls):  # type: ignore[arg-type]
         if f.init and f.name not in kwargs and f.default is _MISSING and f.default_factory is _MISSING:
             raise where.key(f.name).error(f"missing required key ({_type_name(hints[f.name])})")
     try:
@@ -308,7 +309,7 @@ def _size(text: str, where: Where) -> int:
 
 
 def secret_fields(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls) if f.metadata.get("secret")}
+    return {f.name for f in records.fields(cls) if f.metadata.get("secret")}
 
 
 def positive(value: float) -> str | None:

@@ -77,3 +77,56 @@ def test_a_record_that_contains_itself_is_shown_with_an_ellipsis() -> None:
     n = Node("a")
     n.nxt = n
     assert repr(n).endswith("Node(name='a', nxt=...)")
+
+
+def test_a_record_class_is_made_when_first_needed_and_then_as_a_dataclass_would_be() -> None:
+    @record(frozen=True)
+    class Base:
+        a: int
+        b: int = 2
+
+    @record(frozen=True)
+    class Derived(Base):
+        c: str = "x"
+
+    assert "__dataclass_fields__" not in Base.__dict__  # defined, not made: no instance yet
+    from shipctl import records
+
+    assert [f.name for f in records.fields(Derived)] == ["a", "b", "c"]  # the base is made first
+    assert records.is_dataclass(Base) and Derived(1).b == 2 and Derived(1, c="y") == Derived(1, 2, "y")
+
+    @record
+    class Later:
+        items: list[int] = field(default_factory=list)
+
+    class Plain(Later):  # not a record: its own __init__ reaches the record's through super()
+        def __init__(self) -> None:
+            super().__init__([1])
+            self.extra = True
+
+    p = Plain()
+    assert p.items == [1] and p.extra and Later() == Later([]) and Later().items is not Later().items
+
+
+def test_threads_meeting_a_record_class_first_all_get_whole_instances() -> None:
+    import threading
+
+    @record(frozen=True)
+    class Racy:
+        a: int
+        b: str = "b"
+
+    got: list[Any] = []
+    barrier = threading.Barrier(8)
+
+    def make(i: int) -> None:
+        barrier.wait()
+        got.append(Racy(i))
+
+    threads = [threading.Thread(target=make, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r.a for r in got) == list(range(8)) and all(r.b == "b" for r in got)
+    assert repr(got[0]).endswith(f"Racy(a={got[0].a}, b='b')")

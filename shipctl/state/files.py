@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import time
 
+from shipctl import records
 from shipctl.records import record
 
 
@@ -45,7 +45,7 @@ class FileRecord:
     id: int | None = None
 
 
-_FIELDS = [f.name for f in dataclasses.fields(FileRecord) if f.name != "id"]
+_FIELDS = [f.name for f in records.fields(FileRecord) if f.name != "id"]
 
 
 def records(conn: sqlite3.Connection, log_id: str | None = None) -> list[FileRecord]:
