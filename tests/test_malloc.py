@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from shipctl import malloc
+from tests.conftest import Env, numbered
 
 
 class Mallopt:
@@ -35,6 +36,7 @@ def libc(monkeypatch: pytest.MonkeyPatch) -> FakeLibc:
     monkeypatch.setattr(ctypes, "CDLL", lambda name: fake)
     monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     return fake
 
 
@@ -44,10 +46,45 @@ def test_a_fixed_mmap_threshold_and_one_arena_once(libc: FakeLibc) -> None:
     assert libc.calls == [(malloc.M_MMAP_THRESHOLD, 512 << 10), (malloc.M_ARENA_MAX, 1)]
 
 
+def test_an_upload_on_its_own_keeps_batch_sized_buffers_in_the_heap(libc: FakeLibc) -> None:
+    malloc.tune(heap=True)
+    assert libc.calls == [
+        (malloc.M_MMAP_THRESHOLD, 4 << 20),
+        (malloc.M_TRIM_THRESHOLD, 64 << 20),
+        (malloc.M_ARENA_MAX, 1),
+    ]
+
+
+def test_upload_asks_for_the_heap_and_run_does_not(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[bool] = []
+    monkeypatch.setattr(malloc, "tune", lambda heap=False: asked.append(heap))
+    log = env.logs / "app.log"
+    log.write_text(numbered(100))
+    env.write_config(f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n')
+    assert env.cli("tail-once").exit_code == 0
+    asked.clear()
+    assert env.cli("upload").exit_code == 0 and asked == [True]
+    log.write_text(numbered(200))
+    asked.clear()
+    assert env.cli("run").exit_code == 0 and asked and not any(asked)  # tail-once's buffers are alive too
+    assert len(env.messages("log")) == 200
+    second = env.tmp / "second.jsonl"
+    env.write_config(
+        f'[agent]\nimplicit_metric_monitor = false\n[[logs]]\npath = "{log}"\n'
+        f'[[sinks]]\ntype = "file"\nid = "second"\npath = "{second}"\n'
+    )
+    log.write_text(numbered(300))
+    assert env.cli("tail-once").exit_code == 0
+    asked.clear()
+    assert env.cli("upload").exit_code == 0 and asked == [False, False]  # two sinks' threads allocate at once
+    assert len(second.read_text().splitlines()) == 100  # a sink added later starts at what is new
+
+
 def test_the_environment_wins(libc: FakeLibc, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    malloc.tune()
-    assert libc.calls == [(malloc.M_MMAP_THRESHOLD, 512 << 10)]
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "131072")
+    malloc.tune(heap=True)
+    assert libc.calls == [(malloc.M_MMAP_THRESHOLD, 4 << 20)]
 
 
 def test_no_mallopt_no_change(monkeypatch: pytest.MonkeyPatch) -> None:
