@@ -17,8 +17,8 @@ An ``upload`` to one sink (not beside tail-once in ``run``, nor beside another s
 side of that trade (``heap=True``): buffers up to 4 MiB come from the heap and stay there when freed (trim
 threshold 64 MiB), so each 1 MiB payload and ~650 KB request body reuses memory instead of faulting in a fresh
 mapping page by page (measured on a 116 MB upload: 44,500 -> 5,800 minor faults, 0.23 -> 0.13 system CPU-s,
-~10% less wall time, +2 MiB peak RSS: 32.4 -> 34.3). In ``run`` the same setting made the peak ~41 MiB, with
-tail-once's buffers alive too, and an upload to two sinks 42.4 (37.5 without).
+~10% less wall time, +1.8 MiB peak RSS: 31.7 -> 33.5). In ``run`` the same setting made the peak up to 41.7
+MiB, with tail-once's buffers alive too, and an upload to two sinks 42.4 (37.5 without).
 
 Only the paths that move data call ``tune()`` (the first read of new log bytes, the first request of an
 upload): loading ``ctypes`` costs ~0.5 MiB, which a no-op run does not pay. A setting the user made in the
