@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -78,6 +79,15 @@ class Env:
             text=True,
             env=os.environ.copy(),
         )
+
+    @staticmethod
+    def kill9(proc: subprocess.Popen[str]) -> bool:
+        """kill -9 ``proc`` if it is still running, then reap it and close its pipes; whether this killed it."""
+        killed = proc.poll() is None
+        if killed:
+            proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+        return killed
 
     def ship(self) -> Result:
         """tail-once then upload, both must succeed."""

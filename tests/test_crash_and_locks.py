@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import signal
 import time
 from pathlib import Path
 
@@ -46,10 +45,7 @@ def test_kill_9_during_tail_once_loses_and_duplicates_nothing(env: Env) -> None:
         proc = env.popen("tail-once")
         if _wait_for_lock_holder(env, proc.pid, "tail-once"):
             time.sleep(rng.uniform(0.0, 0.04))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        kills += env.kill9(proc)
         append(log, numbered(30_000, start=appended, width=20))  # the file keeps growing between crashes
         appended += 30_000
     assert kills >= 20, f"only {kills} runs were still busy when killed; give them more to read"

@@ -12,7 +12,6 @@ import errno
 import json
 import os
 import random
-import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -476,12 +475,7 @@ def test_kill_9_with_requests_in_flight_loses_and_duplicates_nothing(env: Env) -
                 break
             time.sleep(0.002)
         time.sleep(rng.uniform(0.0, 0.08))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        kills += env.kill9(proc)
     final = env.proc("upload", "--max-seconds", "0")
     assert final.returncode == 0, final.stderr
     assert kills >= 3, kills

@@ -8,7 +8,6 @@ import json
 import os
 import random
 import re
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -191,10 +190,7 @@ def test_kill_9_during_uploads_loses_nothing_and_repeats_only_by_session_and_sn(
         while rotel.size() == before and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)  # until a request has arrived: the next ones are in flight
         time.sleep(rng.uniform(0, 0.012))  # a request takes a few ms here: land within the next few
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.communicate()
+        kills += env.kill9(proc)
     assert kills >= 3, f"only {kills} kills landed during an upload"
     r = env.proc("upload", "--force")
     assert r.returncode == 0, r.stderr

@@ -10,7 +10,6 @@ import contextlib
 import datetime
 import json
 import random
-import signal
 import socket
 import sqlite3
 import threading
@@ -280,12 +279,7 @@ def test_kill_9_during_upload_loses_nothing_and_repeats_only_the_request_in_flig
         while rsyslog.count(app) == before and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.005)
         time.sleep(rng.uniform(0, 0.01))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        kills += env.kill9(proc)
         acked = _acked(env, "central")
         for sn, n in batches:
             if sn <= acked + 1 < sn + n:

@@ -116,12 +116,7 @@ def _kill_uploads(env: Env, r: Receiver, most: int, seed: int) -> tuple[int, set
         while len(r.requests) < target and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.002)
         time.sleep(rng.uniform(0, 0.04))
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
-        proc.stdout.close()  # type: ignore[union-attr]
-        proc.stderr.close()  # type: ignore[union-attr]
+        kills += env.kill9(proc)
         r.wait_idle()
         mine = [q for q in r.requests[before:] if q.stored]
         if mine and proc.returncode == -signal.SIGKILL:
