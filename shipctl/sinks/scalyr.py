@@ -170,10 +170,6 @@ class _RawChunk(_Chunk):
         # unescaped quotes of '{"thread"') is found nowhere else.
         self.marker = _CLOSE + b"," + open_
 
-    def head(self, j: int) -> bytes:
-        """Event j's opening when it starts a run: all its ts digits, si and sn."""
-        return b'%b%d","si":"%b","sn":%d,"attrs":{"message":"' % (self.open, self.ts0 + j, self.si, self.first_sn + j)
-
     def _data(self) -> bytes:
         if len(self.parts) > 1:
             self.parts = [b"".join(self.parts)]
@@ -192,10 +188,15 @@ class _RawChunk(_Chunk):
             end = data.index(marker, end + 1)
         left = _RawChunk(self.batch, self.first_sn, self.ts0, j, [data[:end], _CLOSE], self.open, self.si)
         message = data.index(_SD_TAIL, end) + len(_SD_TAIL)
-        right = _RawChunk(self.batch, self.first_sn + j, self.ts0 + j, self.n - j, [], self.open, self.si)
-        right.parts = [right.head(0), data[message:]]
-        right.size = sum(map(len, right.parts))
+        sn, ts = self.first_sn + j, self.ts0 + j
+        head = _raw_head(self.open, ts, self.si, sn)
+        right = _RawChunk(self.batch, sn, ts, self.n - j, [head, data[message:]], self.open, self.si)
         return left, right
+
+
+def _raw_head(open_: bytes, ts: int, si: bytes, sn: int) -> bytes:
+    """The opening of the first event of a chunk: all its ts digits, si and sn."""
+    return b'%b%d","si":"%b","sn":%d,"attrs":{"message":"' % (open_, ts, si, sn)
 
 
 def _raw_chunk(batch: Batch, escaped: bytes, first_sn: int, v: int, open_: bytes, si: bytes) -> _RawChunk:
@@ -213,10 +214,8 @@ def _raw_chunk(batch: Batch, escaped: bytes, first_sn: int, v: int, open_: bytes
         glue = b"%b,%b%%d%b" % (_CLOSE, open_.replace(b"%", b"%%"), _SD_TAIL)
         body = escaped[:-1].replace(b"\n", glue)
         args = range(v + 1, v + n)
-    chunk = _RawChunk(batch, first_sn, v, n, [], open_, si)
-    chunk.parts = [chunk.head(0), body % tuple(args), _CLOSE]
-    chunk.size = sum(map(len, chunk.parts))
-    return chunk
+    parts = [_raw_head(open_, v, si, first_sn), body % tuple(args), _CLOSE]
+    return _RawChunk(batch, first_sn, v, n, parts, open_, si)
 
 
 def _raw_chunks(batch: Batch, start: int, ts0: int, open_: bytes, si: bytes) -> Iterator[_Chunk]:
