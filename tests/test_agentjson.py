@@ -684,7 +684,10 @@ _attr_values = _text | st.integers(-(2**53), 2**53) | st.floats(allow_nan=False,
 @given(
     attrs=st.dictionaries(_text, _attr_values, max_size=4),
     server=st.dictionaries(_text.filter(lambda k: k != "serverHost"), _text, max_size=3),
-    path=st.text(min_size=1, max_size=15).filter(lambda p: "\0" not in p and not set(p) & set("[]*?")),
+    # Not a directory ("/srv/" + "/" or ".."): a log path naming one is refused, with its own test.
+    path=st.text(min_size=1, max_size=15).filter(
+        lambda p: "\0" not in p and not set(p) & set("[]*?") and not os.path.isdir("/srv/" + p)
+    ),
     command=st.text(min_size=1, max_size=15).filter(lambda c: c.strip()),
 )
 def test_convert_round_trips_any_values(
